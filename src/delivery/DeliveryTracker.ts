@@ -1,0 +1,246 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { ReceiverMetrics } from '../metrics/instruments.ts';
+import type { CallbackResult, CallbackTransition, TaskCounts, TaskRecord, TaskStore } from './TaskStore.ts';
+
+export interface DeliveryTrackerOptions {
+  readonly store: TaskStore;
+  /** Seconds a registered task may wait for its callback before it counts as missed. Default 300. */
+  readonly deliveryTimeoutSeconds?: number;
+  /** How often the deadline sweeper runs, in milliseconds. Default 1000 (a missed task shows within ~1 s). */
+  readonly sweepIntervalMs?: number;
+  /** Tasks expired per store call; the sweeper yields to the event loop between batches. Default 500. */
+  readonly sweepBatchSize?: number;
+  /** Poll interval for waiters, so a callback stored by another instance wakes them too. Default 250 ms. */
+  readonly waitPollIntervalMs?: number;
+  /** Called when the sweeper fails (store down); the sweeper keeps running. */
+  readonly onSweepError?: (error: unknown) => void;
+  readonly now?: () => number;
+}
+
+/** At most this many recently missed ids are kept for the health report. */
+const RECENT_MISSED_LIMIT = 10;
+const EMPTY_COUNTS: TaskCounts = Object.freeze({ pending: 0, delivered: 0, missed: 0, late: 0 });
+
+type Waiter = (record: TaskRecord | undefined) => void;
+
+/**
+ * Knows which registered tasks got their callback. Every transition happens atomically in the TaskStore; this class
+ * counts the transitions *this* instance made (so counters summed over instances are exact), runs the deadline
+ * sweeper and wakes `waitForResult` callers. Everything the health report reads is kept here as O(1) aggregates.
+ */
+export class DeliveryTracker {
+  readonly store: TaskStore;
+  readonly timeoutMs: number;
+  readonly #metrics: ReceiverMetrics | undefined;
+  readonly #sweepIntervalMs: number;
+  readonly #batch: number;
+  readonly #pollMs: number;
+  readonly #onSweepError: (error: unknown) => void;
+  readonly #now: () => number;
+  readonly #waiters = new Map<string, Set<Waiter>>();
+  readonly #recentMissed: string[] = [];
+  #counts: TaskCounts = EMPTY_COUNTS;
+  #lastSubmittedAt: number | null = null;
+  #waitingSince: number | null = null;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #sweeping: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: DeliveryTrackerOptions, metrics?: ReceiverMetrics) {
+    this.store = options.store;
+    this.timeoutMs = (options.deliveryTimeoutSeconds ?? 300) * 1000;
+    this.#metrics = metrics;
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+    this.#batch = options.sweepBatchSize ?? 500;
+    this.#pollMs = options.waitPollIntervalMs ?? 250;
+    this.#onSweepError = options.onSweepError ?? (() => {});
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Store-wide counts as of the last sweep or local transition (refreshed at least every sweep interval). */
+  get counts(): TaskCounts {
+    return this.#counts;
+  }
+
+  /** Unix ms of the last registration this instance made, or null. */
+  get lastSubmittedAt(): number | null {
+    return this.#lastSubmittedAt;
+  }
+
+  /** Unix ms of the first registration since the last callback this instance stored, or null. */
+  get waitingSince(): number | null {
+    return this.#waitingSince;
+  }
+
+  /** Up to 10 ids this instance most recently marked missed, newest last. */
+  get recentMissedIds(): readonly string[] {
+    return this.#recentMissed;
+  }
+
+  /** Registers tasks; resolves to the ids that were new. Ids already known are ignored (idempotent). */
+  async trackSubmitted(ids: string | readonly string[]): Promise<string[]> {
+    const list = typeof ids === 'string' ? [ids] : ids;
+    const now = this.#now();
+    const added = await this.store.register(list, now, now + this.timeoutMs);
+    this.#lastSubmittedAt = now;
+    this.#waitingSince ??= now;
+    if (added.length > 0) {
+      this.#metrics?.submitted(added.length);
+      this.#adjust({ pending: added.length });
+    }
+    return added;
+  }
+
+  /**
+   * Stores a callback durably and counts its transition. Rejects when the store cannot write: the caller must not
+   * acknowledge the callback then.
+   */
+  async recordCallback(result: CallbackResult): Promise<CallbackTransition> {
+    const transition = await this.store.recordCallback(result);
+    this.#waitingSince = null;
+    const m = this.#metrics;
+    switch (transition.kind) {
+      case 'delivered':
+        m?.delivered(result.outcome, (result.receivedAt - transition.submittedAt) / 1000);
+        this.#adjust({ pending: -1, delivered: 1 });
+        break;
+      case 'late':
+        m?.late();
+        this.#adjust({ missed: -1, late: 1 });
+        break;
+      case 'duplicate':
+        m?.duplicate();
+        break;
+      case 'unregistered':
+        break;
+    }
+    if (transition.kind !== 'duplicate') this.#wake(result.taskId);
+    return transition;
+  }
+
+  /** Reads a task; undefined when nothing is known under that id. */
+  get(id: string): Promise<TaskRecord | undefined> {
+    return this.store.get(id);
+  }
+
+  /**
+   * Resolves with the task once it is settled (delivered, late, or missed at its deadline), or with its current
+   * record (pending or undefined) when `timeoutMs` passes first.
+   */
+  async waitForResult(id: string, timeoutMs: number): Promise<TaskRecord | undefined> {
+    const current = await this.store.get(id);
+    if (hasResult(current) || timeoutMs <= 0 || this.#closed) return current;
+    return new Promise<TaskRecord | undefined>((resolve) => {
+      let set = this.#waiters.get(id);
+      if (!set) {
+        set = new Set();
+        this.#waiters.set(id, set);
+      }
+      const waiters = set;
+      const finish: Waiter = (record) => {
+        clearTimeout(timer);
+        waiters.delete(finish);
+        if (waiters.size === 0) this.#waiters.delete(id);
+        resolve(record);
+      };
+      const timer = setTimeout(() => {
+        this.store.get(id).then(finish, () => finish(current));
+      }, timeoutMs);
+      set.add(finish);
+      this.#ensurePolling();
+    });
+  }
+
+  /** Starts the deadline sweeper. */
+  start(): void {
+    if (this.#sweepTimer || this.#closed) return;
+    this.#sweepTimer = setInterval(() => void this.sweep(), this.#sweepIntervalMs);
+    this.#sweepTimer.unref();
+    void this.sweep();
+  }
+
+  /**
+   * Expires every overdue pending task, in batches, yielding to the event loop between batches so a large backlog
+   * never stalls callbacks. Concurrent calls share one run. Also refreshes the cached counts.
+   */
+  sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweepOnce().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweepOnce(): Promise<void> {
+    try {
+      for (;;) {
+        const moved = await this.store.expireDue(this.#now(), this.#batch);
+        if (moved.length > 0) {
+          this.#metrics?.missed(moved.length);
+          this.#adjust({ pending: -moved.length, missed: moved.length });
+          for (const id of moved.slice(-RECENT_MISSED_LIMIT)) this.#recentMissed.push(id);
+          if (this.#recentMissed.length > RECENT_MISSED_LIMIT) {
+            this.#recentMissed.splice(0, this.#recentMissed.length - RECENT_MISSED_LIMIT);
+          }
+          for (const id of moved) this.#wake(id);
+        }
+        if (moved.length < this.#batch || this.#closed) break;
+        await yieldToEventLoop();
+      }
+      this.#counts = await this.store.counts();
+    } catch (error) {
+      this.#onSweepError(error);
+    }
+  }
+
+  /** Stops the sweeper and releases waiters with their current record. Does not close the store. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweepTimer);
+    clearInterval(this.#pollTimer);
+    this.#sweepTimer = undefined;
+    this.#pollTimer = undefined;
+    await this.#sweeping;
+    for (const id of [...this.#waiters.keys()]) await this.#wakeWith(id);
+  }
+
+  #adjust(delta: Partial<TaskCounts>): void {
+    const c = this.#counts;
+    this.#counts = {
+      pending: Math.max(0, c.pending + (delta.pending ?? 0)),
+      delivered: c.delivered + (delta.delivered ?? 0),
+      missed: Math.max(0, c.missed + (delta.missed ?? 0)),
+      late: c.late + (delta.late ?? 0),
+    };
+  }
+
+  #wake(id: string): void {
+    if (this.#waiters.has(id)) void this.#wakeWith(id);
+  }
+
+  async #wakeWith(id: string): Promise<void> {
+    const set = this.#waiters.get(id);
+    if (!set) return;
+    const record = await this.store.get(id).catch(() => undefined);
+    if (!hasResult(record) && !this.#closed && record?.state !== 'missed') return;
+    for (const w of [...set]) w(record);
+  }
+
+  /** Cross-instance wake-up: a callback stored by another instance only shows in the shared store. */
+  #ensurePolling(): void {
+    if (this.#pollTimer) return;
+    this.#pollTimer = setInterval(() => {
+      if (this.#waiters.size === 0) {
+        clearInterval(this.#pollTimer);
+        this.#pollTimer = undefined;
+        return;
+      }
+      for (const id of this.#waiters.keys()) void this.#wakeWith(id);
+    }, this.#pollMs);
+    this.#pollTimer.unref();
+  }
+}
+
+function hasResult(record: TaskRecord | undefined): boolean {
+  return record?.state === 'delivered' || record?.state === 'late';
+}

@@ -1,0 +1,175 @@
+import type { CallbackResult, CallbackTransition, TaskCounts, TaskRecord, TaskState, TaskStore } from '../TaskStore.ts';
+
+interface MutableTask {
+  id: string;
+  state: TaskState;
+  registered: boolean;
+  outcome: TaskRecord['outcome'];
+  code: string | null;
+  format: TaskRecord['format'];
+  submittedAt: number | null;
+  deadlineAt: number | null;
+  receivedAt: number | null;
+  callbacks: number;
+}
+
+/** A binary min-heap of [deadline, id] so expiry never scans pending tasks. */
+class DeadlineHeap {
+  readonly #items: Array<[number, string]> = [];
+  get size(): number {
+    return this.#items.length;
+  }
+  peek(): [number, string] | undefined {
+    return this.#items[0];
+  }
+  push(item: [number, string]): void {
+    const a = this.#items;
+    a.push(item);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]![0] <= a[i]![0]) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): [number, string] | undefined {
+    const a = this.#items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length > 0 && last) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]![0] < a[m]![0]) m = l;
+        if (r < a.length && a[r]![0] < a[m]![0]) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/** Process-local store for tests and for embedding where losing state on restart is acceptable. */
+export class MemoryTaskStore implements TaskStore {
+  readonly #tasks = new Map<string, MutableTask>();
+  readonly #deadlines = new DeadlineHeap();
+  #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
+  #closed = false;
+
+  async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
+    this.#assertOpen();
+    const added: string[] = [];
+    for (const id of ids) {
+      if (this.#tasks.has(id)) continue;
+      this.#tasks.set(id, {
+        id,
+        state: 'pending',
+        registered: true,
+        outcome: null,
+        code: null,
+        format: null,
+        submittedAt,
+        deadlineAt,
+        receivedAt: null,
+        callbacks: 0,
+      });
+      this.#deadlines.push([deadlineAt, id]);
+      this.#counts.pending++;
+      added.push(id);
+    }
+    return added;
+  }
+
+  async recordCallback(r: CallbackResult): Promise<CallbackTransition> {
+    this.#assertOpen();
+    const task = this.#tasks.get(r.taskId);
+    if (!task) {
+      this.#tasks.set(r.taskId, {
+        id: r.taskId,
+        state: 'delivered',
+        registered: false,
+        outcome: r.outcome,
+        code: r.code,
+        format: r.format,
+        submittedAt: null,
+        deadlineAt: null,
+        receivedAt: r.receivedAt,
+        callbacks: 1,
+      });
+      // Unregistered callbacks are stored but stay out of the counts: the delivery rate is about registered tasks.
+      return { kind: 'unregistered' };
+    }
+    task.callbacks++;
+    if (task.state === 'delivered' || task.state === 'late') return { kind: 'duplicate' };
+    task.outcome = r.outcome;
+    task.code = r.code;
+    task.format = r.format;
+    task.receivedAt = r.receivedAt;
+    const submittedAt = task.submittedAt ?? r.receivedAt;
+    if (task.state === 'pending') {
+      task.state = 'delivered';
+      this.#counts.pending--;
+      this.#counts.delivered++;
+      return { kind: 'delivered', submittedAt };
+    }
+    task.state = 'late';
+    this.#counts.missed--;
+    this.#counts.late++;
+    return { kind: 'late', submittedAt };
+  }
+
+  async expireDue(now: number, limit: number): Promise<string[]> {
+    this.#assertOpen();
+    const moved: string[] = [];
+    while (moved.length < limit) {
+      const top = this.#deadlines.peek();
+      if (!top || top[0] > now) break;
+      this.#deadlines.pop();
+      const task = this.#tasks.get(top[1]);
+      if (task?.state !== 'pending') continue;
+      task.state = 'missed';
+      this.#counts.pending--;
+      this.#counts.missed++;
+      moved.push(task.id);
+    }
+    return moved;
+  }
+
+  async get(id: string): Promise<TaskRecord | undefined> {
+    this.#assertOpen();
+    const t = this.#tasks.get(id);
+    return t ? { ...t } : undefined;
+  }
+
+  async list(state: TaskState, limit: number): Promise<TaskRecord[]> {
+    this.#assertOpen();
+    const out: TaskRecord[] = [];
+    for (const t of this.#tasks.values()) {
+      if (t.state === state) out.push({ ...t });
+    }
+    out.sort((a, b) => (a.deadlineAt ?? a.receivedAt ?? 0) - (b.deadlineAt ?? b.receivedAt ?? 0));
+    return out.slice(0, limit);
+  }
+
+  async counts(): Promise<TaskCounts> {
+    return { ...this.#counts };
+  }
+
+  async ping(): Promise<void> {
+    this.#assertOpen();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('store is closed');
+  }
+}

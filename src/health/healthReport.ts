@@ -1,0 +1,67 @@
+import type { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
+import type { ErrorType } from '../metrics/contract.ts';
+import type { CallbackStats } from './CallbackStats.ts';
+
+/** Callbacks are "expected" for this long after a submission, and "stale" after this long without one. */
+export const STALE_AFTER_MS = 300_000;
+
+export type HealthStatus = 'healthy' | 'idle' | 'stale';
+
+/** The `/health/callbacks` body: the seed tutorial's keys plus the delivery block. */
+export interface HealthReport {
+  status: HealthStatus;
+  total_received: number;
+  total_errors: number;
+  error_rate: number;
+  avg_latency_ms: number;
+  p95_latency_ms: number;
+  seconds_since_last_callback: number;
+  error_breakdown: Record<ErrorType, number>;
+  delivery: {
+    delivered: number;
+    missed: number;
+    pending: number;
+    late: number;
+    delivery_rate: number | null;
+    missed_task_ids: readonly string[];
+  };
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/**
+ * Builds the health report from running aggregates only (O(1): no task scan, no sample sort).
+ * `stale` means callbacks are expected (tasks pending, or one submitted in the last 5 minutes) and none arrived for
+ * 5 minutes, counting from the later of the last callback, the first submission after it, and start-up.
+ * `idle` means nothing is expected and nothing arrived recently; a quiet pipeline is not an outage.
+ */
+export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now: number = Date.now()): HealthReport {
+  const counts = tracker.counts;
+  const lastSubmit = tracker.lastSubmittedAt;
+  const last = stats.lastCallbackAt;
+  const expected = counts.pending > 0 || (lastSubmit !== null && now - lastSubmit < STALE_AFTER_MS);
+  const recentTraffic = last !== null && now - last < STALE_AFTER_MS;
+  const waitingSince = Math.max(stats.startedAt, last ?? 0, tracker.waitingSince ?? 0);
+  let status: HealthStatus;
+  if (expected) status = now - waitingSince >= STALE_AFTER_MS ? 'stale' : 'healthy';
+  else status = recentTraffic ? 'healthy' : 'idle';
+  const settled = counts.delivered + counts.missed;
+  return {
+    status,
+    total_received: stats.totalReceived,
+    total_errors: stats.totalErrors,
+    error_rate: stats.totalReceived === 0 ? 0 : round(stats.totalErrors / stats.totalReceived, 4),
+    avg_latency_ms: round(stats.latency.averageMs()),
+    p95_latency_ms: round(stats.latency.quantileMs(0.95)),
+    seconds_since_last_callback: last === null ? -1 : round((now - last) / 1000),
+    error_breakdown: { ...stats.errorBreakdown },
+    delivery: {
+      delivered: counts.delivered,
+      missed: counts.missed,
+      pending: counts.pending,
+      late: counts.late,
+      delivery_rate: settled === 0 ? null : round(counts.delivered / settled, 4),
+      missed_task_ids: [...tracker.recentMissedIds],
+    },
+  };
+}

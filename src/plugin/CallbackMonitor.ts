@@ -1,0 +1,162 @@
+import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
+import type { Middleware } from 'koa';
+import { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
+import { MemoryTaskStore } from '../delivery/stores/MemoryTaskStore.ts';
+import type { TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
+import { CallbackStats } from '../health/CallbackStats.ts';
+import { type HealthReport, healthReport } from '../health/healthReport.ts';
+import { ReceiverMetrics } from '../metrics/instruments.ts';
+import { callbackRoute, type OnError, type OnResult } from './callbackRoute.ts';
+
+export const METER_NAME = 'captcha-callback-monitor';
+
+/** Everything the receiver can be told; every field has a default. */
+export interface CallbackMonitorOptions {
+  /** Where results and tasks live. Default: a MemoryTaskStore (lost on restart; use SqliteTaskStore in production). */
+  store?: TaskStore;
+  /** The meter for the contract's instruments. Default: the global MeterProvider's `captcha-callback-monitor` meter. */
+  meter?: Meter;
+  /** Set false to record no metrics at all (the benchmark's "metrics off" variant). Default true. */
+  metrics?: boolean;
+  /** Path of the callback route family. Default `/callback`. */
+  prefix?: string;
+  /** When set, callbacks are accepted only on `<prefix>/<secret>[/<taskId>]`. */
+  secret?: string;
+  /** Seconds a registered task waits for its callback before it is missed. Default 300. */
+  deliveryTimeoutSeconds?: number;
+  /** Sweeper period in ms. Default 1000. */
+  sweepIntervalMs?: number;
+  /** Largest accepted body. Default 64 KiB. */
+  maxBodyBytes?: number;
+  /** Longest accepted query string. Default 8 KiB. */
+  maxQueryBytes?: number;
+  /** Health paths; set to null to leave them out of `middleware()`. Defaults `/health/callbacks` and `/healthz`. */
+  healthPath?: string | null;
+  healthzPath?: string | null;
+  /** Your processing, run after the 200 is sent; failures are counted as `handler_error` and never reach the solver. */
+  onResult?: OnResult;
+  /** Told about hook failures, store failures and sweeper failures (for logging). Must not throw. */
+  onError?: OnError;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/**
+ * The receiver as a library: mount `middleware()` in any Koa 3 app, register tasks with `trackSubmitted`, read
+ * results with `getTask` / `waitForResult`. Call `start()` to run the deadline sweeper and `close()` to stop it.
+ */
+export class CallbackMonitor {
+  readonly tracker: DeliveryTracker;
+  readonly stats: CallbackStats;
+  readonly metrics: ReceiverMetrics;
+  readonly store: TaskStore;
+  readonly #options: CallbackMonitorOptions;
+  readonly #onError: OnError;
+
+  constructor(options: CallbackMonitorOptions = {}) {
+    this.#options = options;
+    const onError = options.onError ?? (() => {});
+    this.#onError = (error, where) => {
+      try {
+        onError(error, where);
+      } catch {
+        // A logging hook must never take the receiver down with it.
+      }
+    };
+    this.store = options.store ?? new MemoryTaskStore();
+    this.stats = new CallbackStats(options.now);
+    const meter = options.metrics === false ? createNoopMeter() : (options.meter ?? otelMetrics.getMeter(METER_NAME));
+    this.metrics = new ReceiverMetrics(meter, {
+      secondsSinceLastCallback: () => this.stats.secondsSinceLast(),
+      pendingTasks: () => this.tracker.counts.pending,
+    });
+    this.tracker = new DeliveryTracker(
+      {
+        store: this.store,
+        ...(options.deliveryTimeoutSeconds === undefined
+          ? {}
+          : { deliveryTimeoutSeconds: options.deliveryTimeoutSeconds }),
+        ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
+        ...(options.now === undefined ? {} : { now: options.now }),
+        onSweepError: (error) => this.#onError(error, 'sweep'),
+      },
+      this.metrics,
+    );
+  }
+
+  /** Callback routes plus `/health/callbacks` and `/healthz`, as one Koa middleware. */
+  middleware(): Middleware {
+    const o = this.#options;
+    const callbacks = callbackRoute({
+      prefix: (o.prefix ?? '/callback').replace(/\/+$/, ''),
+      secret: o.secret,
+      maxBodyBytes: o.maxBodyBytes ?? 64 * 1024,
+      maxQueryBytes: o.maxQueryBytes ?? 8 * 1024,
+      tracker: this.tracker,
+      stats: this.stats,
+      metrics: this.metrics,
+      onResult: o.onResult,
+      onError: this.#onError,
+    });
+    const healthPath = o.healthPath === undefined ? '/health/callbacks' : o.healthPath;
+    const healthzPath = o.healthzPath === undefined ? '/healthz' : o.healthzPath;
+    return async (ctx, next) => {
+      if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path === healthPath) {
+        const report = this.health();
+        ctx.status = report.status === 'stale' ? 503 : 200;
+        ctx.body = report;
+        return;
+      }
+      if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path === healthzPath) {
+        const ok = await this.storeReachable();
+        ctx.status = ok ? 200 : 503;
+        ctx.body = { status: ok ? 'ok' : 'store_unavailable' };
+        return;
+      }
+      return callbacks(ctx, next);
+    };
+  }
+
+  /** The `/health/callbacks` report, from running aggregates (O(1)). */
+  health(): HealthReport {
+    return healthReport(this.stats, this.tracker, (this.#options.now ?? Date.now)());
+  }
+
+  /** True when the store answers a write-capable ping within `timeoutMs`. */
+  async storeReachable(timeoutMs = 2000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.store.ping().then(() => true as const), timeout]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  trackSubmitted(ids: string | readonly string[]): Promise<string[]> {
+    return this.tracker.trackSubmitted(ids);
+  }
+
+  getTask(id: string): Promise<TaskRecord | undefined> {
+    return this.tracker.get(id);
+  }
+
+  waitForResult(id: string, timeoutMs = 30_000): Promise<TaskRecord | undefined> {
+    return this.tracker.waitForResult(id, timeoutMs);
+  }
+
+  /** Starts the deadline sweeper. */
+  start(): this {
+    this.tracker.start();
+    return this;
+  }
+
+  /** Stops the sweeper and releases waiters. The store stays open: close it yourself. */
+  close(): Promise<void> {
+    return this.tracker.close();
+  }
+}
