@@ -1,0 +1,146 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Meter } from '@opentelemetry/api';
+import Koa from 'koa';
+import type { TaskStore } from '../delivery/TaskStore.ts';
+import { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import { taskApi } from './taskApi.ts';
+import { PROMETHEUS_CONTENT_TYPE } from './telemetry.ts';
+
+export interface ReceiverServerDeps {
+  readonly config: Config;
+  readonly store: TaskStore;
+  readonly meter: Meter;
+  /** Renders the Prometheus exposition text. */
+  readonly scrape: () => Promise<string>;
+  readonly logger: Logger;
+}
+
+/** Turns an unexpected error into a JSON 500/503 instead of Koa's default, and logs it without request details. */
+function jsonErrors(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) ctx.body = { error: 'not_found', reason: 'no such route' };
+    } catch (error) {
+      logger.error({ err: error, route: ctx.routerPath ?? 'unmatched' }, 'request failed');
+      ctx.status = 503;
+      ctx.body = { error: 'unavailable', reason: 'the request could not be served' };
+    }
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/**
+ * The standalone receiver: a public listener (callbacks and health only) and a management listener (`/metrics` and
+ * the task API), both plain `node:http` servers so the slow-client timeouts can be set.
+ */
+export class ReceiverServer {
+  readonly monitor: CallbackMonitor;
+  readonly publicServer: Server;
+  readonly managementServer: Server;
+  readonly #deps: ReceiverServerDeps;
+
+  constructor(deps: ReceiverServerDeps) {
+    this.#deps = deps;
+    const { config, logger } = deps;
+    this.monitor = new CallbackMonitor({
+      store: deps.store,
+      meter: deps.meter,
+      prefix: config.CALLBACK_PATH,
+      deliveryTimeoutSeconds: config.DELIVERY_TIMEOUT,
+      ...(config.CALLBACK_SECRET ? { secret: config.CALLBACK_SECRET } : {}),
+      onError: (error, where) => {
+        const err = error instanceof Error ? { type: error.name, message: error.message } : { type: typeof error };
+        logger.warn({ where, err }, where === 'onResult' ? 'result hook failed' : `${where} failed`);
+      },
+    });
+
+    const publicApp = new Koa();
+    publicApp.silent = true;
+    publicApp.use(jsonErrors(logger));
+    publicApp.use(this.monitor.middleware());
+    this.publicServer = this.#httpServer(publicApp);
+
+    const managementApp = new Koa();
+    managementApp.silent = true;
+    managementApp.use(jsonErrors(logger));
+    managementApp.use(async (ctx, next) => {
+      if (ctx.path !== '/metrics') return next();
+      if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+        ctx.status = 405;
+        ctx.set('Allow', 'GET, HEAD');
+        return;
+      }
+      ctx.type = PROMETHEUS_CONTENT_TYPE;
+      ctx.body = await deps.scrape();
+    });
+    const tasks = taskApi(this.monitor, config.API_TOKEN);
+    managementApp.use(tasks.routes());
+    managementApp.use(tasks.allowedMethods());
+    this.managementServer = this.#httpServer(managementApp);
+  }
+
+  #httpServer(app: Koa): Server {
+    const c = this.#deps.config;
+    const server = createServer(
+      {
+        headersTimeout: c.HEADERS_TIMEOUT_MS,
+        requestTimeout: c.REQUEST_TIMEOUT_MS,
+        keepAliveTimeout: c.KEEP_ALIVE_TIMEOUT_MS,
+        // Node checks the two timeouts above only this often (default 30 s); a slowloris client would outlive them.
+        connectionsCheckingInterval: Math.min(1000, c.HEADERS_TIMEOUT_MS),
+      },
+      app.callback(),
+    );
+    server.on('clientError', (_error, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    return server;
+  }
+
+  /** Starts the sweeper and both listeners; resolves to the bound addresses. */
+  async start(): Promise<{ public: AddressInfo; management: AddressInfo }> {
+    const c = this.#deps.config;
+    await this.#deps.store.ping();
+    this.monitor.start();
+    const pub = await listen(this.publicServer, c.PORT, c.HOST);
+    const mgmt = await listen(this.managementServer, c.MANAGEMENT_PORT, c.MANAGEMENT_HOST);
+    return { public: pub, management: mgmt };
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight requests finish (up to SHUTDOWN_TIMEOUT_MS, then cuts the rest),
+   * stops the sweeper and closes the store.
+   */
+  async stop(): Promise<void> {
+    const timeout = this.#deps.config.SHUTDOWN_TIMEOUT_MS;
+    const closeServer = (server: Server) =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        const timer = setTimeout(() => server.closeAllConnections(), timeout);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+    const closing = Promise.all([closeServer(this.publicServer), closeServer(this.managementServer)]);
+    // Releases long-poll waiters so their requests finish now instead of holding shutdown open.
+    await this.monitor.close();
+    await closing;
+    await this.#deps.store.close();
+  }
+}

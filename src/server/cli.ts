@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createStore } from '../delivery/createStore.ts';
+import { CONFIG_SCHEMA, ConfigError, loadConfig, redactedConfig } from './config.ts';
+import { createLogger } from './logger.ts';
+import { ReceiverServer } from './ReceiverServer.ts';
+import { startTelemetry } from './telemetry.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function usage(): string {
+  const vars = Object.entries(CONFIG_SCHEMA.shape).map(([name, schema]) => {
+    const def = (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
+    const shown = def === undefined ? '' : ` (default ${String(def)})`;
+    return `  ${name.padEnd(22)} ${schema.description ?? ''}${shown}`;
+  });
+  return [
+    `captcha-callback-monitor ${pkg.version}: a monitored receiver for CAPTCHA solver callbacks.`,
+    '',
+    'Usage:',
+    '  captcha-callback-monitor [serve]    run the receiver (public + management listeners)',
+    '  captcha-callback-monitor --help     show this help',
+    '  captcha-callback-monitor --version  show the version',
+    '',
+    'Configuration (environment variables, validated at start-up):',
+    ...vars,
+    '',
+    'Standard OTEL_* variables also apply (e.g. OTEL_TRACES_EXPORTER=otlp); traces and logs are off by default.',
+  ].join('\n');
+}
+
+async function serve(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.LOG_LEVEL);
+  let store: Awaited<ReturnType<typeof createStore>>;
+  try {
+    store = await createStore(config.STORE_URL);
+  } catch (error) {
+    process.stderr.write(`captcha-callback-monitor: STORE_URL: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  const telemetry = startTelemetry(pkg.version);
+  const server = new ReceiverServer({ config, store, meter: telemetry.meter, scrape: telemetry.reader.scrape, logger });
+  const bound = await server.start().catch((error: Error) => {
+    logger.fatal({ err: { type: error.name, message: error.message } }, 'could not start');
+    process.exit(1);
+  });
+  logger.info(
+    { config: redactedConfig(config), public: bound.public, management: bound.management, version: pkg.version },
+    'listening',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await server.stop();
+      await telemetry.shutdown();
+      logger.info('stopped');
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: { message: (error as Error).message } }, 'unclean shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) return void process.stdout.write(`${usage()}\n`);
+  if (values.version) return void process.stdout.write(`${pkg.version}\n`);
+  const command = positionals[0] ?? 'serve';
+  if (command === 'serve') return serve();
+  process.stderr.write(`captcha-callback-monitor: unknown command "${command}"\n\n${usage()}\n`);
+  process.exit(2);
+}
+
+main(process.argv.slice(2)).catch((error: Error) => {
+  process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a port number' })
+    .int('must be a whole number')
+    .min(0, 'must be 0-65535')
+    .max(65535, 'must be 0-65535')
+    .default(fallback);
+const millis = (fallback: number) =>
+  z.coerce
+    .number({ error: 'must be a number of milliseconds' })
+    .int('must be whole milliseconds')
+    .min(1, 'must be ≥ 1')
+    .default(fallback);
+const token = z
+  .string()
+  .min(16, 'must be at least 16 characters (use a random value, e.g. `openssl rand -hex 16`)')
+  .max(256, 'must be at most 256 characters')
+  .regex(/^[A-Za-z0-9_~.-]+$/, 'may only contain A-Z a-z 0-9 _ ~ . - (it goes in a URL path)')
+  .optional();
+
+/** Every environment variable the server reads, with its default and its rule; README's table mirrors this. */
+export const CONFIG_SCHEMA = z.object({
+  PORT: port(3000).describe('Public listener port: the callback routes, /health/callbacks, /healthz.'),
+  HOST: z.string().min(1).default('0.0.0.0').describe('Public listener address.'),
+  MANAGEMENT_PORT: port(9464).describe(
+    'Management listener port: /metrics and the /tasks API. Never expose it publicly.',
+  ),
+  MANAGEMENT_HOST: z
+    .string()
+    .min(1)
+    .default('0.0.0.0')
+    .describe('Management listener address (127.0.0.1 keeps it local).'),
+  STORE_URL: z
+    .string()
+    .regex(
+      /^(memory:|sqlite:.+|redis:\/\/.+|rediss:\/\/.+)$/,
+      'must be memory:, sqlite:<path>, sqlite::memory: or redis://host:port/db',
+    )
+    .default('sqlite:./data/callbacks.db')
+    .describe(
+      'Task store: sqlite:<file> (default, embedded), sqlite::memory:, memory:, redis://host:port/db (shared).',
+    ),
+  DELIVERY_TIMEOUT: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .min(1, 'must be at least 1 second')
+    .max(7 * 24 * 3600, 'must be at most 604800 seconds (7 days)')
+    .default(300)
+    .describe('Seconds a registered task may wait for its callback before it counts as missed.'),
+  CALLBACK_SECRET: token.describe('If set, callbacks are only accepted on /callback/<secret>[/<taskId>].'),
+  API_TOKEN: token.describe('If set, the /tasks API requires `Authorization: Bearer <token>`.'),
+  CALLBACK_PATH: z
+    .string()
+    .regex(/^\/[A-Za-z0-9_/-]*[A-Za-z0-9_-]$/, 'must be a path like /callback')
+    .default('/callback')
+    .describe('Path of the callback route family.'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .default('info')
+    .describe('Log level (JSON logs on stdout).'),
+  HEADERS_TIMEOUT_MS: millis(10_000).describe('Time a client has to send the request headers (slowloris guard).'),
+  REQUEST_TIMEOUT_MS: millis(30_000).describe('Time a client has to send the whole request.'),
+  KEEP_ALIVE_TIMEOUT_MS: millis(5_000).describe('Idle keep-alive connection lifetime.'),
+  SHUTDOWN_TIMEOUT_MS: millis(10_000).describe(
+    'On SIGTERM/SIGINT, how long in-flight requests may take before connections are cut.',
+  ),
+});
+
+export type Config = z.infer<typeof CONFIG_SCHEMA>;
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Reads and validates the configuration; throws ConfigError naming every bad variable. Empty strings count as unset. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(CONFIG_SCHEMA.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') input[key] = value;
+  }
+  const parsed = CONFIG_SCHEMA.safeParse(input);
+  if (parsed.success) {
+    const c = parsed.data;
+    if (c.HEADERS_TIMEOUT_MS > c.REQUEST_TIMEOUT_MS) {
+      throw new ConfigError(['HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS']);
+    }
+    return c;
+  }
+  throw new ConfigError(
+    parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? '?');
+      const shown =
+        key === 'CALLBACK_SECRET' || key === 'API_TOKEN' ? '' : ` (got "${String(input[key]).slice(0, 80)}")`;
+      return `${key}: ${issue.message}${shown}`;
+    }),
+  );
+}
+
+/** The configuration as it is safe to log: secrets shown only as set/unset, credentials cut from STORE_URL. */
+export function redactedConfig(c: Config): Record<string, unknown> {
+  return {
+    ...c,
+    CALLBACK_SECRET: c.CALLBACK_SECRET ? '[set]' : '[unset]',
+    API_TOKEN: c.API_TOKEN ? '[set]' : '[unset]',
+    STORE_URL: c.STORE_URL.replace(/\/\/[^@/]*@/, '//[credentials]@'),
+  };
+}
