@@ -23,7 +23,10 @@ function jsonErrors(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) ctx.body = { error: 'not_found', reason: 'no such route' };
+      if (ctx.status === 404 && ctx.body === undefined) {
+        ctx.body = { error: 'not_found', reason: 'no such route' };
+        ctx.status = 404; // setting a body makes Koa default the status to 200
+      }
     } catch (error) {
       logger.error({ err: error, route: ctx.routerPath ?? 'unmatched' }, 'request failed');
       ctx.status = 503;
