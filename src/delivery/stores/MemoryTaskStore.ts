@@ -13,27 +13,31 @@ interface MutableTask {
   callbacks: number;
 }
 
-/** A binary min-heap of [deadline, id] so expiry never scans pending tasks. */
+/** [deadline, registration sequence, id]: the sequence keeps equal deadlines in registration order. */
+type Entry = [number, number, string];
+const before = (a: Entry, b: Entry) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+
+/** A binary min-heap of deadlines so expiry never scans pending tasks. */
 class DeadlineHeap {
-  readonly #items: Array<[number, string]> = [];
+  readonly #items: Entry[] = [];
   get size(): number {
     return this.#items.length;
   }
-  peek(): [number, string] | undefined {
+  peek(): Entry | undefined {
     return this.#items[0];
   }
-  push(item: [number, string]): void {
+  push(item: Entry): void {
     const a = this.#items;
     a.push(item);
     let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (a[p]![0] <= a[i]![0]) break;
+      if (!before(a[i]!, a[p]!)) break;
       [a[p], a[i]] = [a[i]!, a[p]!];
       i = p;
     }
   }
-  pop(): [number, string] | undefined {
+  pop(): Entry | undefined {
     const a = this.#items;
     const top = a[0];
     const last = a.pop();
@@ -44,8 +48,8 @@ class DeadlineHeap {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
-        if (l < a.length && a[l]![0] < a[m]![0]) m = l;
-        if (r < a.length && a[r]![0] < a[m]![0]) m = r;
+        if (l < a.length && before(a[l]!, a[m]!)) m = l;
+        if (r < a.length && before(a[r]!, a[m]!)) m = r;
         if (m === i) break;
         [a[m], a[i]] = [a[i]!, a[m]!];
         i = m;
@@ -59,6 +63,7 @@ class DeadlineHeap {
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, MutableTask>();
   readonly #deadlines = new DeadlineHeap();
+  #sequence = 0;
   #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
   #closed = false;
 
@@ -79,7 +84,7 @@ export class MemoryTaskStore implements TaskStore {
         receivedAt: null,
         callbacks: 0,
       });
-      this.#deadlines.push([deadlineAt, id]);
+      this.#deadlines.push([deadlineAt, this.#sequence++, id]);
       this.#counts.pending++;
       added.push(id);
     }
@@ -131,7 +136,7 @@ export class MemoryTaskStore implements TaskStore {
       const top = this.#deadlines.peek();
       if (!top || top[0] > now) break;
       this.#deadlines.pop();
-      const task = this.#tasks.get(top[1]);
+      const task = this.#tasks.get(top[2]);
       if (task?.state !== 'pending') continue;
       task.state = 'missed';
       this.#counts.pending--;
