@@ -83,7 +83,13 @@ describe('the standalone receiver, one solver format at a time', () => {
     expect(r.after.has(`${PROM.callbackDurationBucket}{http_response_status_code="200",le="0.5"}`)).toBe(true);
     expect(r.after.has(`${PROM.callbackDurationBucket}{http_response_status_code="200",le="1"}`)).toBe(true);
     const t = await task('7001');
-    expect(t.body).toMatchObject({ id: '7001', state: 'delivered', registered: true, outcome: 'solved', format: 'query' });
+    expect(t.body).toMatchObject({
+      id: '7001',
+      state: 'delivered',
+      registered: true,
+      outcome: 'solved',
+      format: 'query',
+    });
     expect(t.body.code).toBe('03AGdBq25SxXT-pmSeBXjzScW');
   });
 
@@ -120,7 +126,11 @@ describe('the standalone receiver, one solver format at a time', () => {
   });
 
   it('Anti-Captcha / CapMonster JSON: task id in the path, solution token stored', async () => {
-    const body = { errorId: 0, status: 'ready', solution: { gRecaptchaResponse: '3AHJ_VuvYIBNBW5yyv0zRYJ75VkOKvhKj9_xGBJKnQimF72rfoq3Iy' } };
+    const body = {
+      errorId: 0,
+      status: 'ready',
+      solution: { gRecaptchaResponse: '3AHJ_VuvYIBNBW5yyv0zRYJ75VkOKvhKj9_xGBJKnQimF72rfoq3Iy' },
+    };
     const r = await callbackDelta(() =>
       fetch(`${server.publicUrl}/callback/ac-77`, {
         method: 'POST',
@@ -132,7 +142,11 @@ describe('the standalone receiver, one solver format at a time', () => {
     expect(r.delta).toEqual(
       new Map([[`${PROM.callbacksTotal}{outcome="solved",format="json"}`, 1], ...durationLinesFor200(r.after, 5)]),
     );
-    expect((await task('ac-77')).body).toMatchObject({ outcome: 'solved', code: body.solution.gRecaptchaResponse, format: 'json' });
+    expect((await task('ac-77')).body).toMatchObject({
+      outcome: 'solved',
+      code: body.solution.gRecaptchaResponse,
+      format: 'json',
+    });
   });
 
   it('JSON error result (errorId ≠ 0) is a failed outcome carrying the errorCode', async () => {
