@@ -1,0 +1,305 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { CallbackFormat, Outcome } from '../../metrics/contract.ts';
+import {
+  type CallbackResult,
+  type CallbackTransition,
+  StoreUnavailableError,
+  type TaskCounts,
+  type TaskRecord,
+  type TaskState,
+  type TaskStore,
+} from '../TaskStore.ts';
+
+export interface SqliteTaskStoreOptions {
+  /**
+   * How long a write waits for another connection's write lock, in ms. node:sqlite is synchronous, so this wait
+   * blocks the event loop: keep it short. Transactions here last microseconds, and a callback answered after the
+   * solver's 2 s give-up is worthless anyway, so a lock held longer than this is reported as unavailable (503).
+   * Default 1000.
+   */
+  readonly busyTimeoutMs?: number;
+  /**
+   * `NORMAL` (default): in WAL mode every commit is in the OS before the call resolves, so a process crash or
+   * SIGKILL loses nothing acknowledged; a power loss or kernel panic may lose the last commits. `FULL` fsyncs the
+   * WAL on every commit and is needed for power-loss durability, at a large throughput cost.
+   */
+  readonly synchronous?: 'NORMAL' | 'FULL';
+}
+
+/** Bump with a migration when the schema changes. */
+const SCHEMA_VERSION = 1;
+
+/*
+ * One row per task. `sort_at` is the ordering key both for expiry and for `list()`: the deadline of a registered
+ * task, or the receipt time of an unregistered callback (which has no deadline). A single (state, sort_at) index
+ * serves `expireDue` (state = 'pending' AND sort_at <= now ORDER BY sort_at LIMIT n, a bounded range scan) and
+ * `list` (state = ? ORDER BY sort_at LIMIT n), so neither ever sorts or scans a whole state. For a pending task
+ * sort_at is exactly deadline_at (pending tasks are always registered).
+ *
+ * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
+ * however many tasks there are, and can never drift from the rows it summarises.
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'missed', 'late')),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  sort_at INTEGER GENERATED ALWAYS AS (coalesce(deadline_at, received_at)) VIRTUAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_state_sort ON tasks (state, sort_at);
+CREATE TABLE IF NOT EXISTS counts (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  pending INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL,
+  late INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+`;
+
+const COLUMNS = 'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks';
+
+interface Row {
+  id: string;
+  state: TaskState;
+  registered: number;
+  outcome: Outcome | null;
+  code: string | null;
+  format: CallbackFormat | null;
+  submitted_at: number | null;
+  deadline_at: number | null;
+  received_at: number | null;
+  callbacks: number;
+}
+
+/**
+ * The default store: one SQLite file in WAL mode through the built-in `node:sqlite` (no native build). Every
+ * transition runs in a `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock before reading, so the
+ * read-decide-write of a transition is atomic against other connections and other processes on the same file.
+ * Every SQLite error is rethrown as StoreUnavailableError: the caller answers 503 and never acknowledges.
+ */
+export class SqliteTaskStore implements TaskStore {
+  readonly #db: DatabaseSync;
+  readonly #begin: StatementSync;
+  readonly #commit: StatementSync;
+  readonly #rollback: StatementSync;
+  readonly #insertPending: StatementSync;
+  readonly #insertUnregistered: StatementSync;
+  readonly #selectForCallback: StatementSync;
+  readonly #countDuplicate: StatementSync;
+  readonly #settle: StatementSync;
+  readonly #expire: StatementSync;
+  readonly #selectOne: StatementSync;
+  readonly #selectState: StatementSync;
+  readonly #selectCounts: StatementSync;
+  readonly #addCounts: StatementSync;
+  readonly #beat: StatementSync;
+  #closed = false;
+
+  /** `path` is a file (its directory is created) or `:memory:`. */
+  constructor(path: string, options: SqliteTaskStoreOptions = {}) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 1000 });
+    this.#db = db;
+    try {
+      const { journal_mode: mode } = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
+      // WAL needs shared memory between processes (it fails on network file systems); the durability and
+      // multi-process guarantees above assume it, so refuse to run without it rather than degrade silently.
+      if (path !== ':memory:' && mode !== 'wal') throw new Error(`journal_mode is ${mode}, WAL could not be enabled`);
+      db.exec(`PRAGMA synchronous = ${options.synchronous ?? 'NORMAL'};`);
+      // Schema creation takes the write lock too, so two processes opening a new file at once cannot interleave.
+      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+    } catch (error) {
+      db.close();
+      throw new StoreUnavailableError(`cannot open SQLite store at ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
+    this.#rollback = db.prepare('ROLLBACK');
+    this.#insertPending = db.prepare(
+      `INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks)
+       VALUES (?, 'pending', 1, ?, ?, 0) ON CONFLICT (id) DO NOTHING`,
+    );
+    this.#insertUnregistered = db.prepare(
+      `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks)
+       VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1)`,
+    );
+    this.#selectForCallback = db.prepare('SELECT state, submitted_at FROM tasks WHERE id = ?');
+    this.#countDuplicate = db.prepare('UPDATE tasks SET callbacks = callbacks + 1 WHERE id = ?');
+    this.#settle = db.prepare(
+      `UPDATE tasks SET state = ?, outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1
+       WHERE id = ?`,
+    );
+    // The inner SELECT is the bounded index range scan; the outer UPDATE then touches each chosen row by key.
+    // (Repeating `state = 'pending'` in the outer WHERE makes SQLite scan every pending row instead.)
+    this.#expire = db.prepare(
+      `UPDATE tasks SET state = 'missed' WHERE id IN (
+         SELECT id FROM tasks WHERE state = 'pending' AND sort_at <= ? ORDER BY sort_at, id LIMIT ?
+       ) RETURNING id, sort_at`,
+    );
+    this.#selectOne = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
+    this.#selectState = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE state = ? ORDER BY sort_at, id LIMIT ?`);
+    this.#selectCounts = db.prepare('SELECT pending, delivered, missed, late FROM counts WHERE one = 1');
+    this.#addCounts = db.prepare(
+      `UPDATE counts SET pending = pending + ?, delivered = delivered + ?, missed = missed + ?, late = late + ?
+       WHERE one = 1`,
+    );
+    this.#beat = db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1');
+  }
+
+  async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
+    return this.#write('register', () => {
+      const added: string[] = [];
+      for (const id of ids) {
+        if (this.#insertPending.run(id, submittedAt, deadlineAt).changes === 1) added.push(id);
+      }
+      if (added.length > 0) this.#addCounts.run(added.length, 0, 0, 0);
+      return added;
+    });
+  }
+
+  async recordCallback(r: CallbackResult): Promise<CallbackTransition> {
+    return this.#write('recordCallback', (): CallbackTransition => {
+      const row = this.#selectForCallback.get(r.taskId) as
+        | { state: TaskState; submitted_at: number | null }
+        | undefined;
+      if (!row) {
+        this.#insertUnregistered.run(r.taskId, r.outcome, r.code, r.format, r.receivedAt);
+        return { kind: 'unregistered' };
+      }
+      if (row.state === 'delivered' || row.state === 'late') {
+        this.#countDuplicate.run(r.taskId);
+        return { kind: 'duplicate' };
+      }
+      const submittedAt = row.submitted_at ?? r.receivedAt;
+      if (row.state === 'pending') {
+        this.#settle.run('delivered', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
+        this.#addCounts.run(-1, 1, 0, 0);
+        return { kind: 'delivered', submittedAt };
+      }
+      this.#settle.run('late', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
+      this.#addCounts.run(0, 0, -1, 1);
+      return { kind: 'late', submittedAt };
+    });
+  }
+
+  async expireDue(now: number, limit: number): Promise<string[]> {
+    if (limit <= 0) {
+      this.#assertOpen();
+      return [];
+    }
+    return this.#write('expireDue', () => {
+      const rows = this.#expire.all(now, limit) as Array<{ id: string; sort_at: number }>;
+      if (rows.length > 0) this.#addCounts.run(-rows.length, 0, rows.length, 0);
+      // RETURNING comes back in key order; callers (and the health report's "recently missed") want deadline order.
+      rows.sort((a, b) => a.sort_at - b.sort_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return rows.map((row) => row.id);
+    });
+  }
+
+  async get(id: string): Promise<TaskRecord | undefined> {
+    const row = this.#read('get', () => this.#selectOne.get(id)) as Row | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  async list(state: TaskState, limit: number): Promise<TaskRecord[]> {
+    if (limit <= 0) {
+      this.#assertOpen();
+      return [];
+    }
+    const rows = this.#read('list', () => this.#selectState.all(state, limit)) as unknown as Row[];
+    return rows.map(toRecord);
+  }
+
+  async counts(): Promise<TaskCounts> {
+    const row = this.#read('counts', () => this.#selectCounts.get()) as TaskCounts | undefined;
+    if (!row) throw new StoreUnavailableError('SQLite store: counts row is missing');
+    return { pending: row.pending, delivered: row.delivered, missed: row.missed, late: row.late };
+  }
+
+  /**
+   * Commits a one-row write. Only a real commit proves the store can take writes: `BEGIN IMMEDIATE; ROLLBACK` only
+   * takes the lock and succeeds on a read-only or full file system, since nothing reaches the disk. Costs one WAL
+   * frame per ping (a probe every few seconds). A full disk is caught only once the WAL must grow; until then writes
+   * still succeed, so the ping is right to pass.
+   */
+  async ping(): Promise<void> {
+    this.#write('ping', () => this.#beat.run());
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  /** Runs `fn` in a write transaction; any failure rolls it back and rejects with StoreUnavailableError. */
+  #write<T>(op: string, fn: () => T): T {
+    this.#assertOpen();
+    try {
+      this.#begin.run();
+      try {
+        const result = fn();
+        this.#commit.run();
+        return result;
+      } catch (error) {
+        // A failed COMMIT may already have rolled back (SQLITE_FULL, IOERR); only roll back what is still open.
+        if (this.#db.isTransaction) {
+          try {
+            this.#rollback.run();
+          } catch {
+            // Report the original error. A connection that cannot even roll back keeps failing every later BEGIN.
+          }
+        }
+        throw error;
+      }
+    } catch (error) {
+      throw unavailable(op, error);
+    }
+  }
+
+  #read<T>(op: string, fn: () => T): T {
+    this.#assertOpen();
+    try {
+      return fn();
+    } catch (error) {
+      throw unavailable(op, error);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StoreUnavailableError('SQLite store is closed');
+  }
+}
+
+function unavailable(op: string, error: unknown): StoreUnavailableError {
+  return new StoreUnavailableError(`SQLite store: ${op} failed: ${(error as Error).message}`, { cause: error });
+}
+
+function toRecord(row: Row): TaskRecord {
+  return {
+    id: row.id,
+    state: row.state,
+    registered: row.registered === 1,
+    outcome: row.outcome,
+    code: row.code,
+    format: row.format,
+    submittedAt: row.submitted_at,
+    deadlineAt: row.deadline_at,
+    receivedAt: row.received_at,
+    callbacks: row.callbacks,
+  };
+}

@@ -1,0 +1,523 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createStore } from '../src/delivery/createStore.ts';
+import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
+import { RedisTaskStore } from '../src/delivery/stores/RedisTaskStore.ts';
+import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
+import { type CallbackResult, StoreUnavailableError, type TaskStore } from '../src/delivery/TaskStore.ts';
+import { type RedisServer, startRedis } from './support/redis.ts';
+
+/** Unix ms, far from 0 so that a store mixing up "null" and "0" shows. */
+const T = 1_700_000_000_000;
+const MIN = 60_000;
+
+function callback(taskId: string, receivedAt: number, code = `code-${taskId}`): CallbackResult {
+  return { taskId, outcome: 'solved', code, format: 'query', receivedAt };
+}
+
+interface StoreFactory {
+  /** A new, empty store. */
+  fresh(): Promise<TaskStore>;
+  /** Two instances on one new, empty backing (one file, one Redis key space), as two receivers would share it. */
+  pair(): Promise<[TaskStore, TaskStore]>;
+}
+
+/**
+ * The one suite every TaskStore must pass. `setup` runs in beforeAll (it may start servers); the stores it opens
+ * are closed after each test.
+ */
+function storeConformance(name: string, setup: () => Promise<StoreFactory>, teardown?: () => Promise<void>): void {
+  describe(`TaskStore conformance: ${name}`, () => {
+    let factory: StoreFactory;
+    const opened: TaskStore[] = [];
+    const fresh = async () => {
+      const s = await factory.fresh();
+      opened.push(s);
+      return s;
+    };
+    const pair = async () => {
+      const p = await factory.pair();
+      opened.push(...p);
+      return p;
+    };
+
+    beforeAll(async () => {
+      factory = await setup();
+    });
+    afterEach(async () => {
+      for (const s of opened.splice(0)) await s.close();
+    });
+    if (teardown) afterAll(teardown);
+
+    it('registers tasks once and returns only the ids it added', async () => {
+      const s = await fresh();
+      expect(await s.register(['a', 'b', 'a'], T, T + 5 * MIN)).toEqual(['a', 'b']);
+      expect(await s.register(['b', 'c'], T + 1, T + 9 * MIN)).toEqual(['c']);
+      expect(await s.register([], T, T)).toEqual([]);
+      // Re-registering leaves the first registration untouched.
+      expect(await s.get('b')).toEqual({
+        id: 'b',
+        state: 'pending',
+        registered: true,
+        outcome: null,
+        code: null,
+        format: null,
+        submittedAt: T,
+        deadlineAt: T + 5 * MIN,
+        receivedAt: null,
+        callbacks: 0,
+      });
+      expect(await s.counts()).toEqual({ pending: 3, delivered: 0, missed: 0, late: 0 });
+    });
+
+    it('returns undefined for an unknown id', async () => {
+      const s = await fresh();
+      expect(await s.get('nobody')).toBeUndefined();
+    });
+
+    it('moves pending → delivered on the first callback and keeps the result', async () => {
+      const s = await fresh();
+      await s.register(['t1', 't2'], T, T + 5 * MIN);
+      expect(await s.recordCallback(callback('t1', T + 1500))).toEqual({ kind: 'delivered', submittedAt: T });
+      expect(await s.get('t1')).toEqual({
+        id: 't1',
+        state: 'delivered',
+        registered: true,
+        outcome: 'solved',
+        code: 'code-t1',
+        format: 'query',
+        submittedAt: T,
+        deadlineAt: T + 5 * MIN,
+        receivedAt: T + 1500,
+        callbacks: 1,
+      });
+      expect(await s.counts()).toEqual({ pending: 1, delivered: 1, missed: 0, late: 0 });
+    });
+
+    it('counts a repeated callback as a duplicate and keeps the first result', async () => {
+      const s = await fresh();
+      await s.register(['t1'], T, T + 5 * MIN);
+      await s.recordCallback(callback('t1', T + 1000, 'first'));
+      const second: CallbackResult = {
+        taskId: 't1',
+        outcome: 'failed',
+        code: 'ERROR_X',
+        format: 'json',
+        receivedAt: T + 2000,
+      };
+      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate' });
+      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate' });
+      const t1 = await s.get('t1');
+      expect(t1).toMatchObject({ state: 'delivered', outcome: 'solved', code: 'first', format: 'query', callbacks: 3 });
+      expect(t1?.receivedAt).toBe(T + 1000);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
+    });
+
+    it('stores a callback nobody registered without counting it', async () => {
+      const s = await fresh();
+      const r: CallbackResult = {
+        taskId: 'ghost',
+        outcome: 'failed',
+        code: 'ERROR_CAPTCHA_UNSOLVABLE',
+        format: 'form',
+        receivedAt: T,
+      };
+      expect(await s.recordCallback(r)).toEqual({ kind: 'unregistered' });
+      expect(await s.get('ghost')).toEqual({
+        id: 'ghost',
+        state: 'delivered',
+        registered: false,
+        outcome: 'failed',
+        code: 'ERROR_CAPTCHA_UNSOLVABLE',
+        format: 'form',
+        submittedAt: null,
+        deadlineAt: null,
+        receivedAt: T,
+        callbacks: 1,
+      });
+      expect(await s.recordCallback({ ...r, receivedAt: T + 5 })).toEqual({ kind: 'duplicate' });
+      expect((await s.get('ghost'))?.callbacks).toBe(2);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
+      // A later registration of the same id is ignored: the result is already there.
+      expect(await s.register(['ghost'], T + 10, T + 5 * MIN)).toEqual([]);
+      expect(await s.list('delivered', 10)).toMatchObject([{ id: 'ghost', registered: false }]);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
+    });
+
+    it('expires due tasks oldest deadline first, at most `limit` per call', async () => {
+      const s = await fresh();
+      // Registered out of deadline order, and ids sorting against deadline order, so neither insertion order nor
+      // key order can pass for deadline order.
+      await s.register(['x3'], T, T + 3 * MIN);
+      await s.register(['z1'], T, T + 1 * MIN);
+      await s.register(['w4'], T, T + 4 * MIN);
+      await s.register(['y2'], T, T + 2 * MIN);
+      await s.register(['later'], T, T + 60 * MIN);
+      expect(await s.expireDue(T, 10)).toEqual([]);
+      expect(await s.expireDue(T + 4 * MIN, 0)).toEqual([]);
+      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual(['z1', 'y2', 'x3']);
+      expect(await s.counts()).toEqual({ pending: 2, delivered: 0, missed: 3, late: 0 });
+      // The deadline is inclusive.
+      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual(['w4']);
+      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual([]);
+      expect(await s.get('y2')).toMatchObject({ state: 'missed', receivedAt: null, callbacks: 0 });
+      expect(await s.get('later')).toMatchObject({ state: 'pending' });
+      expect(await s.counts()).toEqual({ pending: 1, delivered: 0, missed: 4, late: 0 });
+    });
+
+    it('never expires a task that already got its callback', async () => {
+      const s = await fresh();
+      await s.register(['a', 'b'], T, T + MIN);
+      await s.recordCallback(callback('a', T + 10));
+      expect(await s.expireDue(T + 2 * MIN, 10)).toEqual(['b']);
+      expect(await s.get('a')).toMatchObject({ state: 'delivered' });
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 1, late: 0 });
+    });
+
+    it('moves missed → late on a callback after the deadline, then counts duplicates', async () => {
+      const s = await fresh();
+      await s.register(['slow'], T, T + MIN);
+      await s.expireDue(T + MIN, 10);
+      expect(await s.recordCallback(callback('slow', T + 2 * MIN, 'late-code'))).toEqual({
+        kind: 'late',
+        submittedAt: T,
+      });
+      expect(await s.get('slow')).toMatchObject({
+        state: 'late',
+        registered: true,
+        code: 'late-code',
+        receivedAt: T + 2 * MIN,
+        callbacks: 1,
+      });
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
+      expect(await s.recordCallback(callback('slow', T + 3 * MIN, 'again'))).toEqual({ kind: 'duplicate' });
+      expect(await s.get('slow')).toMatchObject({ state: 'late', code: 'late-code', callbacks: 2 });
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
+    });
+
+    it('lists one state, oldest deadline (or receipt) first, at most `limit`', async () => {
+      const s = await fresh();
+      // Ids sort against deadline order, so key order cannot pass for it.
+      await s.register(['pa'], T, T + 3 * MIN);
+      await s.register(['pc'], T, T + 1 * MIN);
+      await s.register(['pb'], T, T + 2 * MIN);
+      await s.register(['ma'], T, T - 2 * MIN);
+      await s.register(['mb'], T, T - 3 * MIN);
+      await s.register(['mc'], T, T - 1 * MIN);
+      await s.expireDue(T, 10);
+      await s.register(['dv'], T, T + 10 * MIN);
+      await s.recordCallback(callback('dv', T + 1));
+      await s.recordCallback(callback('ghost', T + 5 * MIN)); // unregistered: ordered by receipt time
+      await s.recordCallback(callback('mb', T + 2)); // late
+
+      const ids = async (state: 'pending' | 'delivered' | 'missed' | 'late', limit: number) =>
+        (await s.list(state, limit)).map((t) => t.id);
+      expect(await ids('pending', 10)).toEqual(['pc', 'pb', 'pa']);
+      expect(await ids('pending', 2)).toEqual(['pc', 'pb']);
+      expect(await ids('pending', 0)).toEqual([]);
+      expect(await ids('missed', 10)).toEqual(['ma', 'mc']);
+      expect(await ids('delivered', 10)).toEqual(['ghost', 'dv']);
+      expect(await ids('late', 10)).toEqual(['mb']);
+      expect((await s.list('late', 10))[0]).toMatchObject({ state: 'late', code: 'code-mb', deadlineAt: T - 3 * MIN });
+      expect(await s.counts()).toEqual({ pending: 3, delivered: 1, missed: 2, late: 1 });
+    });
+
+    it('keeps counts in step with every kind of transition', async () => {
+      const s = await fresh();
+      const expectCounts = async (pending: number, delivered: number, missed: number, late: number) =>
+        expect(await s.counts()).toEqual({ pending, delivered, missed, late });
+      await expectCounts(0, 0, 0, 0);
+      await s.register(['a', 'b', 'c', 'd'], T, T + MIN);
+      await expectCounts(4, 0, 0, 0);
+      await s.register(['a', 'b'], T, T + MIN); // idempotent
+      await expectCounts(4, 0, 0, 0);
+      await s.recordCallback(callback('a', T + 1)); // delivered
+      await expectCounts(3, 1, 0, 0);
+      await s.recordCallback(callback('a', T + 2)); // duplicate
+      await expectCounts(3, 1, 0, 0);
+      await s.recordCallback(callback('zz', T + 3)); // unregistered
+      await expectCounts(3, 1, 0, 0);
+      await s.expireDue(T + MIN, 2); // missed ×2
+      await expectCounts(1, 1, 2, 0);
+      await s.recordCallback(callback('b', T + 2 * MIN)); // late
+      await expectCounts(1, 1, 1, 1);
+      await s.recordCallback(callback('b', T + 3 * MIN)); // duplicate of a late one
+      await expectCounts(1, 1, 1, 1);
+      await s.expireDue(T + MIN, 10);
+      await expectCounts(0, 1, 2, 1);
+    });
+
+    it('lets exactly one of 20 concurrent callbacks for one task deliver it', async () => {
+      const s = await fresh();
+      await s.register(['hot'], T, T + MIN);
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('hot', T + i))));
+      expect(results.filter((r) => r.kind === 'delivered')).toHaveLength(1);
+      expect(results.filter((r) => r.kind === 'duplicate')).toHaveLength(19);
+      expect((await s.get('hot'))?.callbacks).toBe(20);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
+      // The same for an id nobody registered: one stores it, the rest are duplicates.
+      const ghosts = await Promise.all(Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('cold', T + i))));
+      expect(ghosts.filter((r) => r.kind === 'unregistered')).toHaveLength(1);
+      expect((await s.get('cold'))?.callbacks).toBe(20);
+    });
+
+    it('lets two instances on one backing deliver a task exactly once', async () => {
+      const [a, b] = await pair();
+      await a.register(['shared'], T, T + MIN);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).recordCallback(callback('shared', T + i))),
+      );
+      expect(results.filter((r) => r.kind === 'delivered')).toHaveLength(1);
+      expect(await b.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
+      expect(await a.get('shared')).toMatchObject({ state: 'delivered', callbacks: 20 });
+    });
+
+    it('lets two instances expiring concurrently move each task exactly once', async () => {
+      const [a, b] = await pair();
+      const n = 300;
+      const ids = Array.from({ length: n }, (_, i) => `e${String(i).padStart(4, '0')}`);
+      for (let i = 0; i < n; i += 50) await a.register(ids.slice(i, i + 50), T, T + i);
+      const drain = async (s: TaskStore) => {
+        const moved: string[] = [];
+        for (;;) {
+          const batch = await s.expireDue(T + n, 7);
+          if (batch.length === 0) return moved;
+          moved.push(...batch);
+        }
+      };
+      const [byA, byB] = await Promise.all([drain(a), drain(b)]);
+      const all = [...byA, ...byB];
+      expect(new Set(all).size).toBe(all.length);
+      expect(all.sort()).toEqual(ids);
+      expect(await a.counts()).toEqual({ pending: 0, delivered: 0, missed: n, late: 0 });
+      expect(await b.counts()).toEqual({ pending: 0, delivered: 0, missed: n, late: 0 });
+    });
+
+    it('settles a race between expiry on one instance and callbacks on the other exactly once per task', async () => {
+      const [a, b] = await pair();
+      const n = 100;
+      const ids = Array.from({ length: n }, (_, i) => `r${i}`);
+      await a.register(ids, T, T + MIN);
+      const [moved, transitions] = await Promise.all([
+        (async () => {
+          const out: string[] = [];
+          for (let batch = await a.expireDue(T + MIN, 5); batch.length > 0; batch = await a.expireDue(T + MIN, 5)) {
+            out.push(...batch);
+          }
+          return out;
+        })(),
+        Promise.all(ids.map((id) => b.recordCallback(callback(id, T + 2 * MIN)))),
+      ]);
+      const kinds = transitions.map((t) => t.kind);
+      const late = kinds.filter((k) => k === 'late').length;
+      const delivered = kinds.filter((k) => k === 'delivered').length;
+      expect(late + delivered).toBe(n);
+      // Every task the sweeper moved got its callback afterwards, as late; none was moved after delivery.
+      expect(late).toBe(moved.length);
+      expect(await a.counts()).toEqual({ pending: 0, delivered, missed: 0, late });
+    });
+
+    it('rejects ping (and every other call) once closed', async () => {
+      const s = await factory.fresh();
+      await expect(s.ping()).resolves.toBeUndefined();
+      await s.close();
+      await expect(s.ping()).rejects.toThrow();
+      await expect(s.recordCallback(callback('x', T))).rejects.toThrow();
+      await expect(s.register(['x'], T, T)).rejects.toThrow();
+      await expect(s.get('x')).rejects.toThrow();
+      await s.close(); // idempotent
+    });
+  });
+}
+
+// ---- memory ----------------------------------------------------------------------------------------------------
+
+storeConformance('memory', async () => ({
+  fresh: async () => new MemoryTaskStore(),
+  pair: async () => {
+    // A memory store cannot be shared between instances; racing one instance against itself is what remains.
+    const s = new MemoryTaskStore();
+    return [s, s];
+  },
+}));
+
+// ---- sqlite ----------------------------------------------------------------------------------------------------
+
+const sqliteDir = mkdtempSync(join(tmpdir(), 'ccm-sqlite-'));
+let sqliteFiles = 0;
+storeConformance(
+  'sqlite (file)',
+  async () => ({
+    fresh: async () => new SqliteTaskStore(join(sqliteDir, `fresh-${++sqliteFiles}`, 'tasks.db')),
+    pair: async () => {
+      const file = join(sqliteDir, `pair-${++sqliteFiles}.db`);
+      return [new SqliteTaskStore(file), new SqliteTaskStore(file)];
+    },
+  }),
+  async () => rmSync(sqliteDir, { recursive: true, force: true }),
+);
+
+// ---- redis -----------------------------------------------------------------------------------------------------
+
+let redis: RedisServer | undefined;
+let prefixes = 0;
+storeConformance(
+  'redis',
+  async () => {
+    const server = await startRedis();
+    redis = server;
+    // Each test gets its own key prefix on the one server, so no test sees another's keys.
+    const open = (prefix: string) => RedisTaskStore.open(server.url, { keyPrefix: prefix });
+    return {
+      fresh: () => open(`t${++prefixes}:`),
+      pair: async () => {
+        const prefix = `t${++prefixes}:`;
+        return [await open(prefix), await open(prefix)];
+      },
+    };
+  },
+  async () => redis?.stop(),
+);
+
+// ---- store-specific behaviour ------------------------------------------------------------------------------------
+
+describe('SqliteTaskStore specifics', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ccm-sqlite-x-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps tasks and counts across a reopen, and creates the parent directory', async () => {
+    const file = join(dir, 'nested', 'deeper', 'tasks.db');
+    const first = new SqliteTaskStore(file);
+    await first.register(['keep', 'gone'], T, T + MIN);
+    await first.recordCallback(callback('keep', T + 1));
+    await first.close();
+    const second = new SqliteTaskStore(file);
+    expect(await second.get('keep')).toMatchObject({ state: 'delivered', code: 'code-keep' });
+    expect(await second.counts()).toEqual({ pending: 1, delivered: 1, missed: 0, late: 0 });
+    expect(await second.expireDue(T + MIN, 10)).toEqual(['gone']);
+    await second.close();
+  });
+
+  it('works in memory with sqlite::memory:', async () => {
+    const s = await createStore('sqlite::memory:');
+    expect(s).toBeInstanceOf(SqliteTaskStore);
+    expect(await s.register(['m'], T, T + MIN)).toEqual(['m']);
+    await s.ping();
+    await s.close();
+  });
+
+  it('rejects with StoreUnavailableError once closed', async () => {
+    const s = new SqliteTaskStore(':memory:');
+    await s.close();
+    await expect(s.recordCallback(callback('x', T))).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+});
+
+describe('RedisTaskStore outages', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => server.stop());
+
+  it('rejects promptly while Redis is down and recovers by itself when it returns', async () => {
+    const s = await RedisTaskStore.open(server.url, { keyPrefix: 'down:' });
+    try {
+      await s.register(['before'], T, T + MIN);
+      await server.kill();
+      const started = Date.now();
+      await expect(s.recordCallback(callback('before', T + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.expireDue(T + MIN, 10)).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(2000);
+
+      await server.resume(); // an empty Redis: nothing is persisted in this test server
+      const back = Date.now();
+      for (;;) {
+        try {
+          await s.ping();
+          break;
+        } catch {
+          expect(Date.now() - back, 'reconnected within 3 s').toBeLessThan(3000);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      expect(await s.recordCallback(callback('after', T + 2))).toEqual({ kind: 'unregistered' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('rejects within the command timeout when Redis hangs', async () => {
+    const s = await RedisTaskStore.open(server.url, { keyPrefix: 'hang:', commandTimeoutMs: 500 });
+    try {
+      server.pause();
+      const started = Date.now();
+      await expect(s.recordCallback(callback('h', T))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(2000);
+      server.unpause();
+      // The hung command may still have run once Redis woke up; the next one must see the store healthy again.
+      await expect(s.ping()).resolves.toBeUndefined();
+      const replay = await s.recordCallback(callback('h', T + 1));
+      expect(['unregistered', 'duplicate']).toContain(replay.kind);
+    } finally {
+      server.unpause();
+      await s.close();
+    }
+  });
+
+  it('refuses to open when Redis cannot be reached', async () => {
+    const dead = await startRedis();
+    await dead.stop();
+    const started = Date.now();
+    await expect(RedisTaskStore.open(dead.url)).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+});
+
+describe('createStore', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ccm-create-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('opens memory:, sqlite:<path> and sqlite:///absolute', async () => {
+    const m = await createStore('memory:');
+    expect(m).toBeInstanceOf(MemoryTaskStore);
+    const rel = await createStore(`sqlite:${join(dir, 'a', 'x.db')}`);
+    expect(rel).toBeInstanceOf(SqliteTaskStore);
+    const abs = await createStore(`sqlite://${join(dir, 'y.db')}`);
+    expect(abs).toBeInstanceOf(SqliteTaskStore);
+    for (const s of [m, rel, abs]) await s.close();
+  });
+
+  it('opens redis://host:port/db with a key prefix', async () => {
+    const server = await startRedis();
+    try {
+      const s = await createStore(`${server.url.replace(/\/0$/, '/3')}?prefix=app1:`);
+      expect(s).toBeInstanceOf(RedisTaskStore);
+      expect((s as RedisTaskStore).keyPrefix).toBe('app1:');
+      expect(await s.register(['r'], T, T + MIN)).toEqual(['r']);
+      await s.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it.each([
+    ['postgres://localhost/db', /unsupported store URL scheme/],
+    ['sqlite:', /needs a file path/],
+    ['sqlite://host/file.db', /names a host/],
+    ['redis://localhost:6379/notanumber', /database number/],
+    ['redis://user:secret@localhost:6379/x', /\[credentials\]/],
+    ['memory', /unsupported store URL scheme/],
+  ])('rejects %s with a clear message', async (url, message) => {
+    const error = await createStore(url).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).toMatch(message);
+    expect(error?.message).not.toContain('secret');
+  });
+});
