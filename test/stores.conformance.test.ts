@@ -319,14 +319,84 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await a.counts()).toEqual({ pending: 0, delivered, missed: 0, late });
     });
 
-    it('rejects ping (and every other call) once closed', async () => {
+    it('purges settled tasks older than the cut-off by settling time, never pending ones, counts untouched', async () => {
+      const s = await fresh();
+      await s.register(['d1', 'd2', 'm1', 'lt'], T, T + MIN);
+      await s.recordCallback(callback('d1', T + 1000)); // delivered, settled at T+1s
+      await s.recordCallback(callback('ghost', T + 2000)); // unregistered, settled at T+2s
+      await s.recordCallback(callback('d2', T + 3000)); // delivered, settled at T+3s
+      expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['lt', 'm1']); // missed, settled at their deadline T+1min
+      await s.recordCallback(callback('lt', T + 5 * MIN)); // late: settled again, at its receipt T+5min
+      await s.register(['overdue'], T, T - 10 * MIN); // pending with a long-past deadline, not swept yet
+      await s.register(['p1'], T, T + 60 * MIN);
+      const before = { pending: 2, delivered: 2, missed: 1, late: 1 };
+      expect(await s.counts()).toEqual(before);
+
+      expect(await s.purge(T + 1000, 10)).toBe(0); // the cut-off is exclusive
+      expect(await s.purge(T + 10 * MIN, 0)).toBe(0);
+      expect(await s.purge(T + 10 * MIN, 2)).toBe(2); // oldest first: d1, ghost
+      expect(await s.get('d1')).toBeUndefined();
+      expect(await s.get('ghost')).toBeUndefined();
+      expect(await s.get('d2')).toMatchObject({ state: 'delivered' });
+      expect(await s.purge(T + 10 * MIN, 2)).toBe(2); // d2, m1
+      expect(await s.get('m1')).toBeUndefined();
+      // A late task is kept by its receipt time, not its (older) deadline.
+      expect(await s.purge(T + 5 * MIN, 10)).toBe(0);
+      expect(await s.get('lt')).toMatchObject({ state: 'late' });
+      expect(await s.purge(T + 10 * MIN, 10)).toBe(1);
+      expect(await s.get('lt')).toBeUndefined();
+      // However old, a pending task is never purged.
+      expect(await s.purge(T + 1e12, 100)).toBe(0);
+      expect((await s.list('pending', 10)).map((t) => t.id)).toEqual(['overdue', 'p1']);
+      for (const state of ['delivered', 'missed', 'late'] as const) expect(await s.list(state, 10)).toEqual([]);
+      expect(await s.counts()).toEqual(before);
+
+      // A callback for a purged id is a new, unregistered result; a purged id can be registered afresh.
+      expect(await s.recordCallback(callback('d1', T + 20 * MIN))).toEqual({ kind: 'unregistered' });
+      expect(await s.register(['m1'], T + 20 * MIN, T + 25 * MIN)).toEqual(['m1']);
+      expect(await s.counts()).toEqual({ ...before, pending: 3 });
+    });
+
+    it('purges in bounded batches, oldest first', async () => {
+      const s = await fresh();
+      const ids = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+      await s.register(ids, T, T + 60 * MIN);
+      // Settled newest-id-first, so neither key order nor registration order can pass for settling order.
+      for (let i = ids.length - 1; i >= 0; i--) await s.recordCallback(callback(ids[i]!, T + 1000 - i));
+      expect(await s.purge(T + 2000, 120)).toBe(120);
+      expect(await s.get('k299')).toBeUndefined();
+      expect(await s.get('k180')).toBeUndefined();
+      expect(await s.get('k179')).toMatchObject({ state: 'delivered' });
+      expect(await s.purge(T + 2000, 120)).toBe(120);
+      expect(await s.purge(T + 2000, 120)).toBe(60);
+      expect(await s.purge(T + 2000, 120)).toBe(0);
+      expect(await s.list('delivered', 10)).toEqual([]);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 300, missed: 0, late: 0 });
+    });
+
+    it("never lets a purged task's old deadline expire the same id registered again", async () => {
+      const s = await fresh();
+      await s.register(['again'], T, T + MIN);
+      await s.recordCallback(callback('again', T + 1));
+      expect(await s.purge(T + 2, 10)).toBe(1);
+      expect(await s.register(['again'], T + 2, T + 60 * MIN)).toEqual(['again']);
+      expect(await s.expireDue(T + 2 * MIN, 10)).toEqual([]);
+      expect(await s.get('again')).toMatchObject({ state: 'pending', deadlineAt: T + 60 * MIN });
+    });
+
+    it('rejects every call with StoreUnavailableError once closed', async () => {
       const s = await factory.fresh();
       await expect(s.ping()).resolves.toBeUndefined();
       await s.close();
-      await expect(s.ping()).rejects.toThrow();
-      await expect(s.recordCallback(callback('x', T))).rejects.toThrow();
-      await expect(s.register(['x'], T, T)).rejects.toThrow();
-      await expect(s.get('x')).rejects.toThrow();
+      const unavailable = expect.any(StoreUnavailableError);
+      await expect(s.ping()).rejects.toEqual(unavailable);
+      await expect(s.recordCallback(callback('x', T))).rejects.toEqual(unavailable);
+      await expect(s.register(['x'], T, T)).rejects.toEqual(unavailable);
+      await expect(s.get('x')).rejects.toEqual(unavailable);
+      await expect(s.list('pending', 10)).rejects.toEqual(unavailable);
+      await expect(s.counts()).rejects.toEqual(unavailable);
+      await expect(s.expireDue(T, 10)).rejects.toEqual(unavailable);
+      await expect(s.purge(T, 10)).rejects.toEqual(unavailable);
       await s.close(); // idempotent
     });
   });

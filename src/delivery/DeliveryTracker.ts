@@ -12,7 +12,17 @@ export interface DeliveryTrackerOptions {
   readonly sweepBatchSize?: number;
   /** Poll interval for waiters, so a callback stored by another instance wakes them too. Default 250 ms. */
   readonly waitPollIntervalMs?: number;
-  /** Called when the sweeper fails (store down); the sweeper keeps running. */
+  /**
+   * Seconds a settled task (delivered, missed, late, or a stored unregistered callback) is kept after its callback
+   * (or its deadline, when missed); older ones are deleted so storage stays bounded. Pending tasks are never deleted.
+   * Default 604800 (7 days).
+   */
+  readonly retentionSeconds?: number;
+  /** How often the retention purge runs, in ms. Default 60000. */
+  readonly purgeIntervalMs?: number;
+  /** Tasks deleted per store call; the purge yields to the event loop between batches. Default 500. */
+  readonly purgeBatchSize?: number;
+  /** Called when the sweeper or the retention purge fails (store down); both keep running. */
   readonly onSweepError?: (error: unknown) => void;
   readonly now?: () => number;
 }
@@ -31,10 +41,13 @@ type Waiter = (record: TaskRecord | undefined) => void;
 export class DeliveryTracker {
   readonly store: TaskStore;
   readonly timeoutMs: number;
+  readonly retentionMs: number;
   readonly #metrics: ReceiverMetrics | undefined;
   readonly #sweepIntervalMs: number;
   readonly #batch: number;
   readonly #pollMs: number;
+  readonly #purgeIntervalMs: number;
+  readonly #purgeBatch: number;
   readonly #onSweepError: (error: unknown) => void;
   readonly #now: () => number;
   readonly #waiters = new Map<string, Set<Waiter>>();
@@ -45,6 +58,8 @@ export class DeliveryTracker {
   #sweepTimer: NodeJS.Timeout | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
+  #purgeTimer: NodeJS.Timeout | undefined;
+  #purging: Promise<number> | undefined;
   #closed = false;
 
   constructor(options: DeliveryTrackerOptions, metrics?: ReceiverMetrics) {
@@ -54,6 +69,9 @@ export class DeliveryTracker {
     this.#sweepIntervalMs = options.sweepIntervalMs ?? 1000;
     this.#batch = options.sweepBatchSize ?? 500;
     this.#pollMs = options.waitPollIntervalMs ?? 250;
+    this.retentionMs = (options.retentionSeconds ?? 7 * 24 * 3600) * 1000;
+    this.#purgeIntervalMs = options.purgeIntervalMs ?? 60_000;
+    this.#purgeBatch = options.purgeBatchSize ?? 500;
     this.#onSweepError = options.onSweepError ?? (() => {});
     this.#now = options.now ?? Date.now;
   }
@@ -152,12 +170,43 @@ export class DeliveryTracker {
     });
   }
 
-  /** Starts the deadline sweeper. */
+  /** Starts the deadline sweeper and the retention purge. */
   start(): void {
     if (this.#sweepTimer || this.#closed) return;
     this.#sweepTimer = setInterval(() => void this.sweep(), this.#sweepIntervalMs);
     this.#sweepTimer.unref();
+    this.#purgeTimer = setInterval(() => void this.purge(), this.#purgeIntervalMs);
+    this.#purgeTimer.unref();
     void this.sweep();
+    void this.purge();
+  }
+
+  /**
+   * Deletes settled tasks older than the retention period, in batches, yielding to the event loop between batches
+   * so a large backlog never stalls callbacks. Concurrent calls share one run. Resolves to how many were deleted
+   * (0 when the store failed; the failure goes to `onSweepError`). Counts are unaffected.
+   */
+  purge(): Promise<number> {
+    this.#purging ??= this.#purgeOnce().finally(() => {
+      this.#purging = undefined;
+    });
+    return this.#purging;
+  }
+
+  async #purgeOnce(): Promise<number> {
+    let deleted = 0;
+    try {
+      const olderThan = this.#now() - this.retentionMs;
+      for (;;) {
+        const n = await this.store.purge(olderThan, this.#purgeBatch);
+        deleted += n;
+        if (n < this.#purgeBatch || this.#closed) break;
+        await yieldToEventLoop();
+      }
+    } catch (error) {
+      this.#onSweepError(error);
+    }
+    return deleted;
   }
 
   /**
@@ -198,9 +247,12 @@ export class DeliveryTracker {
     this.#closed = true;
     clearInterval(this.#sweepTimer);
     clearInterval(this.#pollTimer);
+    clearInterval(this.#purgeTimer);
     this.#sweepTimer = undefined;
     this.#pollTimer = undefined;
+    this.#purgeTimer = undefined;
     await this.#sweeping;
+    await this.#purging;
     for (const id of [...this.#waiters.keys()]) await this.#wakeWith(id);
   }
 

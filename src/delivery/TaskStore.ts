@@ -57,6 +57,9 @@ export interface TaskCounts {
  * Durable task storage. Every method that changes state does so atomically in the store, so that several receiver
  * instances sharing one store each see a given transition happen exactly once (and only the one that made it counts
  * it). Implementations: MemoryTaskStore (tests), SqliteTaskStore (default), RedisTaskStore (shared).
+ *
+ * Every rejection from every method is a StoreUnavailableError (the store is closed, unreachable, or refused the
+ * write); callers answer 503 and never acknowledge. Nothing else is thrown.
  */
 export interface TaskStore {
   /**
@@ -66,14 +69,31 @@ export interface TaskStore {
   register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]>;
   /** Durably stores a callback and applies its state transition. Resolves only once the result is durable. */
   recordCallback(result: CallbackResult): Promise<CallbackTransition>;
-  /** Moves at most `limit` pending tasks whose deadline is ≤ `now` to missed; resolves to the ids this call moved. */
+  /**
+   * Moves at most `limit` pending tasks whose deadline is ≤ `now` to missed; resolves to the ids this call moved,
+   * oldest deadline first (equal deadlines in an unspecified but stable order). Cost is bounded by `limit`.
+   */
   expireDue(now: number, limit: number): Promise<string[]>;
   get(id: string): Promise<TaskRecord | undefined>;
   /** Tasks in one state, oldest deadline (or receipt) first, at most `limit`. */
   list(state: TaskState, limit: number): Promise<TaskRecord[]>;
   counts(): Promise<TaskCounts>;
-  /** Resolves when the store can take writes; rejects otherwise. */
+  /**
+   * Retention: deletes at most `limit` settled tasks whose settling event is older than `olderThan` (unix ms,
+   * exclusive), oldest first, and resolves to how many it deleted. Settled means delivered, missed or late, and
+   * includes stored callbacks nobody registered. The settling event is the (first) callback's receipt time for
+   * delivered, late and unregistered tasks, and the deadline for missed ones. Pending tasks are never deleted.
+   * `counts()` is left as it is: the counts are running totals of transitions, not a census of stored rows. A
+   * callback for a deleted id later is stored as an unregistered one. Cost is bounded by `limit` (an index or sorted
+   * set on the settling time, never a scan).
+   */
+  purge(olderThan: number, limit: number): Promise<number>;
+  /**
+   * Resolves when the store can take writes; rejects otherwise. May write (a heartbeat row or key), since only a
+   * real write proves that writes work.
+   */
   ping(): Promise<void>;
+  /** Idempotent. After it, every other method rejects with StoreUnavailableError. */
   close(): Promise<void>;
 }
 

@@ -26,6 +26,11 @@ export interface CallbackMonitorOptions {
   deliveryTimeoutSeconds?: number;
   /** Sweeper period in ms. Default 1000. */
   sweepIntervalMs?: number;
+  /**
+   * Seconds settled tasks (and stored unregistered callbacks) are kept after their callback or deadline; the tracker
+   * deletes older ones about once a minute. Pending tasks are never deleted. Default 604800 (7 days).
+   */
+  retentionSeconds?: number;
   /** Largest accepted body. Default 64 KiB. */
   maxBodyBytes?: number;
   /** Longest accepted query string. Default 8 KiB. */
@@ -77,6 +82,7 @@ export class CallbackMonitor {
           ? {}
           : { deliveryTimeoutSeconds: options.deliveryTimeoutSeconds }),
         ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
+        ...(options.retentionSeconds === undefined ? {} : { retentionSeconds: options.retentionSeconds }),
         ...(options.now === undefined ? {} : { now: options.now }),
         onSweepError: (error) => this.#onError(error, 'sweep'),
       },

@@ -63,6 +63,7 @@ export class ReceiverServer {
       meter: deps.meter,
       prefix: config.CALLBACK_PATH,
       deliveryTimeoutSeconds: config.DELIVERY_TIMEOUT,
+      retentionSeconds: config.RETENTION,
       ...(config.CALLBACK_SECRET ? { secret: config.CALLBACK_SECRET } : {}),
       onError: (error, where) => {
         const err = error instanceof Error ? { type: error.name, message: error.message } : { type: typeof error };

@@ -48,6 +48,13 @@ export const CONFIG_SCHEMA = z.object({
     .max(7 * 24 * 3600, 'must be at most 604800 seconds (7 days)')
     .default(300)
     .describe('Seconds a registered task may wait for its callback before it counts as missed.'),
+  RETENTION: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .min(60, 'must be at least 60 seconds')
+    .default(7 * 24 * 3600)
+    .describe(
+      'Seconds settled tasks and stored callbacks are kept after their callback or deadline (pending ones always).',
+    ),
   CALLBACK_SECRET: token.describe('If set, callbacks are only accepted on /callback/<secret>[/<taskId>].'),
   API_TOKEN: token.describe('If set, the /tasks API requires `Authorization: Bearer <token>`.'),
   CALLBACK_PATH: z

@@ -1,4 +1,12 @@
-import type { CallbackResult, CallbackTransition, TaskCounts, TaskRecord, TaskState, TaskStore } from '../TaskStore.ts';
+import {
+  type CallbackResult,
+  type CallbackTransition,
+  StoreUnavailableError,
+  type TaskCounts,
+  type TaskRecord,
+  type TaskState,
+  type TaskStore,
+} from '../TaskStore.ts';
 
 interface MutableTask {
   id: string;
@@ -11,14 +19,18 @@ interface MutableTask {
   deadlineAt: number | null;
   receivedAt: number | null;
   callbacks: number;
+  /** Sequence of this task's live entry in the deadline heap (a purged and re-registered id gets a new one). */
+  deadlineSeq: number;
+  /** Sequence of this task's live entry in the settled heap, or -1 while pending. */
+  settledSeq: number;
 }
 
-/** [deadline, registration sequence, id]: the sequence keeps equal deadlines in registration order. */
+/** [time, sequence, id]: the sequence keeps equal times in insertion order and identifies the live entry. */
 type Entry = [number, number, string];
 const before = (a: Entry, b: Entry) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 
-/** A binary min-heap of deadlines so expiry never scans pending tasks. */
-class DeadlineHeap {
+/** A binary min-heap of times, so neither expiry nor retention ever scans tasks. */
+class TimeHeap {
   readonly #items: Entry[] = [];
   get size(): number {
     return this.#items.length;
@@ -62,7 +74,9 @@ class DeadlineHeap {
 /** Process-local store for tests and for embedding where losing state on restart is acceptable. */
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, MutableTask>();
-  readonly #deadlines = new DeadlineHeap();
+  readonly #deadlines = new TimeHeap();
+  /** Settled tasks by settling time (receipt, or deadline when missed): the retention queue. */
+  readonly #settled = new TimeHeap();
   #sequence = 0;
   #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
   #closed = false;
@@ -83,6 +97,8 @@ export class MemoryTaskStore implements TaskStore {
         deadlineAt,
         receivedAt: null,
         callbacks: 0,
+        deadlineSeq: this.#sequence,
+        settledSeq: -1,
       });
       this.#deadlines.push([deadlineAt, this.#sequence++, id]);
       this.#counts.pending++;
@@ -95,6 +111,7 @@ export class MemoryTaskStore implements TaskStore {
     this.#assertOpen();
     const task = this.#tasks.get(r.taskId);
     if (!task) {
+      const settledSeq = this.#settle(r.taskId, r.receivedAt);
       this.#tasks.set(r.taskId, {
         id: r.taskId,
         state: 'delivered',
@@ -106,6 +123,8 @@ export class MemoryTaskStore implements TaskStore {
         deadlineAt: null,
         receivedAt: r.receivedAt,
         callbacks: 1,
+        deadlineSeq: -1,
+        settledSeq,
       });
       // Unregistered callbacks are stored but stay out of the counts: the delivery rate is about registered tasks.
       return { kind: 'unregistered' };
@@ -116,6 +135,7 @@ export class MemoryTaskStore implements TaskStore {
     task.code = r.code;
     task.format = r.format;
     task.receivedAt = r.receivedAt;
+    task.settledSeq = this.#settle(task.id, r.receivedAt);
     const submittedAt = task.submittedAt ?? r.receivedAt;
     if (task.state === 'pending') {
       task.state = 'delivered';
@@ -137,8 +157,9 @@ export class MemoryTaskStore implements TaskStore {
       if (!top || top[0] > now) break;
       this.#deadlines.pop();
       const task = this.#tasks.get(top[2]);
-      if (task?.state !== 'pending') continue;
+      if (task?.state !== 'pending' || task.deadlineSeq !== top[1]) continue;
       task.state = 'missed';
+      task.settledSeq = this.#settle(task.id, top[0]);
       this.#counts.pending--;
       this.#counts.missed++;
       moved.push(task.id);
@@ -149,21 +170,38 @@ export class MemoryTaskStore implements TaskStore {
   async get(id: string): Promise<TaskRecord | undefined> {
     this.#assertOpen();
     const t = this.#tasks.get(id);
-    return t ? { ...t } : undefined;
+    return t ? record(t) : undefined;
   }
 
   async list(state: TaskState, limit: number): Promise<TaskRecord[]> {
     this.#assertOpen();
     const out: TaskRecord[] = [];
     for (const t of this.#tasks.values()) {
-      if (t.state === state) out.push({ ...t });
+      if (t.state === state) out.push(record(t));
     }
     out.sort((a, b) => (a.deadlineAt ?? a.receivedAt ?? 0) - (b.deadlineAt ?? b.receivedAt ?? 0));
     return out.slice(0, limit);
   }
 
   async counts(): Promise<TaskCounts> {
+    this.#assertOpen();
     return { ...this.#counts };
+  }
+
+  async purge(olderThan: number, limit: number): Promise<number> {
+    this.#assertOpen();
+    let deleted = 0;
+    while (deleted < limit) {
+      const top = this.#settled.peek();
+      if (!top || top[0] >= olderThan) break;
+      this.#settled.pop();
+      const task = this.#tasks.get(top[2]);
+      // Skip entries made stale by a later transition (missed → late re-queues the task at its receipt time).
+      if (!task || task.state === 'pending' || task.settledSeq !== top[1]) continue;
+      this.#tasks.delete(task.id);
+      deleted++;
+    }
+    return deleted;
   }
 
   async ping(): Promise<void> {
@@ -174,7 +212,29 @@ export class MemoryTaskStore implements TaskStore {
     this.#closed = true;
   }
 
-  #assertOpen(): void {
-    if (this.#closed) throw new Error('store is closed');
+  /** Queues a task for retention at its settling time; returns the entry's sequence. */
+  #settle(id: string, at: number): number {
+    const seq = this.#sequence++;
+    this.#settled.push([at, seq, id]);
+    return seq;
   }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StoreUnavailableError('memory store is closed');
+  }
+}
+
+function record(t: MutableTask): TaskRecord {
+  return {
+    id: t.id,
+    state: t.state,
+    registered: t.registered,
+    outcome: t.outcome,
+    code: t.code,
+    format: t.format,
+    submittedAt: t.submittedAt,
+    deadlineAt: t.deadlineAt,
+    receivedAt: t.receivedAt,
+    callbacks: t.callbacks,
+  };
 }

@@ -31,6 +31,8 @@ const REGISTER_CHUNK = 1000;
  *                      callbacks
  *   P state:<state>    sorted set of ids per state, scored by deadline (receipt time for unregistered callbacks);
  *                      `state:pending` doubles as the deadline queue that expiry pops from
+ *   P settled          sorted set of every settled id (delivered, missed, late, unregistered), scored by its
+ *                      settling time: the callback's receipt, or the deadline when missed. The retention queue.
  *   P counts           hash: pending, delivered, missed, late (registered tasks only)
  *   P ping             written by ping()
  * Each transition is one Lua script, which Redis runs atomically: the state check and every write it implies
@@ -58,7 +60,7 @@ return added
 `;
 
 /**
- * KEYS: task, counts, state:pending, state:delivered, state:missed, state:late.
+ * KEYS: task, counts, state:pending, state:delivered, state:missed, state:late, settled.
  * ARGV: id, outcome, code, format, receivedAt → { kind, submittedAt? }.
  */
 const RECORD_CALLBACK = `
@@ -69,6 +71,7 @@ if not state then
   redis.call('HSET', task, 'state', 'delivered', 'registered', '0', 'outcome', ARGV[2], 'code', ARGV[3],
     'format', ARGV[4], 'receivedAt', ARGV[5], 'callbacks', '1')
   redis.call('ZADD', KEYS[4], ARGV[5], id)
+  redis.call('ZADD', KEYS[7], ARGV[5], id)
   return {'unregistered'}
 end
 redis.call('HINCRBY', task, 'callbacks', 1)
@@ -76,6 +79,7 @@ if state ~= 'pending' and state ~= 'missed' then return {'duplicate'} end
 local submitted = redis.call('HGET', task, 'submittedAt') or ARGV[5]
 local deadline = redis.call('HGET', task, 'deadlineAt') or ARGV[5]
 redis.call('HSET', task, 'outcome', ARGV[2], 'code', ARGV[3], 'format', ARGV[4], 'receivedAt', ARGV[5])
+redis.call('ZADD', KEYS[7], ARGV[5], id)
 if state == 'pending' then
   redis.call('HSET', task, 'state', 'delivered')
   redis.call('ZREM', KEYS[3], id)
@@ -93,7 +97,7 @@ return {'late', submitted}
 `;
 
 /**
- * KEYS: state:pending, state:missed, counts. ARGV: task key prefix, now, limit → moved ids, deadline order.
+ * KEYS: state:pending, state:missed, counts, settled. ARGV: task key prefix, now, limit → moved ids, deadline order.
  * Only the due head of the deadline set is read (ZRANGEBYSCORE … LIMIT), so the cost is bounded by `limit`.
  */
 const EXPIRE_DUE = `
@@ -106,6 +110,7 @@ for i = 1, #due, 2 do
   if redis.call('HGET', key, 'state') == 'pending' then
     redis.call('HSET', key, 'state', 'missed')
     redis.call('ZADD', KEYS[2], due[i + 1], id)
+    redis.call('ZADD', KEYS[4], due[i + 1], id)
     moved[#moved + 1] = id
   end
 end
@@ -114,6 +119,27 @@ if #moved > 0 then
   redis.call('HINCRBY', KEYS[3], 'missed', #moved)
 end
 return moved
+`;
+
+/**
+ * KEYS: settled, state:delivered, state:missed, state:late. ARGV: task key prefix, olderThan (exclusive), limit →
+ * how many tasks were deleted. Reads only the oldest `limit` entries of the settled set. Counts stay as they are.
+ */
+const PURGE = `
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local sets = { delivered = KEYS[2], missed = KEYS[3], late = KEYS[4] }
+local deleted = 0
+for _, id in ipairs(old) do
+  local key = ARGV[1] .. id
+  local state = redis.call('HGET', key, 'state')
+  redis.call('ZREM', KEYS[1], id)
+  if state and sets[state] then
+    redis.call('DEL', key)
+    redis.call('ZREM', sets[state], id)
+    deleted = deleted + 1
+  end
+end
+return deleted
 `;
 
 /** KEYS: state:<state>. ARGV: task key prefix, limit → { id, {field, value, …}, … }, one consistent snapshot. */
@@ -132,6 +158,7 @@ interface Scripts {
   ccmRecordCallback(...args: string[]): Promise<[string, string?]>;
   ccmExpireDue(...args: string[]): Promise<string[]>;
   ccmList(...args: string[]): Promise<Array<string | string[]>>;
+  ccmPurge(...args: string[]): Promise<number>;
 }
 
 /**
@@ -148,7 +175,7 @@ export class RedisTaskStore implements TaskStore {
   readonly #redis: Redis & Scripts;
   readonly #prefix: string;
   readonly #taskPrefix: string;
-  readonly #keys: { counts: string; ping: string; state: Record<TaskState, string> };
+  readonly #keys: { counts: string; ping: string; settled: string; state: Record<TaskState, string> };
   #closed = false;
 
   /** Creates the store without waiting for a connection; prefer `RedisTaskStore.open`. */
@@ -159,6 +186,7 @@ export class RedisTaskStore implements TaskStore {
     this.#keys = {
       counts: `${p}counts`,
       ping: `${p}ping`,
+      settled: `${p}settled`,
       state: Object.fromEntries(TASK_STATES.map((s) => [s, `${p}state:${s}`])) as Record<TaskState, string>,
     };
     const redis = new Redis(url, {
@@ -173,8 +201,9 @@ export class RedisTaskStore implements TaskStore {
     // Without a listener ioredis prints every reconnect failure; the failures themselves surface as rejections.
     redis.on('error', (error: Error) => options.onConnectionError?.(error));
     redis.defineCommand('ccmRegister', { numberOfKeys: 2, lua: REGISTER });
-    redis.defineCommand('ccmRecordCallback', { numberOfKeys: 6, lua: RECORD_CALLBACK });
-    redis.defineCommand('ccmExpireDue', { numberOfKeys: 3, lua: EXPIRE_DUE });
+    redis.defineCommand('ccmRecordCallback', { numberOfKeys: 7, lua: RECORD_CALLBACK });
+    redis.defineCommand('ccmExpireDue', { numberOfKeys: 4, lua: EXPIRE_DUE });
+    redis.defineCommand('ccmPurge', { numberOfKeys: 4, lua: PURGE });
     redis.defineCommand('ccmList', { numberOfKeys: 1, lua: LIST, readOnly: true });
     this.#redis = redis as Redis & Scripts;
   }
@@ -218,6 +247,7 @@ export class RedisTaskStore implements TaskStore {
         s.delivered,
         s.missed,
         s.late,
+        this.#keys.settled,
         r.taskId,
         r.outcome,
         r.code,
@@ -238,8 +268,36 @@ export class RedisTaskStore implements TaskStore {
     }
     const k = this.#keys;
     return this.#call('expireDue', () =>
-      this.#redis.ccmExpireDue(k.state.pending, k.state.missed, k.counts, this.#taskPrefix, String(now), String(limit)),
+      this.#redis.ccmExpireDue(
+        k.state.pending,
+        k.state.missed,
+        k.counts,
+        k.settled,
+        this.#taskPrefix,
+        String(now),
+        String(limit),
+      ),
     );
+  }
+
+  async purge(olderThan: number, limit: number): Promise<number> {
+    if (limit <= 0) {
+      this.#assertOpen();
+      return 0;
+    }
+    const k = this.#keys;
+    const deleted = await this.#call('purge', () =>
+      this.#redis.ccmPurge(
+        k.settled,
+        k.state.delivered,
+        k.state.missed,
+        k.state.late,
+        this.#taskPrefix,
+        String(olderThan),
+        String(limit),
+      ),
+    );
+    return Number(deleted);
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {

@@ -29,7 +29,7 @@ export interface SqliteTaskStoreOptions {
 }
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 /*
  * One row per task. `sort_at` is the ordering key both for expiry and for `list()`: the deadline of a registered
@@ -37,6 +37,11 @@ const SCHEMA_VERSION = 1;
  * serves `expireDue` (state = 'pending' AND sort_at <= now ORDER BY sort_at LIMIT n, a bounded range scan) and
  * `list` (state = ? ORDER BY sort_at LIMIT n), so neither ever sorts or scans a whole state. For a pending task
  * sort_at is exactly deadline_at (pending tasks are always registered).
+ *
+ * Retention (`purge`) reads a second, partial index over settled rows only, keyed by the settling time: the
+ * callback's receipt, or the deadline for a missed task (which has no receipt). Pending rows are not in it, so it
+ * costs nothing on registration, and a purge is a bounded range scan of its oldest end. Version 1 files get the
+ * index on open (CREATE INDEX IF NOT EXISTS); nothing else changed.
  *
  * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
  * however many tasks there are, and can never drift from the rows it summarises.
@@ -56,6 +61,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   sort_at INTEGER GENERATED ALWAYS AS (coalesce(deadline_at, received_at)) VIRTUAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_state_sort ON tasks (state, sort_at);
+CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (coalesce(received_at, deadline_at)) WHERE state <> 'pending';
 CREATE TABLE IF NOT EXISTS counts (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   pending INTEGER NOT NULL,
@@ -105,6 +111,7 @@ export class SqliteTaskStore implements TaskStore {
   readonly #selectCounts: StatementSync;
   readonly #addCounts: StatementSync;
   readonly #beat: StatementSync;
+  readonly #purge: StatementSync;
   #closed = false;
 
   /** `path` is a file (its directory is created) or `:memory:`. */
@@ -158,6 +165,14 @@ export class SqliteTaskStore implements TaskStore {
        WHERE one = 1`,
     );
     this.#beat = db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1');
+    // The expression and the `state <> 'pending'` term match the partial index exactly, so SQLite walks it from
+    // the oldest end and stops after `limit` rows. The outer DELETE then removes each chosen row by key.
+    this.#purge = db.prepare(
+      `DELETE FROM tasks WHERE id IN (
+         SELECT id FROM tasks WHERE state <> 'pending' AND coalesce(received_at, deadline_at) < ?
+         ORDER BY coalesce(received_at, deadline_at) LIMIT ?
+       )`,
+    );
   }
 
   async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
@@ -228,6 +243,14 @@ export class SqliteTaskStore implements TaskStore {
     const row = this.#read('counts', () => this.#selectCounts.get()) as TaskCounts | undefined;
     if (!row) throw new StoreUnavailableError('SQLite store: counts row is missing');
     return { pending: row.pending, delivered: row.delivered, missed: row.missed, late: row.late };
+  }
+
+  async purge(olderThan: number, limit: number): Promise<number> {
+    if (limit <= 0) {
+      this.#assertOpen();
+      return 0;
+    }
+    return this.#write('purge', () => Number(this.#purge.run(olderThan, limit).changes));
   }
 
   /**
