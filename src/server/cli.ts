@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createStore } from '../delivery/createStore.ts';
+import { demoCommand } from '../demo/cli.ts';
 import { CONFIG_SCHEMA, ConfigError, loadConfig, redactedConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { ReceiverServer } from './ReceiverServer.ts';
@@ -20,6 +21,7 @@ function usage(): string {
     '',
     'Usage:',
     '  captcha-callback-monitor [serve]    run the receiver (public + management listeners)',
+    '  captcha-callback-monitor demo       send demo traffic to a receiver (demo --help for its options)',
     '  captcha-callback-monitor --help     show this help',
     '  captcha-callback-monitor --version  show the version',
     '',
@@ -80,6 +82,7 @@ async function serve(): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'demo') return void (await demoCommand(argv.slice(1)));
   const { values, positionals } = parseArgs({
     args: argv,
     options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },

@@ -1,0 +1,107 @@
+/**
+ * The PromQL behind the dashboard panels, assembled from the metric contract (PROM, LABEL, JOB) and the alerting
+ * module's helpers: no metric name is typed here. Every selector carries the dashboard's `$job` and `$instance`
+ * variables, so one dashboard shows one service (a job: several receivers behind a load balancer) or any subset
+ * of its instances.
+ */
+import { EXTERNAL, eq, increase, ne, num, orZero, rate, sel } from '../alerting/promql.ts';
+import { HANDLER_ERROR } from '../alerting/series.ts';
+import { SLO_OBJECTIVES } from '../alerting/thresholds.ts';
+import { JOB, LABEL, PROM } from '../metrics/contract.ts';
+
+/** Grafana's variables and built-ins, as they appear in the queries (the live test substitutes them). */
+export const VAR = {
+  job: '$job',
+  instance: '$instance',
+  rateInterval: '$__rate_interval',
+  range: '$__range',
+} as const;
+
+/** The SLO period the error budgets are measured over (the burn-rate factors in the alert table assume 30 days). */
+export const SLO_PERIOD = '30d';
+
+/** A receiver series, narrowed to the selected job and instances. */
+export const recv = (metric: string, ...matchers: string[]) =>
+  sel(metric, VAR.job, `instance=~"${VAR.instance}"`, ...matchers);
+
+/** The blackbox probe of the receiver's /healthz (its own job; its `instance` is the probed URL). */
+export const probe = (metric: string) => sel(metric, JOB.probe);
+
+const w: string = VAR.rateInterval;
+const sumRate = (metric: string, window = w, ...matchers: string[]) =>
+  `sum(${rate(recv(metric, ...matchers), window)})`;
+const sumIncrease = (metric: string, window: string) => `sum(${increase(recv(metric), window)})`;
+
+/**
+ * A counter's rate that is 0 (not absent) while the counter has never been incremented: OpenTelemetry exports a
+ * counter only after its first increment, and "no errors yet" must read 0 %, not "No data".
+ */
+const sumRateOrZero = (metric: string, window = w, ...matchers: string[]) =>
+  orZero(sumRate(metric, window, ...matchers), sumRate(PROM.callbackDurationCount, window));
+const taskRateOrZero = (metric: string) => orZero(sumRate(metric), sumRate(PROM.tasksSubmittedTotal));
+
+/** Delivered / (delivered + missed) registered tasks settled in the window. */
+function deliveryRatio(window: string): string {
+  const zero = `${sumIncrease(PROM.tasksSubmittedTotal, window)} * 0`;
+  const delivered = `(${sumIncrease(PROM.tasksDeliveredTotal, window)} or ${zero})`;
+  const missed = `(${sumIncrease(PROM.tasksMissedTotal, window)} or ${zero})`;
+  return `${delivered} / (${delivered} + ${missed})`;
+}
+
+export const Q = {
+  callbacksByOutcome: `sum by (${LABEL.outcome}) (${rate(recv(PROM.callbacksTotal), w)})`,
+  callbacksByFormat: `sum by (${LABEL.format}) (${rate(recv(PROM.callbacksTotal), w)})`,
+  callbacksByInstance: `sum by (instance) (${rate(recv(PROM.callbacksTotal), w)})`,
+  requests: sumRate(PROM.callbackDurationCount),
+  errorsByType: `sum by (${LABEL.errorType}) (${rate(recv(PROM.callbackErrorsTotal), w)})`,
+
+  /**
+   * Failed callback requests / all callback requests (every request on the route is timed, so `_count` is all).
+   * As in the alert: `handler_error` (the user's own hook failing after the 200) is not a failed request.
+   */
+  errorRatio: (window: string = w) =>
+    `${sumRateOrZero(PROM.callbackErrorsTotal, window, ne(LABEL.errorType, HANDLER_ERROR))} / ${sumRate(PROM.callbackDurationCount, window)}`,
+
+  latencyQuantile: (q: number, window: string = w) =>
+    `histogram_quantile(${num(q)}, sum by (le) (${rate(recv(PROM.callbackDurationBucket), window)}))`,
+
+  /** Service-wide: the most recent callback any instance took. */
+  timeSinceLast: `min(${recv(PROM.timeSinceLast)})`,
+  timeSinceLastByInstance: `max by (instance) (${recv(PROM.timeSinceLast)})`,
+
+  /** Time since the last callback ÷ the average interval between callbacks over the last hour. */
+  intervalFactor: `min(${recv(PROM.timeSinceLast)}) * ${sumIncrease(PROM.callbacksTotal, '1h')} / 3600`,
+
+  deliveryRatio,
+
+  tasksSubmitted: sumRate(PROM.tasksSubmittedTotal),
+  tasksDelivered: taskRateOrZero(PROM.tasksDeliveredTotal),
+  tasksMissed: taskRateOrZero(PROM.tasksMissedTotal),
+  tasksLate: taskRateOrZero(PROM.tasksLateTotal),
+  duplicates: orZero(sumRate(PROM.duplicatesTotal), sumRate(PROM.callbackDurationCount)),
+
+  /** The store-wide backlog: every instance sharing a store reports the same number, so max, never sum. */
+  pending: `max(${recv(PROM.tasksPending)})`,
+
+  /** Submit → callback time distribution, one row per bucket (Grafana's heatmap format). */
+  deliveryHeatmap: `sum by (le) (${increase(recv(PROM.taskDeliveryDurationBucket), w)})`,
+
+  /** Share of successful outside probes over the dashboard's time range. */
+  uptime: `avg(avg_over_time(${probe(EXTERNAL.probeSuccess)}[${VAR.range}]))`,
+  probeSuccess: `avg by (instance) (${probe(EXTERNAL.probeSuccess)})`,
+  scrapeUp: `max by (instance) (${recv(EXTERNAL.up)})`,
+
+  /** Share of the SLO period's error budget left (1 = untouched, 0 = spent, below 0 = overspent). */
+  uptimeBudget: `1 - (1 - avg(avg_over_time(${probe(EXTERNAL.probeSuccess)}[${SLO_PERIOD}]))) / ${num(1 - SLO_OBJECTIVES.uptime)}`,
+  deliveryBudget: `1 - (1 - (${deliveryRatio(SLO_PERIOD)})) / ${num(1 - SLO_OBJECTIVES.delivery)}`,
+} as const;
+
+/** `ALERTS` series of this project's alerts (Prometheus-evaluated rules), given the alert names. */
+export function alertsQuery(alertNames: readonly string[], state?: 'firing' | 'pending'): string {
+  const matchers = [`alertname=~"${alertNames.join('|')}"`];
+  if (state) matchers.push(eq('alertstate', state));
+  return `ALERTS{${matchers.join(',')}}`;
+}
+
+export const firingAlertCount = (alertNames: readonly string[]) =>
+  `count(${alertsQuery(alertNames, 'firing')}) or vector(0)`;

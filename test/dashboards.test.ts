@@ -1,0 +1,176 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
+import { EXTERNAL } from '../src/alerting/promql.ts';
+import { HEALTHY, type HealthyRangeName } from '../src/alerting/thresholds.ts';
+import { DATASOURCES } from '../src/dashboards/datasources.ts';
+import { OVERVIEW_UID, overviewDashboard, PANEL_HEALTHY_RANGE, TITLE } from '../src/dashboards/overview.ts';
+import { healthySteps } from '../src/dashboards/panels.ts';
+import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../src/dashboards/render.ts';
+import { JOB, PROM } from '../src/metrics/contract.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
+
+interface Target {
+  refId: string;
+  expr: string;
+  datasource?: { type: string; uid: string };
+  instant?: boolean;
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: { type: string; uid: string };
+  targets?: Target[];
+  fieldConfig?: {
+    defaults: { unit?: string; thresholds?: { mode: string; steps: { value: number | null; color: string }[] } };
+  };
+  options?: Record<string, unknown>;
+}
+interface DashboardJson {
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: { name: string; query: unknown; datasource?: { uid: string } }[] };
+}
+
+/** The committed dashboards, as Grafana will load them. */
+const committed: DashboardJson[] = Object.keys(DASHBOARDS).map(
+  (uid) => JSON.parse(read(`grafana/dashboards/${uid}.json`)) as DashboardJson,
+);
+const overview = committed.find((d) => d.uid === OVERVIEW_UID)!;
+const contentPanels = (d: DashboardJson) => d.panels.filter((p) => p.type !== 'row');
+const byTitle = (title: string) => {
+  const panel = overview.panels.find((p) => p.title === title);
+  if (!panel) throw new Error(`no panel "${title}"`);
+  return panel;
+};
+
+describe('generated Grafana files', () => {
+  it.each(GRAFANA_OUTPUTS.map((o) => [o.path, o] as const))(
+    '%s is committed as rendered (npm run generate)',
+    (path, output) => {
+      expect(read(path), `${path} is out of date: run npm run generate`).toBe(output.render());
+    },
+  );
+
+  it('renders the same bytes twice (the render functions are pure)', () => {
+    for (const o of GRAFANA_OUTPUTS) expect(o.render()).toBe(o.render());
+    expect(JSON.stringify(overviewDashboard())).toBe(JSON.stringify(overviewDashboard()));
+  });
+});
+
+describe('dashboards', () => {
+  it('have unique uids, and unique panel ids and target refIds', () => {
+    expect(new Set(committed.map((d) => d.uid)).size).toBe(committed.length);
+    for (const d of committed) {
+      const ids = d.panels.map((p) => p.id);
+      expect(ids.every((id) => Number.isInteger(id) && id > 0)).toBe(true);
+      expect(new Set(ids).size, `${d.uid}: duplicate panel id`).toBe(ids.length);
+      for (const p of d.panels) {
+        const refs = (p.targets ?? []).map((t) => t.refId);
+        expect(new Set(refs).size, `${p.title}: duplicate refId`).toBe(refs.length);
+      }
+    }
+  });
+
+  it('name only datasources the provisioning defines, by uid', () => {
+    const provisioned = (parse(read(DATASOURCES_PATH)) as { datasources: { uid: string; type: string }[] }).datasources;
+    const uids = new Map(provisioned.map((ds) => [ds.uid, ds.type]));
+    expect(uids.get(DATASOURCES.prometheus.uid)).toBe('prometheus');
+    expect(uids.get(DATASOURCES.alertmanager.uid)).toBe('alertmanager');
+    for (const d of committed) {
+      for (const v of d.templating.list) expect(uids.has(v.datasource?.uid ?? ''), `variable ${v.name}`).toBe(true);
+      for (const p of contentPanels(d)) {
+        expect(uids.get(p.datasource?.uid ?? ''), `panel ${p.title}`).toBe(p.datasource?.type);
+        expect(p.targets?.length, `panel ${p.title} has no query`).toBeGreaterThan(0);
+        for (const t of p.targets ?? []) {
+          expect(uids.get(t.datasource?.uid ?? ''), `${p.title} ${t.refId}`).toBe(t.datasource?.type);
+        }
+      }
+    }
+  });
+
+  it('set a unit on every panel; ratios in percent (0-1), durations in seconds', () => {
+    for (const d of committed) {
+      for (const p of contentPanels(d)) expect(p.fieldConfig?.defaults.unit, `panel ${p.title}`).toBeTruthy();
+    }
+    for (const title of [TITLE.uptime, TITLE.errorRate, TITLE.delivery, TITLE.errorRatio, TITLE.deliverySeries]) {
+      expect(byTitle(title).fieldConfig?.defaults.unit).toBe('percentunit');
+    }
+    for (const title of [TITLE.p95, TITLE.latency, TITLE.sinceLast, TITLE.sinceLastSeries]) {
+      expect(byTitle(title).fieldConfig?.defaults.unit).toBe('s');
+    }
+    const heatmap = byTitle(TITLE.heatmap);
+    expect((heatmap.options?.yAxis as { unit?: string } | undefined)?.unit).toBe('s');
+  });
+
+  it("colour by the alert table's healthy ranges (imported, never retyped)", () => {
+    const used = new Set<HealthyRangeName>();
+    for (const [title, name] of Object.entries(PANEL_HEALTHY_RANGE)) {
+      if (!name) continue;
+      used.add(name);
+      const panel = byTitle(title);
+      expect(panel.fieldConfig?.defaults.thresholds?.mode, title).toBe('absolute');
+      expect(panel.fieldConfig?.defaults.thresholds?.steps, title).toEqual(healthySteps(HEALTHY[name]));
+      expect(panel.fieldConfig?.defaults.unit, `${title} shows ${name} in its unit`).toBe(HEALTHY[name].unit);
+    }
+    // Every healthy range is on the dashboard, and every alert's healthy range is one of them.
+    expect([...used].sort()).toEqual(Object.keys(HEALTHY).sort());
+    for (const row of ALERT_TABLE) expect(Object.keys(HEALTHY), row.name).toContain(row.healthy);
+    // The seed's numbers, as a guard against a silent change of the table itself.
+    expect(byTitle(TITLE.p95).fieldConfig?.defaults.thresholds?.steps[1]).toEqual({ value: 0.5, color: 'red' });
+    expect(byTitle(TITLE.uptime).fieldConfig?.defaults.thresholds?.steps[1]).toEqual({ value: 0.995, color: 'green' });
+  });
+
+  it('have job and instance variables, and every receiver query selects on both', () => {
+    const names = overview.templating.list.map((v) => v.name);
+    expect(names).toEqual(['job', 'instance']);
+    const receiverMetrics = Object.values(PROM);
+    for (const p of contentPanels(overview)) {
+      for (const t of p.targets ?? []) {
+        for (const m of t.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}/g)) {
+          const [, metric, matchers] = m as unknown as [string, string, string];
+          if (!receiverMetrics.includes(metric as never) && metric !== EXTERNAL.up) continue;
+          expect(matchers, `${p.title}: ${metric}`).toContain('job="$job"');
+          expect(matchers, `${p.title}: ${metric}`).toContain('instance=~"$instance"');
+        }
+      }
+    }
+  });
+
+  it('spell only metric names from the contract (or Prometheus/blackbox/ALERTS series)', () => {
+    const known = new Set<string>([...Object.values(PROM), ...Object.values(EXTERNAL), 'ALERTS']);
+    for (const d of committed) {
+      for (const p of contentPanels(d)) {
+        for (const t of p.targets ?? []) {
+          for (const m of t.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) expect(known, `${p.title}`).toContain(m[1]);
+        }
+      }
+    }
+  });
+
+  it('take the store-wide pending gauge once (max over instances, never sum)', () => {
+    for (const title of [TITLE.pending, TITLE.pendingSeries]) {
+      const expr = byTitle(title).targets?.[0]?.expr ?? '';
+      expect(expr).toMatch(new RegExp(`^max\\(${PROM.tasksPending}\\{`));
+    }
+    for (const d of committed) {
+      for (const p of contentPanels(d)) {
+        for (const t of p.targets ?? []) expect(t.expr).not.toMatch(new RegExp(`sum[^(]*\\(\\s*${PROM.tasksPending}`));
+      }
+    }
+  });
+
+  it('show the probe job, the alerts and the error budgets', () => {
+    expect(byTitle(TITLE.uptime).targets?.[0]?.expr).toContain(`job="${JOB.probe}"`);
+    const alerts = byTitle(TITLE.alerts).targets?.[0];
+    expect(alerts?.instant).toBe(true);
+    for (const row of ALERT_TABLE) expect(alerts?.expr).toContain(row.name);
+    expect(byTitle(TITLE.budget).targets?.map((t) => t.refId)).toEqual(['A', 'B']);
+  });
+});
