@@ -14,7 +14,7 @@ import { GRAFANA_RULES_PATH, REF } from '../src/alerting/grafanaRules.ts';
 import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
 import { HANDLER_ERROR } from '../src/alerting/series.ts';
 import { DASHBOARDS_DIR } from '../src/dashboards/render.ts';
-import { JOB, LABEL } from '../src/metrics/contract.ts';
+import { FORMATS, JOB, LABEL } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
 import { freePort, waitFor } from './support/ports.ts';
 import { CLI, type RunningServer, startServer } from './support/server.ts';
@@ -274,10 +274,18 @@ afterAll(async () => {
 describe('live PromQL: dashboards and Grafana-managed rules against a real Prometheus', () => {
   it('the demo subcommand drove traffic and reported it', () => {
     expect(demoOutput.code, demoOutput.stderr).toBe(0);
-    const stats = JSON.parse(demoOutput.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
+    const stats = JSON.parse(demoOutput.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, number> & {
+      byFormat: Record<string, number>;
+    };
     expect(stats.submitted).toBeGreaterThan(DEMO_SECONDS * 10 * 0.8);
-    expect(stats.callbacks).toBeGreaterThan(0);
+    // Every request got the answer the demo expected: 201 for registrations, 200 for callbacks in every solver
+    // format (duplicates included), 400 for the malformed ones.
     expect(stats.httpErrors).toBe(0);
+    for (const format of FORMATS) expect(stats.byFormat[format], format).toBeGreaterThan(0);
+    expect(stats.lost).toBeGreaterThan(0);
+    expect(stats.invalid).toBeGreaterThan(0);
+    expect(stats.duplicates).toBeGreaterThan(0);
+    expect(stats.failed).toBeGreaterThan(0);
     expect(demoOutput.stderr).toMatch(/^demo: \d+ s, submitted \d+/m);
   });
 
