@@ -1,0 +1,165 @@
+import { JOB, LABEL, PROM } from '../metrics/contract.ts';
+import { durationSeconds, EXTERNAL, num, rate, sel, without } from './promql.ts';
+import type { AlertRow } from './rules.ts';
+import {
+  accepted,
+  deliveredOrZero,
+  expected,
+  failedRequests,
+  hookFailures,
+  human,
+  idle,
+  missed,
+  pct,
+  requests,
+  STALE,
+  timeSinceLast,
+  WINDOW,
+} from './series.ts';
+import { SLO_ALERTS } from './slo.ts';
+import { ALERT_THRESHOLDS as T } from './thresholds.ts';
+
+const R = JOB.receiver;
+
+/**
+ * THE alert table: one row per alert, in the order of the design's table, then the SLO burn-rate alerts. The
+ * Prometheus rule file is rendered from it (scripts/generate.ts); dashboards read the thresholds from thresholds.ts.
+ */
+export const ALERT_TABLE: readonly AlertRow[] = [
+  {
+    name: 'CaptchaCallbackEndpointStale',
+    // The health report's "stale": no callback for 5 min while callbacks are expected. "Expected" must hold now
+    // AND 5 minutes ago: after a quiet night the first new task must not page at once because the last callback
+    // was hours ago; it pages only if that task's callback has had the full 5 minutes to arrive. No `for`: the
+    // 5-minute wait is in the expression itself.
+    expr: [
+      `${timeSinceLast} > ${num(T.staleAfterSeconds)}`,
+      'and',
+      expected(),
+      'and',
+      expected(` offset ${STALE}`),
+    ].join('\n'),
+    for: '0m',
+    severity: 'warning',
+    summary: `No CAPTCHA callback for ${human(STALE)} while callbacks are expected`,
+    description:
+      'The last callback reached {{ $labels.job }} {{ $value | humanizeDuration }} ago, although tasks have been ' +
+      `pending or submitted for at least ${human(STALE)}. Solvers do not retry: a callback that does not arrive is a lost result.`,
+    runbookAnchor: 'captchacallbackendpointstale',
+    threshold: T.staleAfterSeconds,
+    healthy: 'timeSinceLastSeconds',
+  },
+  {
+    name: 'CaptchaCallbackHighErrorRate',
+    expr: [
+      `(\n  ${failedRequests(WINDOW.requests)}\n  /\n  ${requests(WINDOW.requests)}\n) > ${num(T.errorRatio)}`,
+      'and',
+      `${requests(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+    ].join('\n'),
+    for: '2m',
+    severity: 'critical',
+    summary: `More than ${pct(T.errorRatio)} of CAPTCHA callback requests fail`,
+    description:
+      '{{ $value | humanizePercentage }} of the callback requests to {{ $labels.job }} failed over the last ' +
+      `${human(WINDOW.requests)} (at least ${T.minRequests5m} requests; failures of your own result hook are counted ` +
+      'separately). Solvers do not retry a refused callback.',
+    runbookAnchor: 'captchacallbackhigherrorrate',
+    threshold: T.errorRatio,
+    healthy: 'errorRatio',
+  },
+  {
+    name: 'CaptchaCallbackSlowResponses',
+    expr: [
+      `histogram_quantile(0.95, ${without('sum', rate(sel(PROM.callbackDurationBucket, R), WINDOW.requests), LABEL.statusCode)}) > ${num(T.latencyP95Seconds)}`,
+      'and',
+      `${requests(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+    ].join('\n'),
+    for: '5m',
+    severity: 'warning',
+    summary: `CAPTCHA callback p95 latency above ${num(T.latencyP95Seconds)}s`,
+    description:
+      'The 95th percentile of callback handling time on {{ $labels.job }} is {{ $value | humanizeDuration }} ' +
+      `over the last ${human(WINDOW.requests)}. Solvers give up after 2 to 10 seconds: answers this slow risk lost callbacks.`,
+    runbookAnchor: 'captchacallbackslowresponses',
+    threshold: T.latencyP95Seconds,
+    healthy: 'latencySeconds',
+  },
+  {
+    name: 'CaptchaCallbackLowDeliveryRate',
+    expr: [
+      // No missed series at all means nothing was missed: the ratio is then empty, and silent, on purpose.
+      `(\n  ${deliveredOrZero(WINDOW.delivery)}\n  /\n  (${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)})\n) < ${num(T.deliveryRatio)}`,
+      'and',
+      `(${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)}) >= ${num(T.minSettledTasks)}`,
+    ].join('\n'),
+    for: '5m',
+    severity: 'critical',
+    summary: `Fewer than ${pct(T.deliveryRatio)} of registered CAPTCHA tasks got their callback`,
+    description:
+      'Only {{ $value | humanizePercentage }} of the tasks registered with {{ $labels.job }} that settled in the ' +
+      `last ${human(WINDOW.delivery)} got their callback before the deadline (at least ${T.minSettledTasks} settled ` +
+      'tasks). The others are missed results: see GET /tasks?state=missed.',
+    runbookAnchor: 'captchacallbacklowdeliveryrate',
+    threshold: T.deliveryRatio,
+    healthy: 'deliveryRatio',
+  },
+  {
+    name: 'CaptchaCallbackEndpointDown',
+    // The probe goes through the public address (the load balancer), so it keeps its instance label: that is the
+    // URL that fails. `up` is per receiver instance; only "no instance can be scraped" is the service being down.
+    expr: [`${sel(EXTERNAL.probeSuccess, JOB.probe)} == 0`, 'or', `${without('max', sel(EXTERNAL.up, R))} == 0`].join(
+      '\n',
+    ),
+    for: '1m',
+    severity: 'critical',
+    summary: 'CAPTCHA callback endpoint is down',
+    description:
+      `{{ if eq $labels.job "${JOB.probe}" }}The outside probe of {{ $labels.instance }} fails (HTTP 503: the ` +
+      'store is unreachable; or no answer in time){{ else }}Prometheus cannot scrape any instance of ' +
+      '{{ $labels.job }}{{ end }}. Callbacks sent now are lost.',
+    runbookAnchor: 'captchacallbackendpointdown',
+    threshold: 0,
+    healthy: 'uptimeRatio',
+  },
+  {
+    name: 'CaptchaCallbackIrregularInterval',
+    // Poisson arrivals exceed 5 × their mean gap every ~150 gaps, so at 1 callback/s a bare "> 5 × average" would
+    // flap all day: the `for` makes the silence last at least 2 more minutes. `unless idle`: when tasks are
+    // registered and none is pending or new, the silence is explained (the app stopped submitting).
+    expr: [
+      `(\n  ${timeSinceLast}\n  > ${num(T.intervalFactor)} * ${durationSeconds(WINDOW.interval)} / ${accepted(WINDOW.interval)}\n)`,
+      'and',
+      `${accepted(WINDOW.interval)} >= ${num(T.minCallbacksPerHour)}`,
+      'unless',
+      idle,
+    ].join('\n'),
+    for: '2m',
+    severity: 'warning',
+    summary: `CAPTCHA callbacks stopped arriving at their usual pace`,
+    description:
+      'No callback reached {{ $labels.job }} for {{ $value | humanizeDuration }}: more than ' +
+      `${T.intervalFactor} times the average interval of the last ${human(WINDOW.interval)}, while callbacks are still expected.`,
+    runbookAnchor: 'captchacallbackirregularinterval',
+    threshold: T.intervalFactor,
+    healthy: 'intervalFactor',
+  },
+  {
+    name: 'CaptchaCallbackHandlerErrors',
+    expr: [
+      `(\n  ${hookFailures(WINDOW.requests)}\n  /\n  ${accepted(WINDOW.requests)}\n) > ${num(T.handlerErrorRatio)}`,
+      'and',
+      `${accepted(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+    ].join('\n'),
+    for: '5m',
+    severity: 'warning',
+    summary: `Your result hook fails for more than ${pct(T.handlerErrorRatio)} of CAPTCHA callbacks`,
+    description:
+      'Your own onResult hook failed for {{ $value | humanizePercentage }} of the callbacks {{ $labels.job }} ' +
+      `accepted over the last ${human(WINDOW.requests)}. The solver got its 200 and the result is stored (GET /tasks/:id), ` +
+      'but your processing did not run.',
+    runbookAnchor: 'captchacallbackhandlererrors',
+    threshold: T.handlerErrorRatio,
+    healthy: 'errorRatio',
+  },
+  ...SLO_ALERTS,
+];

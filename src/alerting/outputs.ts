@@ -1,0 +1,13 @@
+import { PROMETHEUS_RULES_PATH, renderPrometheusRules } from './renderPrometheusRules.ts';
+
+/**
+ * Every file `npm run generate` writes, as a path (relative to the repository root) and a pure render function.
+ * To add an output (Grafana dashboards, Grafana alert provisioning, …) append an entry here; scripts/generate.ts
+ * writes it and test/alerting.generated.test.ts checks the committed copy against it, with no other change.
+ */
+export interface GeneratedOutput {
+  readonly path: string;
+  readonly render: () => string | Promise<string>;
+}
+
+export const GENERATED_OUTPUTS: GeneratedOutput[] = [{ path: PROMETHEUS_RULES_PATH, render: renderPrometheusRules }];

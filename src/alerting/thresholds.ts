@@ -1,0 +1,106 @@
+import { STALE_AFTER_MS } from '../health/healthReport.ts';
+
+/** Which side of a threshold is healthy. */
+export type HealthySide = 'above' | 'below';
+
+/** One healthy range as a dashboard draws it: a value, which side is good, and the Grafana unit it is shown in. */
+export interface HealthyRange {
+  readonly value: number;
+  readonly healthyWhen: HealthySide;
+  /** Grafana unit id: `percentunit` for ratios 0…1, `s` for seconds, `x` for a plain factor. */
+  readonly unit: 'percentunit' | 's' | 'x';
+  readonly description: string;
+}
+
+/**
+ * The healthy ranges from the seed: dashboards (issue 5) import these instead of retyping them, so a panel's
+ * green/red edge and the alert table can never disagree. The alerts fire further out (ALERT_THRESHOLDS): the space
+ * between the two is "degraded but not yet paging".
+ */
+export const HEALTHY = {
+  uptimeRatio: {
+    value: 0.995,
+    healthyWhen: 'above',
+    unit: 'percentunit',
+    description: 'Share of successful outside probes of /healthz (also the uptime SLO objective).',
+  },
+  latencySeconds: {
+    value: 0.5,
+    healthyWhen: 'below',
+    unit: 's',
+    description: 'p95 time to answer a callback request.',
+  },
+  errorRatio: {
+    value: 0.01,
+    healthyWhen: 'below',
+    unit: 'percentunit',
+    description: 'Failed callback requests / all callback requests.',
+  },
+  deliveryRatio: {
+    value: 0.95,
+    healthyWhen: 'above',
+    unit: 'percentunit',
+    description: 'Delivered / (delivered + missed) registered tasks (also the delivery SLO objective).',
+  },
+  intervalFactor: {
+    value: 5,
+    healthyWhen: 'below',
+    unit: 'x',
+    description: 'Time since the last callback / the average interval between callbacks over the last hour.',
+  },
+  timeSinceLastSeconds: {
+    value: STALE_AFTER_MS / 1000,
+    healthyWhen: 'below',
+    unit: 's',
+    description: 'Seconds since the last callback while callbacks are expected (the /health/callbacks stale edge).',
+  },
+} as const satisfies Record<string, HealthyRange>;
+
+export type HealthyRangeName = keyof typeof HEALTHY;
+
+/** Where the alerts fire. Every number in a rule expression comes from here or from HEALTHY / SLOS. */
+export const ALERT_THRESHOLDS = {
+  /** Stale: no callback for this long while callbacks are expected (the health endpoint's own edge). */
+  staleAfterSeconds: STALE_AFTER_MS / 1000,
+  /** High error rate: failed / all callback requests over 5 minutes … */
+  errorRatio: 0.05,
+  /** … and only with at least this many requests in the window (one failed probe from a scanner is not 100 %). */
+  minRequests5m: 100,
+  /** Slow responses: p95 handling time. Must be a bucket edge of the duration histogram (a test checks). */
+  latencyP95Seconds: 1,
+  /** Low delivery: delivered / (delivered + missed) over 30 minutes … */
+  deliveryRatio: 0.9,
+  /** … with at least this many settled (delivered or missed) tasks in the window. */
+  minSettledTasks: 20,
+  /** Irregular interval: time since the last callback > this × the average interval over 1 hour … */
+  intervalFactor: HEALTHY.intervalFactor.value,
+  /** … only with at least this many callbacks in that hour (an average over 3 callbacks means nothing). */
+  minCallbacksPerHour: 12,
+  /** The user's own post-ACK hook failing for this share of accepted callbacks (own alert, see alertTable.ts). */
+  handlerErrorRatio: 0.05,
+} as const;
+
+/** Multi-window multi-burn-rate pairs (SRE workbook ch. 5, table 5-8; the same pairs Sloth generates). */
+export interface BurnWindow {
+  readonly short: string;
+  readonly long: string;
+  /** Burn rate: how many times faster than "exactly spend the budget over 30 days". */
+  readonly factor: number;
+}
+
+export const BURN_WINDOWS = {
+  page: [
+    { short: '5m', long: '1h', factor: 14.4 },
+    { short: '30m', long: '6h', factor: 6 },
+  ],
+  ticket: [
+    { short: '2h', long: '1d', factor: 3 },
+    { short: '6h', long: '3d', factor: 1 },
+  ],
+} as const satisfies Record<string, readonly BurnWindow[]>;
+
+/** The SLO objectives are the healthy ranges: one number, one place. */
+export const SLO_OBJECTIVES = {
+  uptime: HEALTHY.uptimeRatio.value,
+  delivery: HEALTHY.deliveryRatio.value,
+} as const;
