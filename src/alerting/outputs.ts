@@ -1,3 +1,4 @@
+import { GRAFANA_OUTPUTS } from '../dashboards/render.ts';
 import { PROMETHEUS_RULES_PATH, renderPrometheusRules } from './renderPrometheusRules.ts';
 
 /**
@@ -10,4 +11,8 @@ export interface GeneratedOutput {
   readonly render: () => string | Promise<string>;
 }
 
-export const GENERATED_OUTPUTS: GeneratedOutput[] = [{ path: PROMETHEUS_RULES_PATH, render: renderPrometheusRules }];
+export const GENERATED_OUTPUTS: GeneratedOutput[] = [
+  { path: PROMETHEUS_RULES_PATH, render: renderPrometheusRules },
+  // Dashboards, datasources and Grafana-managed alerting provisioning (src/dashboards/render.ts).
+  ...GRAFANA_OUTPUTS,
+];
