@@ -261,8 +261,20 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  await receiver?.stop();
+  const exits = children
+    .filter((c) => c.exitCode === null && c.signalCode === null)
+    .map(
+      (c) =>
+        new Promise<void>((done) => {
+          const force = setTimeout(() => c.kill('SIGKILL'), 5000);
+          c.once('exit', () => {
+            clearTimeout(force);
+            done();
+          });
+          c.kill('SIGTERM');
+        }),
+    );
+  await Promise.all([...exits, receiver?.stop()]);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   console.log(
