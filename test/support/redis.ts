@@ -13,11 +13,15 @@ export interface RedisServer {
   /** Stops the server (SIGTERM, then SIGKILL after 5 s) and removes its working directory. */
   stop(): Promise<void>;
   /**
-   * Stops the server and starts a new one on the same port. Nothing is persisted (`--save ''`, no AOF), so the new
-   * server is empty: what a client sees after an outage of a cache-like Redis.
+   * Stops the server and starts a new one on the same port. By default nothing is persisted (`--save ''`, no AOF),
+   * so the new server is empty: what a client sees after an outage of a cache-like Redis. With `{ appendOnly: true }`
+   * the new server reloads the append-only file and has everything it acknowledged.
    */
   restart(): Promise<void>;
-  /** Stops the server but keeps the port and directory for a later `resume()`: an outage of unknown length. */
+  /**
+   * Stops the server but keeps the port and directory for a later `resume()`: an outage of unknown length. The data
+   * survives into `resume()` only with `{ appendOnly: true }`.
+   */
   kill(): Promise<void>;
   /** Starts the server again after `kill()`. */
   resume(): Promise<void>;
@@ -27,11 +31,19 @@ export interface RedisServer {
   unpause(): void;
 }
 
+export interface RedisOptions {
+  /**
+   * Run with `appendonly yes` and `appendfsync always` (every write is fsynced before Redis answers), so data
+   * survives `kill()` + `resume()` and `restart()`, as a durably configured production Redis would. Default false.
+   */
+  readonly appendOnly?: boolean;
+}
+
 /**
  * Starts a throwaway `redis-server` on a free loopback port and resolves once it answers PING. A missing binary
  * throws (the test fails; it never skips). Always `stop()` it in `afterAll`.
  */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const bin = requireBinary('redis-server');
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ccm-redis-'));
@@ -40,7 +52,10 @@ export async function startRedis(): Promise<RedisServer> {
 
   const launch = async () => {
     output = '';
-    const args = ['--save', '', '--appendonly', 'no', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir];
+    const persistence = options.appendOnly
+      ? ['--appendonly', 'yes', '--appendfsync', 'always']
+      : ['--appendonly', 'no'];
+    const args = ['--save', '', ...persistence, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir];
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     const keep = (chunk: Buffer) => {
