@@ -343,3 +343,45 @@ export function clientSocketStates(serverPort: number): Map<number, string> {
   }
   return out;
 }
+
+/** One callback a load generator sent, and what came of it. */
+export interface SentCallback {
+  readonly id: string;
+  readonly code: string;
+  readonly status: number | null;
+  readonly error?: string;
+  /** performance.now() when the request was handed to the socket, and when its outcome was known. */
+  readonly sentAt: number;
+  readonly doneAt: number;
+}
+
+/**
+ * Sends valid GET callbacks with unique ids (`<prefix>-<n>`) and distinctive codes from `concurrency` workers until
+ * `until()` is true, each worker pausing `pauseMs` between requests. Never throws.
+ */
+export async function callbackLoad(
+  port: number,
+  options: { prefix: string; concurrency: number; until: () => boolean; agent: Agent; pauseMs?: number },
+): Promise<SentCallback[]> {
+  const sent: SentCallback[] = [];
+  let n = 0;
+  const worker = async () => {
+    while (!options.until()) {
+      const id = `${options.prefix}-${n++}`;
+      const code = `solution-${id}-${Math.random().toString(36).slice(2, 10)}`;
+      const sentAt = performance.now();
+      const r = await httpExchange(options.agent, port, { method: 'GET', path: `/callback?id=${id}&code=${code}` });
+      sent.push({
+        id,
+        code,
+        status: r.status,
+        ...(r.error ? { error: r.error } : {}),
+        sentAt,
+        doneAt: performance.now(),
+      });
+      if (options.pauseMs) await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  return sent;
+}
