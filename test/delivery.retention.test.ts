@@ -1,12 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createNoopMeter } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
 import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
 import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
 import type { TaskStore } from '../src/delivery/TaskStore.ts';
 import { loadConfig } from '../src/server/config.ts';
+import { createLogger } from '../src/server/logger.ts';
+import { ReceiverServer } from '../src/server/ReceiverServer.ts';
 
 const T = 1_700_000_000_000;
 const DAY = 24 * 3600 * 1000;
@@ -111,5 +114,18 @@ describe('DeliveryTracker retention', () => {
     expect(loadConfig({ RETENTION: '86400' }).RETENTION).toBe(86_400);
     expect(() => loadConfig({ RETENTION: '59' })).toThrow(/RETENTION: must be at least 60 seconds/);
     expect(() => loadConfig({ RETENTION: 'forever' })).toThrow(/RETENTION/);
+  });
+
+  it('passes RETENTION through the server and the plugin to the tracker', async () => {
+    const store = new MemoryTaskStore();
+    const server = new ReceiverServer({
+      config: loadConfig({ RETENTION: '120', STORE_URL: 'memory:' }),
+      store,
+      meter: createNoopMeter(),
+      scrape: async () => '',
+      logger: createLogger('silent'),
+    });
+    expect(server.monitor.tracker.retentionMs).toBe(120_000);
+    await store.close();
   });
 });

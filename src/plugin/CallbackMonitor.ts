@@ -155,7 +155,7 @@ export class CallbackMonitor {
     return this.tracker.waitForResult(id, timeoutMs);
   }
 
-  /** Starts the deadline sweeper. */
+  /** Starts the deadline sweeper and the retention purge. */
   start(): this {
     this.tracker.start();
     return this;
