@@ -44,15 +44,6 @@ export function num(x: number): string {
   return String(Number(x.toPrecision(12)));
 }
 
-/** Indents every line after the first, for readable multi-line expressions in the generated YAML. */
-export function indent(text: string, spaces = 2): string {
-  const pad = ' '.repeat(spaces);
-  return text
-    .split('\n')
-    .map((line, i) => (i === 0 ? line : pad + line))
-    .join('\n');
-}
-
 /** Seconds in a simple Prometheus duration such as `5m`, `1h`, `3d`. */
 export function durationSeconds(d: string): number {
   const m = /^(\d+)([smhd])$/.exec(d);
