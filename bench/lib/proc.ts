@@ -1,0 +1,198 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, LoadSpec } from '../loadgen.ts';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const LOADGEN = fileURLToPath(new URL('../loadgen.ts', import.meta.url));
+
+export interface Peer {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly managementPort: number | undefined;
+  readonly info: Record<string, unknown>;
+  logs(): string;
+  /** SIGSTOP / SIGCONT: a peer not being measured must not take CPU from the one that is (sweepers, GC). */
+  pause(): void;
+  resume(): void;
+  /** Resident set and its peak, from /proc (bytes). */
+  memory(): { rss: number; peak: number };
+  /** CPU time (user + system) the process has used so far, in microseconds (clock-tick resolution). */
+  cpuMicros(): number;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly script: string;
+  readonly env?: Record<string, string>;
+  readonly nodeArgs?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Starts one server as its own child process and resolves once it says where it listens: either a bench server's
+ * `{"ready":true,"port":…}` line or the receiver CLI's `"msg":"listening"` log line.
+ */
+export function startPeer(options: StartOptions): Promise<Peer> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.script], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      MANAGEMENT_HOST: '127.0.0.1',
+      PORT: '0',
+      MANAGEMENT_PORT: '0',
+      LOG_LEVEL: 'warn',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  let ready = false;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise<Peer>((resolve, reject) => {
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`${options.script} ${why}:\n${output.slice(-2000)}`));
+    };
+    const timer = setTimeout(() => fail('did not become ready in time'), options.timeoutMs ?? 30_000);
+    child.once('exit', (code, signal) => {
+      if (!ready) fail(`exited (${code ?? signal}) before it was ready`);
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      output += c.toString('utf8');
+    });
+    child.stdout?.on('data', (c: Buffer) => {
+      output += c.toString('utf8');
+      if (ready) return;
+      for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        let parsed: Record<string, unknown>;
+        try {
+          parsed = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        let port: number | undefined;
+        let managementPort: number | undefined;
+        if (parsed.ready === true) {
+          port = parsed.port as number;
+          managementPort = parsed.managementPort as number | undefined;
+        } else if (parsed.msg === 'listening') {
+          port = (parsed.public as { port: number }).port;
+          managementPort = (parsed.management as { port: number }).port;
+        } else continue;
+        ready = true;
+        clearTimeout(timer);
+        const pid = child.pid!;
+        resolve({
+          child,
+          pid,
+          port,
+          managementPort,
+          info: parsed,
+          logs: () => output,
+          pause: () => void child.kill('SIGSTOP'),
+          resume: () => void child.kill('SIGCONT'),
+          memory: () => procMemory(pid),
+          cpuMicros: () => procCpuMicros(pid),
+          async stop() {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.kill('SIGCONT');
+            child.kill('SIGTERM');
+            const force = setTimeout(() => child.kill('SIGKILL'), 15_000);
+            await exited;
+            clearTimeout(force);
+          },
+        });
+        return;
+      }
+    });
+  });
+}
+
+export function procMemory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process from /proc/<pid>/stat, in microseconds. */
+export function procCpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name (which may contain spaces); utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1e6) / CLK_TCK;
+}
+
+/** Runs the load generator as a separate process and resolves to its result. */
+export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString('utf8');
+    });
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`load generator failed (${code}): ${err}`));
+      resolve(JSON.parse(line) as LoadResult);
+    });
+  });
+}
+
+/** Runs a one-shot bench child that prints one JSON line and exits. */
+export function runJsonChild<T>(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeArgs, script], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString('utf8');
+    });
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`${script} failed (${code}): ${err}${out}`));
+      resolve(JSON.parse(line) as T);
+    });
+  });
+}
+
+/** Registers ids `${prefix}${from}` … `${prefix}${to - 1}` through `POST /tasks`, 10,000 per request. */
+export async function registerPool(peer: Peer, prefix: string, from: number, to: number): Promise<void> {
+  const base = `http://127.0.0.1:${peer.managementPort}`;
+  for (let i = from; i < to; i += 10_000) {
+    const ids: string[] = [];
+    for (let j = i; j < Math.min(to, i + 10_000); j++) ids.push(`${prefix}${j}`);
+    const res = await fetch(`${base}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ids),
+    });
+    if (res.status !== 201) throw new Error(`POST /tasks answered ${res.status}: ${await res.text()}`);
+  }
+}

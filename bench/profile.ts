@@ -1,0 +1,170 @@
+/**
+ * CPU profile of the receiver under callback load: `node bench/profile.ts [--store sqlite|memory]
+ * [--entry cli|bench] [--metrics on|off] [--seconds N] [--out FILE]`.
+ *
+ * Starts the receiver (the real CLI by default) with `node --cpu-prof`, registers enough tasks that every callback
+ * is a pending → delivered transition, drives it with the same separate-process load generator as `bench/run.ts`,
+ * stops it with SIGTERM (the profile is written at exit), then summarises the .cpuprofile: where the busy time goes
+ * by component (self time) and by function (self and inclusive), so the cost of each stage of the callback path is
+ * visible. Writes the summary to --out when given.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { ROOT, registerPool, runLoad, startPeer } from './lib/proc.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    store: { type: 'string', default: 'sqlite' },
+    entry: { type: 'string', default: 'cli' },
+    metrics: { type: 'string', default: 'on' },
+    seconds: { type: 'string', default: '10' },
+    out: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+}
+interface ProfileNode {
+  id: number;
+  callFrame: CallFrame;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+const seconds = Number(args.seconds);
+const dir = mkdtempSync(join(tmpdir(), 'ccm-prof-'));
+const storeUrl = args.store === 'memory' ? 'memory:' : `sqlite:${join(dir, 'prof.db')}`;
+const script = args.entry === 'bench' ? join(ROOT, 'bench/servers/receiver.ts') : join(ROOT, 'src/server/cli.ts');
+
+const peer = await startPeer({
+  script,
+  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200'],
+  env: { STORE_URL: storeUrl, DELIVERY_TIMEOUT: '3600', LOG_LEVEL: 'info', BENCH_METRICS: args.metrics ?? 'on' },
+});
+const pool = 25_000 * (seconds + 2);
+await registerPool(peer, 'p-', 0, pool);
+await sleep(300);
+// V8 stamps profile samples with CLOCK_MONOTONIC microseconds, the clock process.hrtime reads too: only samples
+// taken while the load ran are summarised (start-up and the task registration above are left out).
+const loadStartUs = Number(process.hrtime.bigint() / 1000n);
+const load = await runLoad({
+  url: `http://127.0.0.1:${peer.port}`,
+  path: '/callback?id={id}&code=03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n',
+  connections: 50,
+  durationSeconds: seconds,
+  idPrefix: 'p-',
+  idStart: 0,
+});
+const loadEndUs = Number(process.hrtime.bigint() / 1000n);
+await peer.stop();
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+if (!args.keep) rmSync(dir, { recursive: true, force: true });
+
+// ---------------------------------------------------------------------------------------------------------------
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+
+const short = (url: string) =>
+  url
+    .replace(`file://${ROOT}`, '')
+    .replace(/^.*node_modules\//, 'nm:')
+    .replace(/^node:/, 'node:');
+const key = (f: CallFrame) => `${f.functionName || '(anonymous)'} ${short(f.url)}:${f.lineNumber + 1}`;
+
+/** Which component a frame belongs to. */
+function component(f: CallFrame): string {
+  const u = f.url;
+  if (f.functionName === '(garbage collector)') return 'GC';
+  if (f.functionName === '(idle)') return 'idle';
+  if (f.functionName === '(program)') return '(program: native, not attributed)';
+  if (u.includes('/src/')) return `ours: ${short(u).replace(/^\//, '')}`;
+  if (u.includes('node_modules/')) {
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u);
+    return `dep: ${m?.[1] ?? u}`;
+  }
+  if (u.startsWith('node:')) {
+    if (u.includes('http') || u.includes('net') || u.includes('stream')) return 'node: http/net/streams';
+    return 'node: other internals';
+  }
+  if (u === '') return `native: ${f.functionName}`;
+  return short(u);
+}
+
+const selfByKey = new Map<string, number>();
+const selfByComponent = new Map<string, number>();
+const inclusive = new Map<string, number>();
+let total = 0;
+let idle = 0;
+let at = profile.startTime;
+for (let i = 0; i < profile.samples.length; i++) {
+  at += profile.timeDeltas[i] ?? 0;
+  if (at < loadStartUs || at > loadEndUs) continue;
+  const dt = (profile.timeDeltas[i] ?? 0) / 1000; // ms
+  const node = byId.get(profile.samples[i]!)!;
+  total += dt;
+  if (node.callFrame.functionName === '(idle)') {
+    idle += dt;
+    continue;
+  }
+  const k = key(node.callFrame);
+  selfByKey.set(k, (selfByKey.get(k) ?? 0) + dt);
+  const c = component(node.callFrame);
+  // A native call (e.g. StatementSync.run) is charged to the component of the JS frame that called it.
+  const charged = c.startsWith('native:')
+    ? `${c} ← ${component(byId.get(parent.get(node.id)!)?.callFrame ?? node.callFrame)}`
+    : c;
+  selfByComponent.set(charged, (selfByComponent.get(charged) ?? 0) + dt);
+  const seen = new Set<string>();
+  for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+    const f = byId.get(id)!.callFrame;
+    const fk = key(f);
+    if (seen.has(fk)) continue;
+    seen.add(fk);
+    inclusive.set(fk, (inclusive.get(fk) ?? 0) + dt);
+  }
+}
+const busy = total - idle;
+const pct = (x: number) => `${((100 * x) / busy).toFixed(1)} %`;
+const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+
+const L: string[] = [];
+L.push(
+  `# CPU profile: receiver (${args.entry}, ${args.store}, metrics ${args.metrics}) under callback load`,
+  '',
+  'Samples taken while the load ran only. ' +
+    `Load: ${Math.round(load.rps)} req/s, p50 ${load.p50} ms, p99 ${load.p99} ms over ${seconds} s (50 connections, every ` +
+    `callback a pending → delivered transition). Sampled ${(total / 1000).toFixed(1)} s, busy ${(busy / 1000).toFixed(1)} s ` +
+    `(${((100 * busy) / total).toFixed(0)} %); shares below are of busy time.`,
+  '',
+  '## Self time by component',
+  '',
+  '| component | share |',
+  '| --- | ---: |',
+);
+for (const [k, v] of top(selfByComponent, 25)) L.push(`| ${k.replace(/\|/g, '\\|')} | ${pct(v)} |`);
+L.push('', '## Top functions by self time', '', '| function | self |', '| --- | ---: |');
+for (const [k, v] of top(selfByKey, 30)) L.push(`| \`${k}\` | ${pct(v)} |`);
+L.push('', '## Inclusive time of the callback path (ours)', '', '| function | inclusive |', '| --- | ---: |');
+for (const [k, v] of top(new Map([...inclusive].filter(([k]) => k.includes(' src/') || k.includes(' bench/'))), 30))
+  L.push(`| \`${k}\` | ${pct(v)} |`);
+L.push('');
+const md = L.join('\n');
+process.stdout.write(`${md}\n`);
+if (args.out) writeFileSync(args.out, md);
