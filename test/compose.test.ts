@@ -144,11 +144,18 @@ describe('docker compose files (validated offline by docker-compose config)', ()
     const prom = parse(read('prometheus/prometheus.yml')) as {
       global: { scrape_interval: string };
       alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
-      scrape_configs: { static_configs: { targets: string[] }[]; relabel_configs?: { replacement?: string }[] }[];
+      scrape_configs: {
+        static_configs?: { targets: string[] }[];
+        dns_sd_configs?: { names: string[]; port: number }[];
+        relabel_configs?: { replacement?: string }[];
+      }[];
     };
     const addresses = [
       ...prom.alerting.alertmanagers.flatMap((a) => a.static_configs.flatMap((c) => c.targets)),
-      ...prom.scrape_configs.flatMap((j) => j.static_configs.flatMap((c) => c.targets)),
+      ...prom.scrape_configs.flatMap((j) => (j.static_configs ?? []).flatMap((c) => c.targets)),
+      ...prom.scrape_configs.flatMap((j) =>
+        (j.dns_sd_configs ?? []).flatMap((d) => d.names.map((n) => `${n}:${d.port}`)),
+      ),
       ...prom.scrape_configs.flatMap((j) => (j.relabel_configs ?? []).map((r) => r.replacement ?? '')).filter(Boolean),
       ...Object.values(DATASOURCES).map((d) => d.url),
     ];

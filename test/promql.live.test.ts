@@ -201,7 +201,8 @@ beforeAll(async () => {
     alerting?: unknown;
     scrape_configs: {
       job_name: string;
-      static_configs: { targets: string[] }[];
+      static_configs?: { targets: string[] }[];
+      dns_sd_configs?: unknown;
       relabel_configs?: { replacement?: string; target_label?: string }[];
     }[];
   };
@@ -209,8 +210,10 @@ beforeAll(async () => {
   config.rule_files = [resolve(ROOT, PROMETHEUS_RULES_PATH)];
   delete config.alerting;
   for (const job of config.scrape_configs) {
-    if (job.job_name === JOB.receiver) job.static_configs = [{ targets: [`127.0.0.1:${receiver.managementPort}`] }];
-    else if (job.job_name === JOB.probe) {
+    if (job.job_name === JOB.receiver) {
+      delete job.dns_sd_configs;
+      job.static_configs = [{ targets: [`127.0.0.1:${receiver.managementPort}`] }];
+    } else if (job.job_name === JOB.probe) {
       job.static_configs = [{ targets: [`${receiver.publicUrl}/healthz`] }];
       for (const r of job.relabel_configs ?? []) {
         if (r.target_label === '__address__') r.replacement = `127.0.0.1:${bbPort}`;

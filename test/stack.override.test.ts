@@ -30,7 +30,16 @@ describe('live-stack overrides of the committed configuration', () => {
         JSON.stringify(live),
       ),
     );
-    expect({ ...back, global: committed.global, rule_files: committed.rule_files }).toEqual(committed);
+    // The one structural change: DNS discovery of the receiver becomes the equivalent static target.
+    const expected = structuredClone(committed);
+    for (const job of expected.scrape_configs as { dns_sd_configs?: { names: string[]; port: number }[] }[]) {
+      if (!job.dns_sd_configs) continue;
+      Object.assign(job, {
+        static_configs: job.dns_sd_configs.map((d) => ({ targets: d.names.map((n) => `${n}:${d.port}`) })),
+      });
+      delete job.dns_sd_configs;
+    }
+    expect({ ...back, global: committed.global, rule_files: committed.rule_files }).toEqual(expected);
   });
 
   it('prometheus.yml: a missing or unknown address fails loudly', () => {

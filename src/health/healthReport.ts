@@ -50,7 +50,12 @@ export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now
     status,
     total_received: stats.totalReceived,
     total_errors: stats.totalErrors,
-    error_rate: stats.totalReceived === 0 ? 0 : round(stats.totalErrors / stats.totalReceived, 4),
+    // Refused requests over all requests, as the HighErrorRate alert computes it: a failing onResult hook
+    // (handler_error) happens after a stored, acknowledged callback, so it is in total_errors but not in the rate.
+    error_rate:
+      stats.totalReceived === 0
+        ? 0
+        : round((stats.totalErrors - stats.errorBreakdown.handler_error) / stats.totalReceived, 4),
     avg_latency_ms: round(stats.latency.averageMs()),
     p95_latency_ms: round(stats.latency.quantileMs(0.95)),
     seconds_since_last_callback: last === null ? -1 : round((now - last) / 1000),

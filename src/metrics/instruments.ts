@@ -81,6 +81,12 @@ export class ReceiverMetrics {
     this.#late = counter(INSTRUMENT.tasksLate);
     this.#deliveryDuration = histogram(INSTRUMENT.taskDeliveryDuration);
 
+    // Every counter series of the closed sets exists from start-up at 0: Prometheus' increase() cannot see a first
+    // burst on a series that appears with its value already above zero, and ratio rules need both sides to exist.
+    for (const attrs of this.#callbackAttrs.values()) this.#callbacks.add(0, attrs);
+    for (const attrs of this.#errorAttrs.values()) this.#errors.add(0, attrs);
+    for (const c of [this.#duplicates, this.#submitted, this.#delivered, this.#missed, this.#late]) c.add(0);
+
     const since = spec(INSTRUMENT.timeSinceLast);
     meter
       .createObservableGauge(since.name, { unit: since.unit, description: since.description })

@@ -113,7 +113,15 @@ function parseTaskResult(value: unknown, pathTaskId: string | undefined): ParseR
   if (typeof solution !== 'object' || solution === null || Array.isArray(solution)) return reject('missing solution');
   const fields = solution as Record<string, unknown>;
   const token = TOKEN_FIELDS.map((k) => fields[k]).find((v): v is string => typeof v === 'string' && v !== '');
-  const code = token ?? JSON.stringify(solution);
+  let code = token;
+  if (code === undefined) {
+    try {
+      code = JSON.stringify(solution);
+    } catch {
+      // JSON.stringify recurses: a nesting bomb that JSON.parse accepted overflows the stack here.
+      return reject('solution nested too deeply');
+    }
+  }
   if (code.length > MAX_CODE_LENGTH) return reject('solution too long');
   return { ok: true, value: { taskId: id, outcome: 'solved', code, format: 'json' } };
 }

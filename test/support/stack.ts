@@ -36,7 +36,8 @@ interface PromConfig {
   alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
   scrape_configs: {
     job_name: string;
-    static_configs: { targets: string[] }[];
+    static_configs?: { targets: string[] }[];
+    dns_sd_configs?: { names: string[]; port: number }[];
     relabel_configs?: { target_label?: string; replacement?: string }[];
   }[];
 }
@@ -70,7 +71,12 @@ export function overridePrometheusConfig(text: string, addresses: Record<string,
     for (const sc of am.static_configs) sc.targets = substitute(sc.targets, map, used);
   }
   for (const job of config.scrape_configs) {
-    for (const sc of job.static_configs) sc.targets = substitute(sc.targets, map, used);
+    // DNS discovery (the receiver job) has no loopback equivalent: each `name:port` becomes a static target.
+    if (job.dns_sd_configs) {
+      job.static_configs = job.dns_sd_configs.map((d) => ({ targets: d.names.map((n) => `${n}:${d.port}`) }));
+      delete job.dns_sd_configs;
+    }
+    for (const sc of job.static_configs ?? []) sc.targets = substitute(sc.targets, map, used);
     // A relabelling that sets the scrape address (the blackbox exporter's) is an address too.
     for (const relabel of job.relabel_configs ?? []) {
       if (relabel.target_label === '__address__' && relabel.replacement !== undefined) {
