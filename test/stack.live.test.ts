@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
-import { JOB } from '../src/metrics/contract.ts';
+import { JOB, PROM } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
 import { freePort, waitFor } from './support/ports.ts';
 import { type RunningServer, startServer } from './support/server.ts';
@@ -213,8 +213,8 @@ beforeAll(async () => {
   expect((await refused()()).status).toBe(415);
   await waitFor(
     async () =>
-      (await promQuery('captcha_tasks_missed_total')).length === 1 &&
-      (await promQuery('captcha_callback_errors_total')).length === 1,
+      (await promQuery(`${PROM.tasksMissedTotal} >= 1`)).length === 1 &&
+      (await promQuery(`sum(${PROM.callbackErrorsTotal}) >= 1`)).length === 1,
     15_000,
     'warm-up series scraped',
   );
