@@ -1,7 +1,7 @@
 /**
  * Hostile input, part 4: secrets. With CALLBACK_SECRET and API_TOKEN set and logging at `trace`, a run through the
- * happy path and every error path (wrong secrets, malformed and oversized callbacks, an aborted upload, a nesting bomb
- * that trips the route's catch-all, a store that refuses writes, the result-hook failure) leaves no solution code,
+ * happy path and every error path (wrong secrets, malformed and oversized callbacks, an aborted upload that trips the
+ * route's catch-all, a nesting bomb, a store that refuses writes, the result-hook failure) leaves no solution code,
  * secret or token in the logs; /metrics and /tasks are never served publicly; the management API wants the token.
  *
  * The secret comparison is constant-time by construction (src/plugin/secretPath.ts): both sides are SHA-256 hashed
@@ -233,10 +233,10 @@ describe('secrets never leak from the running server', () => {
       { 'content-type': 'application/x-www-form-urlencoded' },
       `id=sec-e6&code=${code()}&pad=${'p'.repeat(70_000)}`,
     );
-    // A nesting bomb without a token field, so the solution object itself is serialised: whatever that trips
-    // (today a RangeError caught by the route's catch-all, logged), the log line names no code.
+    // A nesting bomb without a token field, so the solution object itself would be serialised: refused (400), and
+    // whatever it logs names no code.
     const bomb = `{"taskId":"sec-e7","solution":{"y":"${code()}","x":${'['.repeat(30_000)}${']'.repeat(30_000)}}}`;
-    await send('POST', `/callback/${SECRET}`, { 'content-type': 'application/json' }, bomb);
+    expect((await send('POST', `/callback/${SECRET}`, { 'content-type': 'application/json' }, bomb)).status).toBe(400);
     // An upload aborted mid-body (the route's catch-all path).
     await new Promise<void>((resolve) => {
       const s = connect({ host: LOOPBACK, port: server.publicPort }, () => {
