@@ -4,7 +4,7 @@
  * task API helpers and process sampling. Loopback only.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import {
   CALLBACK_STATUS_CODES,
@@ -98,6 +98,7 @@ function httpOnce(
   return new Promise((resolve) => {
     let done = false;
     let reused = false;
+    let req: ClientRequest | undefined;
     const finish = (result: Exchange) => {
       if (done) return;
       done = true;
@@ -105,34 +106,42 @@ function httpOnce(
       resolve({ ...result, reused });
     };
     const timer = setTimeout(() => {
-      req.destroy();
+      req?.destroy();
       finish({ status: null, error: 'timeout' });
     }, timeoutMs);
-    const req = request(
-      { agent, host: LOOPBACK, port, method: c.method, path: c.path, headers: c.headers ?? {} },
-      (res) => {
-        const status = res.statusCode ?? null;
-        if (!readBody) {
-          res.resume();
-          res.on('error', () => {});
-          finish({ status });
-          return;
-        }
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (s: string) => {
-          if (body.length < 65_536) body += s;
-        });
-        res.on('end', () => finish({ status, body }));
-        res.on('error', () => finish({ status, body }));
-      },
-    );
-    req.on('socket', () => {
-      reused = req.reusedSocket;
+    const onResponse = (res: IncomingMessage) => {
+      const status = res.statusCode ?? null;
+      if (!readBody) {
+        res.resume();
+        res.on('error', () => {});
+        finish({ status });
+        return;
+      }
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (s: string) => {
+        if (body.length < 65_536) body += s;
+      });
+      res.on('end', () => finish({ status, body }));
+      res.on('error', () => finish({ status, body }));
+    };
+    try {
+      req = request(
+        { agent, host: LOOPBACK, port, method: c.method, path: c.path, headers: c.headers ?? {} },
+        onResponse,
+      );
+    } catch (error) {
+      // node:http refused to send it (an invalid method, path or header): a generator bug, reported as data.
+      finish({ status: null, error: `client refused: ${(error as Error).message}` });
+      return;
+    }
+    const sent = req;
+    sent.on('socket', () => {
+      reused = sent.reusedSocket;
     });
-    req.on('error', (error: NodeJS.ErrnoException) => finish({ status: null, error: error.code ?? error.message }));
-    if (c.body !== undefined) req.end(c.body);
-    else req.end();
+    sent.on('error', (error: NodeJS.ErrnoException) => finish({ status: null, error: error.code ?? error.message }));
+    if (c.body !== undefined) sent.end(c.body);
+    else sent.end();
   });
 }
 
