@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Meter } from '@opentelemetry/api';
 import Koa from 'koa';
 import type { TaskStore } from '../delivery/TaskStore.ts';
@@ -54,6 +54,7 @@ export class ReceiverServer {
   readonly publicServer: Server;
   readonly managementServer: Server;
   readonly #deps: ReceiverServerDeps;
+  #stopping = false;
 
   constructor(deps: ReceiverServerDeps) {
     this.#deps = deps;
@@ -66,19 +67,30 @@ export class ReceiverServer {
       retentionSeconds: config.RETENTION,
       ...(config.CALLBACK_SECRET ? { secret: config.CALLBACK_SECRET } : {}),
       onError: (error, where) => {
-        const err = error instanceof Error ? { type: error.name, message: error.message } : { type: typeof error };
-        logger.warn({ where, err }, where === 'onResult' ? 'result hook failed' : `${where} failed`);
+        // Only name and message: a stack or a whole error object could carry request data. Not under `err`, whose
+        // pino serializer expects an Error and would replace the name with "Object".
+        const detail = error instanceof Error ? { type: error.name, message: error.message } : { type: typeof error };
+        logger.warn({ where, error: detail }, where === 'onResult' ? 'result hook failed' : `${where} failed`);
       },
     });
 
+    // While stopping, every answer closes its connection, so shutdown does not wait out keep-alive timeouts.
+    const closeWhenStopping: Koa.Middleware = async (ctx, next) => {
+      if (this.#stopping) ctx.set('Connection', 'close');
+      await next();
+      if (this.#stopping) ctx.set('Connection', 'close');
+    };
+
     const publicApp = new Koa();
     publicApp.silent = true;
+    publicApp.use(closeWhenStopping);
     publicApp.use(jsonErrors(logger));
     publicApp.use(this.monitor.middleware());
-    this.publicServer = this.#httpServer(publicApp);
+    this.publicServer = this.#httpServer(publicApp, true);
 
     const managementApp = new Koa();
     managementApp.silent = true;
+    managementApp.use(closeWhenStopping);
     managementApp.use(jsonErrors(logger));
     managementApp.use(async (ctx, next) => {
       if (ctx.path !== '/metrics') return next();
@@ -93,10 +105,13 @@ export class ReceiverServer {
     const tasks = taskApi(this.monitor, config.API_TOKEN);
     managementApp.use(tasks.routes());
     managementApp.use(tasks.allowedMethods());
-    this.managementServer = this.#httpServer(managementApp);
+    this.managementServer = this.#httpServer(managementApp, false);
   }
 
-  #httpServer(app: Koa): Server {
+  /**
+   * `cutStalledReaders` is off for the management listener, whose `?wait=` long-polls are idle by design.
+   */
+  #httpServer(app: Koa, cutStalledReaders: boolean): Server {
     const c = this.#deps.config;
     const server = createServer(
       {
@@ -108,10 +123,16 @@ export class ReceiverServer {
       },
       app.callback(),
     );
-    server.on('clientError', (_error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
-    });
+    // No 'clientError' handler: Node's own answers are the precise ones (431 for oversized headers, 408 for a request
+    // that outlived its timeout, 400 otherwise).
+    if (cutStalledReaders) {
+      // A client that stops reading its responses (e.g. pipelining without reading) holds a socket whose writes
+      // never drain; the receive-side timeouts above never fire for it. Inactivity this long cuts it.
+      server.timeout = c.REQUEST_TIMEOUT_MS;
+      // A plain close would queue the FIN behind megabytes of unsent responses the client never reads, keeping the
+      // kernel buffers; a reset frees them at once.
+      server.on('timeout', (socket: Socket) => socket.resetAndDestroy());
+    }
     return server;
   }
 
@@ -130,6 +151,7 @@ export class ReceiverServer {
    * stops the sweeper and closes the store.
    */
   async stop(): Promise<void> {
+    this.#stopping = true;
     const timeout = this.#deps.config.SHUTDOWN_TIMEOUT_MS;
     const closeServer = (server: Server) =>
       new Promise<void>((resolve) => {

@@ -54,7 +54,7 @@ async function serve(): Promise<void> {
   const telemetry = startTelemetry(pkg.version);
   const server = new ReceiverServer({ config, store, meter: telemetry.meter, scrape: telemetry.reader.scrape, logger });
   const bound = await server.start().catch((error: Error) => {
-    logger.fatal({ err: { type: error.name, message: error.message } }, 'could not start');
+    logger.fatal({ error: { type: error.name, message: error.message } }, 'could not start');
     process.exit(1);
   });
   logger.info(
@@ -73,7 +73,7 @@ async function serve(): Promise<void> {
       logger.info('stopped');
       process.exit(0);
     } catch (error) {
-      logger.error({ err: { message: (error as Error).message } }, 'unclean shutdown');
+      logger.error({ error: { message: (error as Error).message } }, 'unclean shutdown');
       process.exit(1);
     }
   };

@@ -58,7 +58,8 @@ function bearerGuard(token: string | undefined) {
   const expected = createHash('sha256').update(token).digest();
   return async (ctx: Context, next: Next) => {
     const header = ctx.get('authorization');
-    const given = header.startsWith('Bearer ') ? header.slice(7) : '';
+    // The auth scheme name is case-insensitive (RFC 9110 §11.1).
+    const given = /^bearer /i.test(header) ? header.slice(7) : '';
     if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) {
       ctx.status = 401;
       ctx.set('WWW-Authenticate', 'Bearer');
