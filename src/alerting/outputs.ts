@@ -1,4 +1,5 @@
 import { GRAFANA_OUTPUTS } from '../dashboards/render.ts';
+import { README_PATH, renderCurrentReadme } from '../docs/readme.ts';
 import { PROMETHEUS_RULES_PATH, renderPrometheusRules } from './renderPrometheusRules.ts';
 
 /**
@@ -15,4 +16,6 @@ export const GENERATED_OUTPUTS: GeneratedOutput[] = [
   { path: PROMETHEUS_RULES_PATH, render: renderPrometheusRules },
   // Dashboards, datasources and Grafana-managed alerting provisioning (src/dashboards/render.ts).
   ...GRAFANA_OUTPUTS,
+  // The README's metric, configuration and alert tables (src/docs/readme.ts).
+  { path: README_PATH, render: renderCurrentReadme },
 ];

@@ -1,6 +1,10 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { CONTRACT, ERROR_TYPES, FORMATS, OUTCOMES } from '../src/metrics/contract.ts';
-import { CONFIG_SCHEMA } from '../src/server/config.ts';
+import { readFileSync } from 'node:fs';
+import { ALERT_TABLE } from '../alerting/alertTable.ts';
+import { runbookUrl } from '../alerting/runbook.ts';
+import { SLO_ALERTS } from '../alerting/slo.ts';
+import { HEALTHY } from '../alerting/thresholds.ts';
+import { CONTRACT, ERROR_TYPES, FORMATS, OUTCOMES } from '../metrics/contract.ts';
+import { CONFIG_SCHEMA } from '../server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */
 export function renderMetricTable(): string {
@@ -29,9 +33,30 @@ export function renderConfigTable(): string {
   return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
 }
 
+function healthyRange(name: keyof typeof HEALTHY): string {
+  const h = HEALTHY[name];
+  const value =
+    h.unit === 'percentunit' ? `${+(h.value * 100).toFixed(2)} %` : h.unit === 's' ? `${h.value} s` : `${h.value} ×`;
+  return `${h.healthyWhen === 'above' ? '>' : '<'} ${value}`;
+}
+
+/** The README's alert table, rendered from the alert table (the rules' single source). */
+export function renderAlertTable(): string {
+  const rows = [...ALERT_TABLE, ...SLO_ALERTS].map(
+    (a) =>
+      `| [\`${a.name}\`](${runbookUrl(a.runbookAnchor)}) | ${a.severity} | ${a.for} | ${a.summary} | ${healthyRange(a.healthy)} (${HEALTHY[a.healthy].description}) |`,
+  );
+  return [
+    '| alert | severity | for | fires when | healthy range (dashboard threshold) |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
+
 export const README_BLOCKS: Record<string, () => string> = {
   metrics: renderMetricTable,
   config: renderConfigTable,
+  alerts: renderAlertTable,
 };
 
 /** Replaces each `<!-- name:start -->…<!-- name:end -->` block of the README with its rendering. */
@@ -45,7 +70,9 @@ export function renderReadme(readme: string): string {
   return out;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const path = new URL('../README.md', import.meta.url);
-  writeFileSync(path, renderReadme(readFileSync(path, 'utf8')));
+export const README_PATH = 'README.md';
+
+/** The README with its generated blocks brought up to date (an output of `npm run generate`). */
+export function renderCurrentReadme(): string {
+  return renderReadme(readFileSync(new URL(`../../${README_PATH}`, import.meta.url), 'utf8'));
 }
