@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
 import Koa from 'koa';
 import type { TaskStore } from '../delivery/TaskStore.ts';
@@ -123,14 +124,24 @@ export class ReceiverServer {
       },
       app.callback(),
     );
-    // No 'clientError' handler: Node's own answers are the precise ones (431 for oversized headers, 408 for a request
-    // that outlived its timeout, 400 otherwise).
+    // Node's own answers are the precise ones (431, 408, 400), but its default handler destroys the socket with the
+    // client's bytes unread (and says nothing on a reused keep-alive connection), so the client often sees a reset
+    // instead of the answer; answer and end gracefully instead.
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
     if (cutStalledReaders) {
       // A client that stops reading its responses (e.g. pipelining without reading) holds a socket whose writes
       // never drain; the receive-side timeouts above never fire for it. Inactivity this long cuts it.
       server.timeout = c.REQUEST_TIMEOUT_MS;
-      // A plain close would queue the FIN behind megabytes of unsent responses the client never reads, keeping the
-      // kernel buffers; a reset frees them at once.
+      // A plain close would queue the FIN behind megabytes of answers the client never reads (they sit in the
+      // kernel's send buffer, so Node sees nothing pending); a reset frees them at once. Idle keep-alive
+      // connections are not affected: Node ends those through keepAliveTimeout, without this event.
       server.on('timeout', (socket: Socket) => socket.resetAndDestroy());
     }
     return server;
