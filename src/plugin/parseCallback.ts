@@ -31,7 +31,7 @@ export type ParseResult =
   | { readonly ok: false; readonly error: CallbackRejection };
 
 /** Solver task ids are numeric or UUID-like; anything else is refused so ids stay safe to log and to key on. */
-const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** 2Captcha/CaptchaAI send failures in `code` as an `ERROR_…` constant (e.g. ERROR_CAPTCHA_UNSOLVABLE). */
 const SOLVER_ERROR = /^ERROR_[A-Z0-9_]+$/;
 export const MAX_CODE_LENGTH = 32_768;

@@ -3,12 +3,12 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { TASK_STATES, type TaskRecord, type TaskState } from '../delivery/TaskStore.ts';
 import type { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
+import { TASK_ID as ID } from '../plugin/parseCallback.ts';
 import { readBody } from '../plugin/readBody.ts';
 
 const MAX_TASKS_PER_REQUEST = 10_000;
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_WAIT_SECONDS = 120;
-const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
