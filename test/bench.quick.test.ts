@@ -72,6 +72,7 @@ describe('bench/run.ts --quick', () => {
     for (const m of [s.metricsSmall, s.metricsLarge, s.healthSmall, s.healthLarge]) {
       expect(m?.p50).toBeGreaterThan(0);
       expect(m?.rps).toBeGreaterThan(0);
+      expect(m?.cpuUs).toBeGreaterThan(0);
     }
     expect(s.rssLarge).toBeGreaterThan(0);
 

@@ -4,6 +4,28 @@ import { fileURLToPath } from 'node:url';
 import type { LoadResult, LoadSpec } from '../loadgen.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Every child this process started; none may outlive it (an orphaned server would skew the next run). */
+const children = new Set<ChildProcess>();
+function killChildren(): void {
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    c.kill('SIGCONT');
+    c.kill('SIGKILL');
+  }
+}
+process.once('exit', killChildren);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killChildren();
+    process.exit(130);
+  });
+}
+function track<C extends ChildProcess>(child: C): C {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
 const LOADGEN = fileURLToPath(new URL('../loadgen.ts', import.meta.url));
 
 export interface Peer {
@@ -35,19 +57,21 @@ export interface StartOptions {
  * `{"ready":true,"port":…}` line or the receiver CLI's `"msg":"listening"` log line.
  */
 export function startPeer(options: StartOptions): Promise<Peer> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.script], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      MANAGEMENT_HOST: '127.0.0.1',
-      PORT: '0',
-      MANAGEMENT_PORT: '0',
-      LOG_LEVEL: 'warn',
-      ...options.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = track(
+    spawn(process.execPath, [...(options.nodeArgs ?? []), options.script], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOST: '127.0.0.1',
+        MANAGEMENT_HOST: '127.0.0.1',
+        PORT: '0',
+        MANAGEMENT_PORT: '0',
+        LOG_LEVEL: 'warn',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let output = '';
   let ready = false;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -138,10 +162,9 @@ export function procCpuMicros(pid: number): number {
 /** Runs the load generator as a separate process and resolves to its result. */
 export function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = track(
+      spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -161,11 +184,13 @@ export function runLoad(spec: LoadSpec): Promise<LoadResult> {
 /** Runs a one-shot bench child that prints one JSON line and exits. */
 export function runJsonChild<T>(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, script], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = track(
+      spawn(process.execPath, [...nodeArgs, script], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => {

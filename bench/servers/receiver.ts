@@ -97,6 +97,11 @@ managementApp.use(async (ctx, next) => {
   ctx.type = PROMETHEUS_CONTENT_TYPE;
   ctx.body = telemetry ? await telemetry.reader.scrape() : '';
 });
+// Bench-only: where the resident memory is (V8 heap, external, ArrayBuffers), for the RSS check.
+managementApp.use(async (ctx, next) => {
+  if (ctx.path !== '/bench/memory') return next();
+  ctx.body = process.memoryUsage();
+});
 const tasks = taskApi(monitor, undefined);
 managementApp.use(tasks.routes());
 managementApp.use(tasks.allowedMethods());
