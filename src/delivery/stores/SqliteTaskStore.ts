@@ -11,6 +11,7 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
+import { type Checkpointer, startCheckpointer } from './sqliteCheckpointer.ts';
 
 export interface SqliteTaskStoreOptions {
   /**
@@ -113,6 +114,7 @@ export class SqliteTaskStore implements TaskStore {
   readonly #beat: StatementSync;
   readonly #purge: StatementSync;
   #closed = false;
+  readonly #checkpointer: Checkpointer | undefined;
   /** Callbacks waiting for the next group commit. */
   #batch: Array<{
     readonly result: CallbackResult;
@@ -137,6 +139,13 @@ export class SqliteTaskStore implements TaskStore {
       db.close();
       throw new StoreUnavailableError(`cannot open SQLite store at ${path}: ${(error as Error).message}`, {
         cause: error,
+      });
+    }
+    if (path !== ':memory:') {
+      // journal_size_limit truncates the WAL after a checkpoint reset, so it does not keep its high-water size.
+      db.exec('PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 8388608;');
+      this.#checkpointer = startCheckpointer(path, () => {
+        if (!this.#closed) db.exec('PRAGMA wal_autocheckpoint = 1000;');
       });
     }
     this.#begin = db.prepare('BEGIN IMMEDIATE');
@@ -299,6 +308,7 @@ export class SqliteTaskStore implements TaskStore {
     // Callbacks already queued get their commit (or their error) before the connection goes.
     if (this.#batch.length > 0) this.#flushBatch();
     this.#closed = true;
+    await this.#checkpointer?.stop();
     this.#db.close();
   }
 
