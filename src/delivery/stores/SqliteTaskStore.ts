@@ -221,7 +221,18 @@ export class SqliteTaskStore implements TaskStore {
     this.#batch = [];
     let transitions: CallbackTransition[];
     try {
-      transitions = this.#write('recordCallback', () => batch.map((item) => this.#applyCallback(item.result)));
+      transitions = this.#write('recordCallback', () => {
+        const applied = batch.map((item) => this.#applyCallback(item.result));
+        // One counts update per batch, from the transitions it made.
+        let delivered = 0;
+        let late = 0;
+        for (const t of applied) {
+          if (t.kind === 'delivered') delivered++;
+          else if (t.kind === 'late') late++;
+        }
+        if (delivered + late > 0) this.#addCounts.run(-delivered, delivered, -late, late);
+        return applied;
+      });
     } catch (error) {
       for (const item of batch) item.reject(error);
       return;
@@ -229,7 +240,7 @@ export class SqliteTaskStore implements TaskStore {
     batch.forEach((item, i) => item.resolve(transitions[i]!));
   };
 
-  /** One callback's transition, inside the caller's transaction. */
+  /** One callback's row change, inside the caller's transaction; the caller updates the counts row. */
   #applyCallback(r: CallbackResult): CallbackTransition {
     const row = this.#selectForCallback.get(r.taskId) as { state: TaskState; submitted_at: number | null } | undefined;
     if (!row) {
@@ -243,11 +254,9 @@ export class SqliteTaskStore implements TaskStore {
     const submittedAt = row.submitted_at ?? r.receivedAt;
     if (row.state === 'pending') {
       this.#settle.run('delivered', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
-      this.#addCounts.run(-1, 1, 0, 0);
       return { kind: 'delivered', submittedAt };
     }
     this.#settle.run('late', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
-    this.#addCounts.run(0, 0, -1, 1);
     return { kind: 'late', submittedAt };
   }
 
