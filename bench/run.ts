@@ -115,6 +115,22 @@ const PEERS: PeerDef[] = [
     tracked: true,
   },
   {
+    key: 'sqlite-no-histograms',
+    label: 'bench entry, SQLite, metrics on but histograms no-op (diagnostic)',
+    script: join(BENCH_DIR, 'servers/receiver.ts'),
+    env: { ...receiverEnv(`sqlite:${join(tmp, 'nohist.db')}`), BENCH_METRICS: 'no-histograms' },
+    tracked: true,
+    optional: true,
+  },
+  {
+    key: 'sqlite-no-counters',
+    label: 'bench entry, SQLite, metrics on but counters and gauge no-op (diagnostic)',
+    script: join(BENCH_DIR, 'servers/receiver.ts'),
+    env: { ...receiverEnv(`sqlite:${join(tmp, 'nocount.db')}`), BENCH_METRICS: 'no-counters' },
+    tracked: true,
+    optional: true,
+  },
+  {
     key: 'sqlite-sdk-only',
     label: 'bench entry, SQLite, NodeSDK started, `metrics: false` (diagnostic)',
     script: join(BENCH_DIR, 'servers/receiver.ts'),

@@ -1,5 +1,6 @@
 /**
- * PROTOTYPE, bench only: what SqliteTaskStore would gain from (1) group commit — every callback that arrives in the
+ * PROTOTYPE, bench only (written before SqliteTaskStore had either feature; the store now has both, 59551fb and
+ * 149521f, and this stays as an independent cross-check of its numbers): what SqliteTaskStore would gain from (1) group commit — every callback that arrives in the
  * same event-loop turn is stored in ONE `BEGIN IMMEDIATE … COMMIT`, and each caller's promise resolves only after
  * that COMMIT, so a result is still durable before its 200 — and (2) WAL checkpoints off the event loop
  * (`wal_autocheckpoint = 0` on the writing connection; a worker thread with its own connection runs

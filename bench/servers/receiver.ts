@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createNoopMeter, type Meter } from '@opentelemetry/api';
 import Koa from 'koa';
 import { createStore } from '../../src/delivery/createStore.ts';
 import { CallbackMonitor } from '../../src/plugin/CallbackMonitor.ts';
@@ -24,7 +25,9 @@ import { announce, exitOnSignal } from '../lib/announce.ts';
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const config = loadConfig(process.env);
 const mode = process.env.BENCH_METRICS ?? 'on';
-const metricsOn = mode === 'on';
+// `no-histograms` / `no-counters`: diagnostics that hand the monitor a meter whose histograms (or counters and
+// gauges) are no-ops, to see which instruments the recording cost comes from.
+const metricsOn = mode === 'on' || mode === 'no-histograms' || mode === 'no-counters';
 const preload = Number(process.env.BENCH_PRELOAD ?? 0);
 const preloadPrefix = process.env.BENCH_PRELOAD_PREFIX ?? 'pre-';
 
@@ -52,10 +55,25 @@ if (preload > 0) {
 // `sdk-only`: the NodeSDK runs (as in the product) but the monitor records nothing, to split SDK cost from
 // instrument cost.
 const telemetry = mode === 'off' ? undefined : startTelemetry(pkg.version);
+function diagnosticMeter(meter: Meter): Meter {
+  const noop = createNoopMeter();
+  if (mode === 'no-histograms') {
+    return Object.assign(Object.create(meter) as Meter, {
+      createHistogram: noop.createHistogram.bind(noop),
+    });
+  }
+  if (mode === 'no-counters') {
+    return Object.assign(Object.create(meter) as Meter, {
+      createCounter: noop.createCounter.bind(noop),
+      createGauge: noop.createGauge.bind(noop),
+    });
+  }
+  return meter;
+}
 const monitor = new CallbackMonitor({
   store,
   metrics: metricsOn,
-  ...(telemetry && metricsOn ? { meter: telemetry.meter } : {}),
+  ...(telemetry && metricsOn ? { meter: diagnosticMeter(telemetry.meter) } : {}),
   prefix: config.CALLBACK_PATH,
   deliveryTimeoutSeconds: config.DELIVERY_TIMEOUT,
 });
