@@ -27,6 +27,8 @@ export interface DeliveryTrackerOptions {
   readonly now?: () => number;
 }
 
+/** Ids registered per store call; the tracker yields to the event loop between chunks. */
+const REGISTER_CHUNK = 1000;
 /** At most this many recently missed ids are kept for the health report. */
 const RECENT_MISSED_LIMIT = 10;
 const EMPTY_COUNTS: TaskCounts = Object.freeze({ pending: 0, delivered: 0, missed: 0, late: 0 });
@@ -100,12 +102,19 @@ export class DeliveryTracker {
   async trackSubmitted(ids: string | readonly string[]): Promise<string[]> {
     const list = typeof ids === 'string' ? [ids] : ids;
     const now = this.#now();
-    const added = await this.store.register(list, now, now + this.timeoutMs);
     this.#lastSubmittedAt = now;
     this.#waitingSince ??= now;
-    if (added.length > 0) {
-      this.#metrics?.submitted(added.length);
-      this.#adjust({ pending: added.length });
+    const added: string[] = [];
+    // In chunks, yielding between them: one 10,000-id registration in a single synchronous SQLite transaction
+    // blocked the event loop (and every callback) for 40-60 ms. Each chunk is counted as soon as it is stored.
+    for (let i = 0; i < list.length; i += REGISTER_CHUNK) {
+      if (i > 0) await yieldToEventLoop();
+      const chunk = await this.store.register(list.slice(i, i + REGISTER_CHUNK), now, now + this.timeoutMs);
+      if (chunk.length > 0) {
+        this.#metrics?.submitted(chunk.length);
+        this.#adjust({ pending: chunk.length });
+        added.push(...chunk);
+      }
     }
     return added;
   }
