@@ -237,7 +237,7 @@ export class SqliteTaskStore implements TaskStore {
       for (const item of batch) item.reject(error);
       return;
     }
-    batch.forEach((item, i) => item.resolve(transitions[i]!));
+    for (const [i, item] of batch.entries()) item.resolve(transitions[i]!);
   };
 
   /** One callback's row change, inside the caller's transaction; the caller updates the counts row. */
