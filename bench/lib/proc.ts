@@ -159,12 +159,10 @@ export function procCpuMicros(pid: number): number {
   return ((Number(rest[11]) + Number(rest[12])) * 1e6) / CLK_TCK;
 }
 
-/** Runs the load generator as a separate process and resolves to its result. */
-export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+/** Spawns a bench child that prints one JSON line (its last) and exits 0; resolves to that line parsed. */
+function jsonChild<T>(args: string[], env: NodeJS.ProcessEnv | undefined, label: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    const child = track(
-      spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
+    const child = track(spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -175,36 +173,20 @@ export function runLoad(spec: LoadSpec): Promise<LoadResult> {
     });
     child.once('exit', (code) => {
       const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`load generator failed (${code}): ${err}`));
-      resolve(JSON.parse(line) as LoadResult);
+      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`${label} failed (${code}): ${err}${out}`));
+      resolve(JSON.parse(line) as T);
     });
   });
 }
 
+/** Runs the load generator as a separate process and resolves to its result. */
+export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  return jsonChild<LoadResult>([LOADGEN, JSON.stringify(spec)], undefined, 'load generator');
+}
+
 /** Runs a one-shot bench child that prints one JSON line and exits. */
 export function runJsonChild<T>(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = track(
-      spawn(process.execPath, [...nodeArgs, script], {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString('utf8');
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString('utf8');
-    });
-    child.once('exit', (code) => {
-      const line = out.trim().split('\n').pop() ?? '';
-      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`${script} failed (${code}): ${err}${out}`));
-      resolve(JSON.parse(line) as T);
-    });
-  });
+  return jsonChild<T>([...nodeArgs, script], { PATH: process.env.PATH ?? '', ...env }, script);
 }
 
 /** Registers ids `${prefix}${from}` … `${prefix}${to - 1}` through `POST /tasks`, 10,000 per request. */
