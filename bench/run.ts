@@ -65,8 +65,6 @@ interface PeerDef {
   readonly env?: Record<string, string>;
   /** Receivers: register a pool of task ids first, so callbacks are pending → delivered transitions. */
   readonly tracked?: boolean;
-  /** Diagnostic peers run only when named in --only. */
-  readonly optional?: boolean;
 }
 
 // LOG_LEVEL info: the CLI announces its ports in its "listening" line; it logs nothing per request.
@@ -102,41 +100,10 @@ const PEERS: PeerDef[] = [
   },
   {
     key: 'sqlite-metrics-off',
-    label: 'bench entry, SQLite, metrics: false',
+    label: 'bench entry, SQLite, metrics off (no-op meter, no SDK)',
     script: join(BENCH_DIR, 'servers/receiver.ts'),
     env: { ...receiverEnv(`sqlite:${join(tmp, 'off.db')}`), BENCH_METRICS: 'off' },
     tracked: true,
-  },
-  {
-    key: 'sqlite-group-commit',
-    label: 'PROTOTYPE: bench entry, SQLite with group commit + checkpoints off the loop, metrics on',
-    script: join(BENCH_DIR, 'servers/receiver.ts'),
-    env: { ...receiverEnv(`sqlite:${join(tmp, 'group.db')}`), BENCH_METRICS: 'on', BENCH_STORE: 'group-commit' },
-    tracked: true,
-  },
-  {
-    key: 'sqlite-no-histograms',
-    label: 'bench entry, SQLite, metrics on but histograms no-op (diagnostic)',
-    script: join(BENCH_DIR, 'servers/receiver.ts'),
-    env: { ...receiverEnv(`sqlite:${join(tmp, 'nohist.db')}`), BENCH_METRICS: 'no-histograms' },
-    tracked: true,
-    optional: true,
-  },
-  {
-    key: 'sqlite-no-counters',
-    label: 'bench entry, SQLite, metrics on but counters and gauge no-op (diagnostic)',
-    script: join(BENCH_DIR, 'servers/receiver.ts'),
-    env: { ...receiverEnv(`sqlite:${join(tmp, 'nocount.db')}`), BENCH_METRICS: 'no-counters' },
-    tracked: true,
-    optional: true,
-  },
-  {
-    key: 'sqlite-sdk-only',
-    label: 'bench entry, SQLite, NodeSDK started, `metrics: false` (diagnostic)',
-    script: join(BENCH_DIR, 'servers/receiver.ts'),
-    env: { ...receiverEnv(`sqlite:${join(tmp, 'sdk.db')}`), BENCH_METRICS: 'sdk-only' },
-    tracked: true,
-    optional: true,
   },
 ];
 
@@ -223,7 +190,7 @@ const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 async function throughput(): Promise<PeerSummary[]> {
   const only = args.only?.split(',');
-  const defs = only ? PEERS.filter((p) => only.includes(p.key)) : PEERS.filter((p) => !p.optional);
+  const defs = only ? PEERS.filter((p) => only.includes(p.key)) : PEERS;
   const summaries = new Map<string, PeerSummary>();
   const running = new Map<string, { peer: Peer; def: PeerDef; cursor: number; registered: number; lastRps: number }>();
   for (const def of defs) {
@@ -421,7 +388,7 @@ async function scale(): Promise<ScaleSummary> {
     small.resume();
     out.rssSmall = small.memory().rss;
     const usage = async (peer: Peer) =>
-      (await (await fetch(`http://127.0.0.1:${peer.managementPort}/bench/memory`)).json()) as NodeJS.MemoryUsage;
+      (await (await fetch(`http://127.0.0.1:${peer.info.memoryPort as number}/`)).json()) as NodeJS.MemoryUsage;
     out.heapLarge = await usage(large);
     out.heapSmall = await usage(small);
     log(`scale: /metrics p50 ${out.metricsSmall.p50} → ${out.metricsLarge.p50} ms; RSS ${mb(mem.rss)} MB`);

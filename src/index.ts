@@ -14,5 +14,5 @@ export type { HealthReport, HealthStatus } from './health/healthReport.ts';
 export * from './metrics/contract.ts';
 export { type GaugeSources, ReceiverMetrics } from './metrics/instruments.ts';
 export { CallbackMonitor, type CallbackMonitorOptions, METER_NAME } from './plugin/CallbackMonitor.ts';
-export type { OnError, OnResult } from './plugin/callbackRoute.ts';
+export type { OnError, OnResult } from './plugin/callbackHandler.ts';
 export { parseCallback } from './plugin/parseCallback.ts';

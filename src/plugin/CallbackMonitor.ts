@@ -1,3 +1,4 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { Middleware } from 'koa';
 import { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
@@ -6,9 +7,30 @@ import type { TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
 import { CallbackStats } from '../health/CallbackStats.ts';
 import { type HealthReport, healthReport } from '../health/healthReport.ts';
 import { ReceiverMetrics } from '../metrics/instruments.ts';
-import { callbackRoute, type OnError, type OnResult } from './callbackRoute.ts';
+import {
+  type CallbackHandler,
+  createCallbackHandler,
+  JSON_TYPE,
+  type OnError,
+  type OnResult,
+  pathOf,
+  type Reply,
+} from './callbackHandler.ts';
 
 export const METER_NAME = 'captcha-callback-monitor';
+
+const json = (status: number, body: unknown): Reply => ({ status, contentType: JSON_TYPE, body: JSON.stringify(body) });
+const NOT_FOUND = json(404, { error: 'not_found', reason: 'no such route' });
+
+function writeReply(res: ServerResponse, reply: Reply, closing: boolean): void {
+  res.statusCode = reply.status;
+  // While shutting down, every answer ends its connection, so the listener's close does not wait out keep-alive.
+  if (closing) res.setHeader('Connection', 'close');
+  res.setHeader('Content-Type', reply.contentType);
+  res.setHeader('Content-Length', Buffer.byteLength(reply.body));
+  if (reply.headers) for (const [name, value] of Object.entries(reply.headers)) res.setHeader(name, value);
+  res.end(reply.body);
+}
 
 /** Everything the receiver can be told; every field has a default. */
 export interface CallbackMonitorOptions {
@@ -35,7 +57,10 @@ export interface CallbackMonitorOptions {
   maxBodyBytes?: number;
   /** Longest accepted query string. Default 8 KiB. */
   maxQueryBytes?: number;
-  /** Health paths; set to null to leave them out of `middleware()`. Defaults `/health/callbacks` and `/healthz`. */
+  /**
+   * Health paths; set to null to leave them out of `middleware()` and `requestListener()`. Defaults
+   * `/health/callbacks` and `/healthz`.
+   */
   healthPath?: string | null;
   healthzPath?: string | null;
   /** Your processing, run after the 200 is sent; failures are counted as `handler_error` and never reach the solver. */
@@ -57,6 +82,8 @@ export class CallbackMonitor {
   readonly store: TaskStore;
   readonly #options: CallbackMonitorOptions;
   readonly #onError: OnError;
+  #callbacks: CallbackHandler | undefined;
+  #closing = false;
 
   constructor(options: CallbackMonitorOptions = {}) {
     this.#options = options;
@@ -90,10 +117,38 @@ export class CallbackMonitor {
     );
   }
 
-  /** Callback routes plus `/health/callbacks` and `/healthz`, as one Koa middleware. */
+  /** Callback routes plus `/health/callbacks` and `/healthz`, as one Koa middleware; anything else goes to `next`. */
   middleware(): Middleware {
+    const serve = this.#router();
+    return async (ctx, next) => {
+      const replying = serve(ctx.req, ctx.path);
+      if (!replying) return next();
+      const reply = await replying;
+      ctx.status = reply.status;
+      ctx.type = reply.contentType;
+      if (reply.headers) ctx.set(reply.headers);
+      ctx.body = reply.body;
+    };
+  }
+
+  /**
+   * The same routes as `middleware()` as a plain `node:http` request listener, for a listener that serves nothing
+   * else: no framework runs per callback. Requests outside the routes go to `fallback`, or get a JSON 404.
+   */
+  requestListener(fallback?: RequestListener): RequestListener {
+    const serve = this.#router();
+    return (req, res) => {
+      const replying = serve(req, pathOf(req.url ?? '/'));
+      if (replying) void replying.then((reply) => writeReply(res, reply, this.#closing));
+      else if (fallback) fallback(req, res);
+      else writeReply(res, NOT_FOUND, this.#closing);
+    };
+  }
+
+  /** Decides synchronously whether a request is ours; if it is, resolves to the reply (never rejects). */
+  #router(): (req: IncomingMessage, path: string) => Promise<Reply> | undefined {
     const o = this.#options;
-    const callbacks = callbackRoute({
+    this.#callbacks ??= createCallbackHandler({
       prefix: (o.prefix ?? '/callback').replace(/\/+$/, ''),
       secret: o.secret,
       maxBodyBytes: o.maxBodyBytes ?? 64 * 1024,
@@ -104,22 +159,20 @@ export class CallbackMonitor {
       onResult: o.onResult,
       onError: this.#onError,
     });
+    const callbacks = this.#callbacks;
     const healthPath = o.healthPath === undefined ? '/health/callbacks' : o.healthPath;
     const healthzPath = o.healthzPath === undefined ? '/healthz' : o.healthzPath;
-    return async (ctx, next) => {
-      if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path === healthPath) {
+    return (req, path) => {
+      if (callbacks.matches(path)) return callbacks.handle(req, path);
+      if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
+      if (path === healthPath) {
         const report = this.health();
-        ctx.status = report.status === 'stale' ? 503 : 200;
-        ctx.body = report;
-        return;
+        return Promise.resolve(json(report.status === 'stale' ? 503 : 200, report));
       }
-      if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path === healthzPath) {
-        const ok = await this.storeReachable();
-        ctx.status = ok ? 200 : 503;
-        ctx.body = { status: ok ? 'ok' : 'store_unavailable' };
-        return;
+      if (path === healthzPath) {
+        return this.storeReachable().then((ok) => json(ok ? 200 : 503, { status: ok ? 'ok' : 'store_unavailable' }));
       }
-      return callbacks(ctx, next);
+      return undefined;
     };
   }
 
@@ -161,8 +214,12 @@ export class CallbackMonitor {
     return this;
   }
 
-  /** Stops the sweeper and releases waiters. The store stays open: close it yourself. */
+  /**
+   * Stops the sweeper and releases waiters; from now on `requestListener()` answers with `Connection: close`. The
+   * store stays open: close it yourself.
+   */
   close(): Promise<void> {
+    this.#closing = true;
     return this.tracker.close();
   }
 }

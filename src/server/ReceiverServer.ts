@@ -1,4 +1,4 @@
-import { createServer, type Server, STATUS_CODES } from 'node:http';
+import { createServer, type RequestListener, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
@@ -82,12 +82,9 @@ export class ReceiverServer {
       if (this.#stopping) ctx.set('Connection', 'close');
     };
 
-    const publicApp = new Koa();
-    publicApp.silent = true;
-    publicApp.use(closeWhenStopping);
-    publicApp.use(jsonErrors(logger));
-    publicApp.use(this.monitor.middleware());
-    this.publicServer = this.#httpServer(publicApp, true);
+    // The public listener serves only the monitor's routes, straight from node:http: no framework runs per callback.
+    // `Connection: close` while stopping comes from the monitor, which is closed as stop() begins.
+    this.publicServer = this.#httpServer(this.monitor.requestListener(), true);
 
     const managementApp = new Koa();
     managementApp.silent = true;
@@ -106,13 +103,13 @@ export class ReceiverServer {
     const tasks = taskApi(this.monitor, config.API_TOKEN);
     managementApp.use(tasks.routes());
     managementApp.use(tasks.allowedMethods());
-    this.managementServer = this.#httpServer(managementApp, false);
+    this.managementServer = this.#httpServer(managementApp.callback(), false);
   }
 
   /**
    * `cutStalledReaders` is off for the management listener, whose `?wait=` long-polls are idle by design.
    */
-  #httpServer(app: Koa, cutStalledReaders: boolean): Server {
+  #httpServer(listener: RequestListener, cutStalledReaders: boolean): Server {
     const c = this.#deps.config;
     const server = createServer(
       {
@@ -122,7 +119,7 @@ export class ReceiverServer {
         // Node checks the two timeouts above only this often (default 30 s); a slowloris client would outlive them.
         connectionsCheckingInterval: Math.min(1000, c.HEADERS_TIMEOUT_MS),
       },
-      app.callback(),
+      listener,
     );
     // Node's own answers are the precise ones (431, 408, 400), but its default handler destroys the socket with the
     // client's bytes unread (and says nothing on a reused keep-alive connection), so the client often sees a reset

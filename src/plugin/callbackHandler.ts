@@ -1,5 +1,5 @@
+import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Context, Middleware } from 'koa';
 import type { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
 import type { CallbackResult, CallbackTransition } from '../delivery/TaskStore.ts';
 import type { CallbackStats } from '../health/CallbackStats.ts';
@@ -12,7 +12,7 @@ import { secretMatcher } from './secretPath.ts';
 export type OnResult = (result: CallbackResult, transition: CallbackTransition) => void | Promise<void>;
 export type OnError = (error: unknown, where: 'onResult' | 'store' | 'sweep' | 'request') => void;
 
-export interface CallbackRouteOptions {
+export interface CallbackHandlerOptions {
   readonly prefix: string;
   readonly secret: string | undefined;
   readonly maxBodyBytes: number;
@@ -30,6 +30,21 @@ interface Failure {
   readonly reason: string;
 }
 
+/**
+ * What to answer, independent of the HTTP framework: the Koa middleware and the plain `node:http` listener both write
+ * it out as it is. `body` is already serialised.
+ */
+export interface Reply {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+  /** Extra response headers (`Allow`, `Connection`). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export const JSON_TYPE = 'application/json; charset=utf-8';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+
 const fail = (status: number, errorType: ErrorType, reason: string): Failure => ({ status, errorType, reason });
 const NOT_FOUND = fail(404, 'invalid_request', 'no such callback route');
 const NOT_FOUND_SECRET = fail(404, 'unauthorized', 'no such callback route');
@@ -40,14 +55,37 @@ const MEDIA = fail(415, 'unsupported_media_type', 'use application/x-www-form-ur
 const BAD_JSON = fail(400, 'invalid_request', 'body is not valid JSON');
 const BAD_PATH = fail(400, 'invalid_request', 'bad percent-encoding in path');
 const STORE_DOWN = fail(503, 'store_unavailable', 'result could not be stored; not acknowledged');
-const OK_BODY = 'OK';
+const OK: Reply = Object.freeze({ status: 200, contentType: TEXT_TYPE, body: 'OK' });
+const ALLOW = Object.freeze({ Allow: 'GET, POST' });
+const CLOSE = Object.freeze({ Connection: 'close' });
+
+/** The path of a request target: `/a/b?c` → `/a/b` (absolute-form targets, which no solver sends, via URL). */
+export function pathOf(url: string): string {
+  if (url.charCodeAt(0) !== 47) {
+    try {
+      return new URL(url).pathname;
+    } catch {
+      return '';
+    }
+  }
+  const end = url.search(/[?#]/);
+  return end < 0 ? url : url.slice(0, end);
+}
+
+/** The callback route family, answered without any HTTP framework; see `createCallbackHandler`. */
+export interface CallbackHandler {
+  /** True when `path` is in the route family (everything under the prefix): `handle` answers it, whatever it is. */
+  matches(path: string): boolean;
+  /** Reads, parses, stores and counts one request; never rejects. The result is durable before a 200 is returned. */
+  handle(req: IncomingMessage, path: string): Promise<Reply>;
+}
 
 /**
  * The callback route family: `<prefix>` and `<prefix>/<taskId>`, or with a secret `<prefix>/<secret>` and
- * `<prefix>/<secret>/<taskId>`. Every request under the prefix is answered here (200, or a 4xx/5xx with a one-line
- * JSON reason), timed, and counted; the result is durable in the store before the 200 is sent.
+ * `<prefix>/<secret>/<taskId>`. Every request under the prefix is answered (200, or a 4xx/5xx with a one-line JSON
+ * reason), timed, and counted; the result is durable in the store before the 200 is returned.
  */
-export function callbackRoute(options: CallbackRouteOptions): Middleware {
+export function createCallbackHandler(options: CallbackHandlerOptions): CallbackHandler {
   const { prefix, maxBodyBytes, maxQueryBytes, tracker, stats, metrics, onResult, onError } = options;
   const matchesSecret = options.secret === undefined ? undefined : secretMatcher(options.secret);
   const notFound = matchesSecret ? NOT_FOUND_SECRET : NOT_FOUND;
@@ -69,18 +107,18 @@ export function callbackRoute(options: CallbackRouteOptions): Middleware {
     }
   }
 
-  async function readInput(ctx: Context, taskId: string | undefined): Promise<CallbackInput | Failure> {
-    const url = ctx.req.url ?? '';
+  async function readInput(req: IncomingMessage, taskId: string | undefined): Promise<CallbackInput | Failure> {
+    const url = req.url ?? '';
     const q = url.indexOf('?');
     if (q >= 0 && url.length - q - 1 > maxQueryBytes) return QUERY_TOO_LONG;
     const query = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
-    const base = { query, ...(taskId === undefined ? {} : { pathTaskId: taskId }) };
-    if (ctx.method === 'GET') return { method: 'GET', ...base };
-    const read = await readBody(ctx.req, maxBodyBytes);
+    const base = taskId === undefined ? { query } : { query, pathTaskId: taskId };
+    if (req.method === 'GET') return { method: 'GET', ...base };
+    const read = await readBody(req, maxBodyBytes);
     if (!read.ok) return BODY_TOO_LARGE;
     // A POST with no body carries its fields in the query string, as some solvers send them.
     if (read.body.length === 0) return { method: 'POST', ...base, body: { kind: 'form', params: query } };
-    const type = (ctx.get('content-type').split(';')[0] ?? '').trim().toLowerCase();
+    const type = (req.headers['content-type']?.split(';')[0] ?? '').trim().toLowerCase();
     if (type === 'application/x-www-form-urlencoded') {
       return {
         method: 'POST',
@@ -116,14 +154,11 @@ export function callbackRoute(options: CallbackRouteOptions): Middleware {
     });
   }
 
-  async function handle(ctx: Context): Promise<Failure | undefined> {
-    const routed = route(ctx.path);
+  async function store(req: IncomingMessage, path: string): Promise<Failure | undefined> {
+    const routed = route(path);
     if ('status' in routed) return routed;
-    if (ctx.method !== 'GET' && ctx.method !== 'POST') {
-      ctx.set('Allow', 'GET, POST');
-      return METHOD;
-    }
-    const input = await readInput(ctx, routed.taskId);
+    if (req.method !== 'GET' && req.method !== 'POST') return METHOD;
+    const input = await readInput(req, routed.taskId);
     if ('status' in input) return input;
     const parsed = parseCallback(input);
     if (!parsed.ok) return parsed.error;
@@ -139,36 +174,38 @@ export function callbackRoute(options: CallbackRouteOptions): Middleware {
     metrics.callback(result.outcome, result.format);
     metrics.lastReceived(receivedAt / 1000);
     stats.accepted(receivedAt);
-    ctx.status = 200;
-    ctx.type = 'text/plain';
-    ctx.body = OK_BODY;
     if (transition.kind !== 'duplicate') runHook(result, transition);
     return undefined;
   }
 
-  return async function captchaCallbackRoute(ctx, next) {
-    const path = ctx.path;
-    if (!path.startsWith(prefix) || (path.length > prefix.length && path.charCodeAt(prefix.length) !== 47)) {
-      return next();
-    }
-    const started = performance.now();
-    let failure: Failure | undefined;
-    try {
-      failure = await handle(ctx);
-    } catch (error) {
-      // An unexpected fault (e.g. the client aborted mid-body): answer, count, never crash.
-      onError(error, 'request');
-      failure = fail(400, 'invalid_request', 'request could not be read');
-    }
-    if (failure) {
-      ctx.status = failure.status;
-      ctx.body = { error: failure.errorType, reason: failure.reason };
-      if (failure.status === 413) ctx.set('Connection', 'close');
-      metrics.error(failure.errorType);
-      stats.error(failure.errorType);
-    }
-    const ms = performance.now() - started;
-    metrics.duration(ctx.status, ms / 1000);
-    stats.request(ms);
+  return {
+    matches: (path) =>
+      path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47),
+    async handle(req, path) {
+      const started = performance.now();
+      let failure: Failure | undefined;
+      try {
+        failure = await store(req, path);
+      } catch (error) {
+        // An unexpected fault (e.g. the client aborted mid-body): answer, count, never crash.
+        onError(error, 'request');
+        failure = fail(400, 'invalid_request', 'request could not be read');
+      }
+      let reply = OK;
+      if (failure) {
+        reply = {
+          status: failure.status,
+          contentType: JSON_TYPE,
+          body: JSON.stringify({ error: failure.errorType, reason: failure.reason }),
+          ...(failure === METHOD ? { headers: ALLOW } : failure.status === 413 ? { headers: CLOSE } : {}),
+        };
+        metrics.error(failure.errorType);
+        stats.error(failure.errorType);
+      }
+      const ms = performance.now() - started;
+      metrics.duration(reply.status, ms / 1000);
+      stats.request(ms);
+      return reply;
+    },
   };
 }
