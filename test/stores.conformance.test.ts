@@ -197,7 +197,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
     });
 
-    it('lists one state, oldest deadline (or receipt) first, at most `limit`', async () => {
+    it('lists one state, at most `limit`: pending by deadline, settled by settling time, oldest first', async () => {
       const s = await fresh();
       // Ids sort against deadline order, so key order cannot pass for it.
       await s.register(['pa'], T, T + 3 * MIN);
@@ -208,8 +208,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await s.register(['mc'], T, T - 1 * MIN);
       await s.expireDue(T, 10);
       await s.register(['dv'], T, T + 10 * MIN);
-      await s.recordCallback(callback('dv', T + 1));
-      await s.recordCallback(callback('ghost', T + 5 * MIN)); // unregistered: ordered by receipt time
+      await s.register(['dw'], T, T + 5 * MIN);
+      await s.recordCallback(callback('dv', T + 2 * MIN)); // delivered: ordered by receipt, not by deadline
+      await s.recordCallback(callback('dw', T + 3 * MIN));
+      await s.recordCallback(callback('ghost', T + 1 * MIN)); // unregistered: ordered by receipt time too
       await s.recordCallback(callback('mb', T + 2)); // late
 
       const ids = async (state: 'pending' | 'delivered' | 'missed' | 'late', limit: number) =>
@@ -218,10 +220,11 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await ids('pending', 2)).toEqual(['pc', 'pb']);
       expect(await ids('pending', 0)).toEqual([]);
       expect(await ids('missed', 10)).toEqual(['ma', 'mc']);
-      expect(await ids('delivered', 10)).toEqual(['ghost', 'dv']);
+      expect(await ids('delivered', 10)).toEqual(['ghost', 'dv', 'dw']);
+      expect(await ids('delivered', 2)).toEqual(['ghost', 'dv']);
       expect(await ids('late', 10)).toEqual(['mb']);
       expect((await s.list('late', 10))[0]).toMatchObject({ state: 'late', code: 'code-mb', deadlineAt: T - 3 * MIN });
-      expect(await s.counts()).toEqual({ pending: 3, delivered: 1, missed: 2, late: 1 });
+      expect(await s.counts()).toEqual({ pending: 3, delivered: 2, missed: 2, late: 1 });
     });
 
     it('keeps counts in step with every kind of transition', async () => {

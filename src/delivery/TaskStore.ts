@@ -75,7 +75,10 @@ export interface TaskStore {
    */
   expireDue(now: number, limit: number): Promise<string[]>;
   get(id: string): Promise<TaskRecord | undefined>;
-  /** Tasks in one state, oldest deadline (or receipt) first, at most `limit`. */
+  /**
+   * Tasks in one state, at most `limit`: pending ones by deadline, settled ones by settling time (the first callback's
+   * receipt, or the deadline for missed tasks), oldest first. Cost is bounded by `limit`.
+   */
   list(state: TaskState, limit: number): Promise<TaskRecord[]>;
   counts(): Promise<TaskCounts>;
   /**

@@ -179,7 +179,9 @@ export class MemoryTaskStore implements TaskStore {
     for (const t of this.#tasks.values()) {
       if (t.state === state) out.push(record(t));
     }
-    out.sort((a, b) => (a.deadlineAt ?? a.receivedAt ?? 0) - (b.deadlineAt ?? b.receivedAt ?? 0));
+    // Pending by deadline; settled by settling time: the callback's receipt, or the deadline when missed.
+    const at = (t: TaskRecord) => (state === 'pending' ? t.deadlineAt : (t.receivedAt ?? t.deadlineAt)) ?? 0;
+    out.sort((a, b) => at(a) - at(b));
     return out.slice(0, limit);
   }
 

@@ -29,8 +29,9 @@ const REGISTER_CHUNK = 1000;
  * Key layout (P = key prefix):
  *   P task:<id>        hash: state, registered (1/0), outcome, code, format, submittedAt, deadlineAt, receivedAt,
  *                      callbacks
- *   P state:<state>    sorted set of ids per state, scored by deadline (receipt time for unregistered callbacks);
- *                      `state:pending` doubles as the deadline queue that expiry pops from
+ *   P state:<state>    sorted set of ids per state: pending scored by deadline (it doubles as the deadline queue
+ *                      that expiry pops from), settled states by settling time (the callback's receipt, or the
+ *                      deadline when missed)
  *   P settled          sorted set of every settled id (delivered, missed, late, unregistered), scored by its
  *                      settling time: the callback's receipt, or the deadline when missed. The retention queue.
  *   P counts           hash: pending, delivered, missed, late (registered tasks only)
@@ -77,20 +78,19 @@ end
 redis.call('HINCRBY', task, 'callbacks', 1)
 if state ~= 'pending' and state ~= 'missed' then return {'duplicate'} end
 local submitted = redis.call('HGET', task, 'submittedAt') or ARGV[5]
-local deadline = redis.call('HGET', task, 'deadlineAt') or ARGV[5]
 redis.call('HSET', task, 'outcome', ARGV[2], 'code', ARGV[3], 'format', ARGV[4], 'receivedAt', ARGV[5])
 redis.call('ZADD', KEYS[7], ARGV[5], id)
 if state == 'pending' then
   redis.call('HSET', task, 'state', 'delivered')
   redis.call('ZREM', KEYS[3], id)
-  redis.call('ZADD', KEYS[4], deadline, id)
+  redis.call('ZADD', KEYS[4], ARGV[5], id)
   redis.call('HINCRBY', KEYS[2], 'pending', -1)
   redis.call('HINCRBY', KEYS[2], 'delivered', 1)
   return {'delivered', submitted}
 end
 redis.call('HSET', task, 'state', 'late')
 redis.call('ZREM', KEYS[5], id)
-redis.call('ZADD', KEYS[6], deadline, id)
+redis.call('ZADD', KEYS[6], ARGV[5], id)
 redis.call('HINCRBY', KEYS[2], 'missed', -1)
 redis.call('HINCRBY', KEYS[2], 'late', 1)
 return {'late', submitted}

@@ -30,19 +30,22 @@ export interface SqliteTaskStoreOptions {
 }
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /*
- * One row per task. `sort_at` is the ordering key both for expiry and for `list()`: the deadline of a registered
- * task, or the receipt time of an unregistered callback (which has no deadline). A single (state, sort_at) index
- * serves `expireDue` (state = 'pending' AND sort_at <= now ORDER BY sort_at LIMIT n, a bounded range scan) and
- * `list` (state = ? ORDER BY sort_at LIMIT n), so neither ever sorts or scans a whole state. For a pending task
- * sort_at is exactly deadline_at (pending tasks are always registered).
+ * One row per task. Two partial indexes, chosen so that a delivery (the hot path) touches as few pages as possible:
  *
- * Retention (`purge`) reads a second, partial index over settled rows only, keyed by the settling time: the
- * callback's receipt, or the deadline for a missed task (which has no receipt). Pending rows are not in it, so it
- * costs nothing on registration, and a purge is a bounded range scan of its oldest end. Version 1 files get the
- * index on open (CREATE INDEX IF NOT EXISTS); nothing else changed.
+ * - `tasks_due` covers pending tasks only, by deadline. It serves `expireDue` (a bounded range scan of its oldest
+ *   end) and `list('pending')`. A delivery deletes one entry from it.
+ * - `tasks_settled_at` covers settled tasks (delivered, missed, late, and stored callbacks nobody registered), by
+ *   state and settling time: the callback's receipt, or the deadline for a missed task, which has no receipt. It
+ *   serves `list()` of a settled state and retention (`purge`), both bounded range scans. A delivery adds one entry
+ *   at its newest end, which every delivery of a burst shares.
+ *
+ * Up to version 2 one (state, deadline) index served both, so a delivery also inserted an entry at its deadline's
+ * place among the delivered (a page of its own per callback), and a third index served retention. Opening an older
+ * file swaps the indexes (a one-time rebuild); the table is unchanged (version 2's virtual `sort_at` column stays,
+ * unused).
  *
  * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
  * however many tasks there are, and can never drift from the rows it summarises.
@@ -58,11 +61,12 @@ CREATE TABLE IF NOT EXISTS tasks (
   submitted_at INTEGER,
   deadline_at INTEGER,
   received_at INTEGER,
-  callbacks INTEGER NOT NULL DEFAULT 0,
-  sort_at INTEGER GENERATED ALWAYS AS (coalesce(deadline_at, received_at)) VIRTUAL
+  callbacks INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tasks_state_sort ON tasks (state, sort_at);
-CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+DROP INDEX IF EXISTS tasks_state_sort;
+DROP INDEX IF EXISTS tasks_settled;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
 CREATE TABLE IF NOT EXISTS counts (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   pending INTEGER NOT NULL,
@@ -74,6 +78,13 @@ INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
 CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
 INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
 `;
+
+/** The settling time, exactly as `tasks_settled_at` indexes it (queries must repeat the expression to use it). */
+const SETTLED_AT = 'coalesce(received_at, deadline_at)';
+/** The oldest settled tasks of one state older than ?1, at most ?2: a range scan of `tasks_settled_at`. */
+const oldestSettled = (state: TaskState) =>
+  `SELECT * FROM (SELECT id, ${SETTLED_AT} AS at FROM tasks
+     WHERE state = '${state}' AND state <> 'pending' AND ${SETTLED_AT} < ?1 ORDER BY at, id LIMIT ?2)`;
 
 const COLUMNS = 'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks';
 
@@ -108,7 +119,8 @@ export class SqliteTaskStore implements TaskStore {
   readonly #settle: StatementSync;
   readonly #expire: StatementSync;
   readonly #selectOne: StatementSync;
-  readonly #selectState: StatementSync;
+  readonly #selectPending: StatementSync;
+  readonly #selectSettled: StatementSync;
   readonly #selectCounts: StatementSync;
   readonly #addCounts: StatementSync;
   readonly #beat: StatementSync;
@@ -169,23 +181,28 @@ export class SqliteTaskStore implements TaskStore {
     // (Repeating `state = 'pending'` in the outer WHERE makes SQLite scan every pending row instead.)
     this.#expire = db.prepare(
       `UPDATE tasks SET state = 'missed' WHERE id IN (
-         SELECT id FROM tasks WHERE state = 'pending' AND sort_at <= ? ORDER BY sort_at, id LIMIT ?
-       ) RETURNING id, sort_at`,
+         SELECT id FROM tasks WHERE state = 'pending' AND deadline_at <= ? ORDER BY deadline_at, id LIMIT ?
+       ) RETURNING id, deadline_at`,
     );
     this.#selectOne = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
-    this.#selectState = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE state = ? ORDER BY sort_at, id LIMIT ?`);
+    this.#selectPending = db.prepare(
+      `SELECT ${COLUMNS} FROM tasks WHERE state = 'pending' ORDER BY deadline_at, id LIMIT ?`,
+    );
+    this.#selectSettled = db.prepare(
+      `SELECT ${COLUMNS} FROM tasks WHERE state = ? AND state <> 'pending' ORDER BY ${SETTLED_AT}, id LIMIT ?`,
+    );
     this.#selectCounts = db.prepare('SELECT pending, delivered, missed, late FROM counts WHERE one = 1');
     this.#addCounts = db.prepare(
       `UPDATE counts SET pending = pending + ?, delivered = delivered + ?, missed = missed + ?, late = late + ?
        WHERE one = 1`,
     );
     this.#beat = db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1');
-    // The expression and the `state <> 'pending'` term match the partial index exactly, so SQLite walks it from
-    // the oldest end and stops after `limit` rows. The outer DELETE then removes each chosen row by key.
+    // One bounded range scan of `tasks_settled_at` per settled state, merged oldest first; the outer DELETE then
+    // removes each chosen row by key.
     this.#purge = db.prepare(
       `DELETE FROM tasks WHERE id IN (
-         SELECT id FROM tasks WHERE state <> 'pending' AND coalesce(received_at, deadline_at) < ?
-         ORDER BY coalesce(received_at, deadline_at) LIMIT ?
+         SELECT id FROM (${(['delivered', 'missed', 'late'] as const).map(oldestSettled).join(' UNION ALL ')})
+         ORDER BY at, id LIMIT ?2
        )`,
     );
   }
@@ -266,10 +283,10 @@ export class SqliteTaskStore implements TaskStore {
       return [];
     }
     return this.#write('expireDue', () => {
-      const rows = this.#expire.all(now, limit) as Array<{ id: string; sort_at: number }>;
+      const rows = this.#expire.all(now, limit) as Array<{ id: string; deadline_at: number }>;
       if (rows.length > 0) this.#addCounts.run(-rows.length, 0, rows.length, 0);
       // RETURNING comes back in key order; callers (and the health report's "recently missed") want deadline order.
-      rows.sort((a, b) => a.sort_at - b.sort_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      rows.sort((a, b) => a.deadline_at - b.deadline_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       return rows.map((row) => row.id);
     });
   }
@@ -284,7 +301,9 @@ export class SqliteTaskStore implements TaskStore {
       this.#assertOpen();
       return [];
     }
-    const rows = this.#read('list', () => this.#selectState.all(state, limit)) as unknown as Row[];
+    const rows = this.#read('list', () =>
+      state === 'pending' ? this.#selectPending.all(limit) : this.#selectSettled.all(state, limit),
+    ) as unknown as Row[];
     return rows.map(toRecord);
   }
 

@@ -1,0 +1,72 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
+
+/** The schema files were created with up to version 2 (commit 4934993), verbatim. */
+const SCHEMA_V2 = `
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'missed', 'late')),
+  registered INTEGER NOT NULL, outcome TEXT, code TEXT, format TEXT,
+  submitted_at INTEGER, deadline_at INTEGER, received_at INTEGER, callbacks INTEGER NOT NULL DEFAULT 0,
+  sort_at INTEGER GENERATED ALWAYS AS (coalesce(deadline_at, received_at)) VIRTUAL
+) WITHOUT ROWID;
+CREATE INDEX tasks_state_sort ON tasks (state, sort_at);
+CREATE INDEX tasks_settled ON tasks (coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE TABLE counts (one INTEGER PRIMARY KEY CHECK (one = 1), pending INTEGER NOT NULL, delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL, late INTEGER NOT NULL);
+INSERT INTO counts VALUES (1, 2, 1, 0, 0);
+CREATE TABLE heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT INTO heartbeat VALUES (1, 0);
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES
+  ('p1', 'pending', 1, 1000, 5000, 0), ('p2', 'pending', 1, 1000, 3000, 0);
+INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks)
+  VALUES ('d1', 'delivered', 1, 'solved', 'tok', 'query', 1000, 9000, 2000, 1);
+PRAGMA user_version = 2;
+`;
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tempFile(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ccm-schema-'));
+  dirs.push(dir);
+  return join(dir, 'tasks.db');
+}
+
+const indexes = (db: DatabaseSync) =>
+  (
+    db
+      .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'tasks' AND sql IS NOT NULL")
+      .all() as Array<{ name: string }>
+  ).map((r) => r.name);
+
+describe('SqliteTaskStore schema', () => {
+  it('upgrades a version 2 file in place: the new indexes replace the old ones, every row and count is kept', async () => {
+    const path = tempFile();
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V2}`);
+    old.close();
+
+    const store = new SqliteTaskStore(path);
+    expect(await store.counts()).toEqual({ pending: 2, delivered: 1, missed: 0, late: 0 });
+    expect((await store.list('pending', 10)).map((t) => t.id)).toEqual(['p2', 'p1']);
+    expect(await store.get('d1')).toMatchObject({ state: 'delivered', code: 'tok', receivedAt: 2000 });
+    expect(await store.expireDue(4000, 10)).toEqual(['p2']);
+    expect(
+      await store.recordCallback({ taskId: 'p1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4500 }),
+    ).toEqual({ kind: 'delivered', submittedAt: 1000 });
+    expect((await store.list('delivered', 10)).map((t) => t.id)).toEqual(['d1', 'p1']);
+    expect(await store.purge(2500, 10)).toBe(1); // d1, settled at 2000
+    await store.close();
+
+    const db = new DatabaseSync(path);
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
+    expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at']);
+    db.close();
+  });
+});
