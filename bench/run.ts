@@ -54,7 +54,8 @@ const P = {
 const CODE = '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n';
 const CALLBACK_PATH = `/callback?id={id}&code=${CODE}`;
 const BENCH_DIR = join(ROOT, 'bench');
-const CLI = join(ROOT, 'src/server/cli.ts');
+/** The receiver as users run it (`npm start`, the Docker image): the built JS, compiled when the bench starts. */
+const CLI = join(ROOT, 'dist/server/cli.js');
 const tmp = mkdtempSync(join(tmpdir(), 'ccm-bench-'));
 process.once('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
@@ -153,9 +154,6 @@ export interface ScaleSummary {
   rssLarge?: number;
   rssPeakLarge?: number;
   rssSmall?: number;
-  /** process.memoryUsage() of each instance at the RSS reading. */
-  heapLarge?: NodeJS.MemoryUsage;
-  heapSmall?: NodeJS.MemoryUsage;
 }
 
 export interface SweepSummary {
@@ -287,26 +285,23 @@ async function throughput(): Promise<PeerSummary[]> {
 
 async function scale(): Promise<ScaleSummary> {
   const out: ScaleSummary = { small: P.scaleSmall, large: P.scaleLarge };
-  const script = join(BENCH_DIR, 'servers/receiver.ts');
-  const start = (n: number, file: string) =>
-    startPeer({
-      script,
-      env: {
-        ...receiverEnv(`sqlite:${join(tmp, file)}`),
-        BENCH_PRELOAD: String(n),
-        BENCH_PRELOAD_PREFIX: 'scale-',
-      },
-      timeoutMs: 600_000,
-    });
+  // The real CLI, its tasks registered through its own API (POST /tasks, 10,000 ids a request), as an app would.
+  const start = async (n: number, file: string) => {
+    const peer = await startPeer({ script: CLI, env: receiverEnv(`sqlite:${join(tmp, file)}`) });
+    const started = performance.now();
+    await registerPool(peer, 'scale-', 0, n);
+    return { peer, ms: performance.now() - started };
+  };
   let small: Peer | undefined;
   let large: Peer | undefined;
   try {
-    small = await start(P.scaleSmall, 'scale-small.db');
+    small = (await start(P.scaleSmall, 'scale-small.db')).peer;
     small.pause();
-    log(`scale: registering ${P.scaleLarge} pending tasks through the store…`);
-    large = await start(P.scaleLarge, 'scale-large.db');
-    out.preloadMs = large.info.preloadMs as number;
-    log(`scale: ${large.info.pending} pending after ${out.preloadMs} ms`);
+    log(`scale: registering ${P.scaleLarge} pending tasks through POST /tasks…`);
+    const registered = await start(P.scaleLarge, 'scale-large.db');
+    large = registered.peer;
+    out.preloadMs = Math.round(registered.ms);
+    log(`scale: ${P.scaleLarge} pending after ${out.preloadMs} ms`);
     large.pause();
     // Some delivered callbacks in both, so the histograms and counters have series to render.
     for (const peer of [small, large]) {
@@ -387,10 +382,6 @@ async function scale(): Promise<ScaleSummary> {
     out.rssPeakLarge = mem.peak;
     small.resume();
     out.rssSmall = small.memory().rss;
-    const usage = async (peer: Peer) =>
-      (await (await fetch(`http://127.0.0.1:${peer.info.memoryPort as number}/`)).json()) as NodeJS.MemoryUsage;
-    out.heapLarge = await usage(large);
-    out.heapSmall = await usage(small);
     log(`scale: /metrics p50 ${out.metricsSmall.p50} → ${out.metricsLarge.p50} ms; RSS ${mb(mem.rss)} MB`);
   } catch (error) {
     out.error = (error as Error).message.split('\n').slice(0, 6).join(' ').slice(0, 400);
@@ -520,7 +511,7 @@ export function targets(r: BenchReport): Target[] {
   const cost = cpuRatio === undefined ? undefined : cpuRatio - 1;
   const tputOn = paired(on, off, rps);
   out.push({
-    name: 'metrics cost (metrics on vs `metrics: false`, same bench entry, SQLite): extra CPU per request',
+    name: 'metrics cost (metrics on vs off, same bench entry, SQLite): extra CPU per request',
     measured:
       cost === undefined
         ? 'not measured'
@@ -632,7 +623,7 @@ export function markdown(r: BenchReport): string {
   if (s.error) L.push(`Not available: ${s.error}`, '');
   else {
     L.push(
-      `Registered through \`store.register\` in chunks of 10,000 (${s.large?.toLocaleString('en')} in ${fx((s.preloadMs ?? 0) / 1000, 1)} s). ` +
+      `The receiver CLI (built JS), its tasks registered through \`POST /tasks\` with 10,000 ids a request (${s.large?.toLocaleString('en')} in ${fx((s.preloadMs ?? 0) / 1000, 1)} s). ` +
         `One connection, ${r.params.scaleSeconds} s per endpoint per instance, ${r.params.scaleRounds} alternating rounds, medians.`,
       '',
       `| endpoint | CPU µs/req at ${s.small} | CPU µs/req at ${s.large?.toLocaleString('en')} | ratio | p50 ms at ${s.small} | p50 ms at ${s.large?.toLocaleString('en')} | ratio | mean ms at ${s.small} | mean ms at ${s.large?.toLocaleString('en')} |`,
@@ -653,18 +644,8 @@ export function markdown(r: BenchReport): string {
         `${mb(s.rssLargeSteady)} MB with ${s.large?.toLocaleString('en')} pending, ${mb(s.rssSmallSteady)} MB with ${s.small}. ` +
         `After the latency runs above (thousands of scrapes a second for ${r.params.scaleRounds * r.params.scaleSeconds * 2} s, ` +
         `which grow V8's heap whatever the task count): ${mb(s.rssLarge)} MB with ${s.large?.toLocaleString('en')} pending, ` +
-        `${mb(s.rssSmall)} MB with ${s.small}; peak (VmHWM, includes the bulk registration) ${mb(s.rssPeakLarge)} MB.`,
+        `${mb(s.rssSmall)} MB with ${s.small}; peak (VmHWM, includes the registration) ${mb(s.rssPeakLarge)} MB.`,
     );
-    if (s.heapLarge && s.heapSmall) {
-      L.push(
-        '',
-        `| process.memoryUsage() MB after the latency runs | at ${s.small} | at ${s.large?.toLocaleString('en')} |`,
-        '| --- | ---: | ---: |',
-      );
-      for (const k of ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const) {
-        L.push(`| ${k} | ${mb(s.heapSmall[k])} | ${mb(s.heapLarge[k])} |`);
-      }
-    }
   }
   L.push(
     '',
@@ -698,6 +679,10 @@ export function markdown(r: BenchReport): string {
 }
 
 async function main(): Promise<void> {
+  // The CLI peers run dist/, as `npm start` does: compile it from the current sources first.
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], {
+    stdio: 'inherit',
+  });
   const report: BenchReport = {
     quick: QUICK,
     params: P,

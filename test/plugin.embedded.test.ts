@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
@@ -131,5 +131,66 @@ describe('the plugin inside another Koa app', () => {
     const m = await host.scrape();
     expect(m.get(`${PROM.callbackErrorsTotal}{error_type="store_unavailable"}`)).toBe(1);
     expect(m.get(`${PROM.callbacksTotal}{outcome="solved",format="query"}`)).toBe(0);
+  });
+});
+
+/** Serves `listener` from a bare node:http server on an ephemeral loopback port. */
+async function plainServer(listener: RequestListener) {
+  const server = createServer(listener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+describe('the plugin as a plain node:http request listener', () => {
+  it('answers the same routes as the middleware, hands the rest to the fallback, and 404s without one', async () => {
+    const monitor = new CallbackMonitor({ store: new MemoryTaskStore() });
+    const withFallback = await plainServer(
+      monitor.requestListener((_req, res) => {
+        res.end('fallback');
+      }),
+    );
+    const alone = await plainServer(monitor.requestListener());
+    try {
+      await monitor.trackSubmitted('n1');
+      const ok = await fetch(`${withFallback.url}/callback?id=n1&code=tok`);
+      expect([ok.status, ok.headers.get('content-type'), await ok.text()]).toEqual([
+        200,
+        'text/plain; charset=utf-8',
+        'OK',
+      ]);
+      expect(await monitor.getTask('n1')).toMatchObject({ state: 'delivered', code: 'tok' });
+
+      const json = await fetch(`${alone.url}/callback/n2`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ errorId: 0, status: 'ready', solution: { token: 'j' } }),
+      });
+      expect(json.status).toBe(200);
+      expect(await monitor.getTask('n2')).toMatchObject({ registered: false, code: 'j', format: 'json' });
+
+      const bad = await fetch(`${alone.url}/callback?id=n3`);
+      expect([bad.status, await bad.json()]).toEqual([400, { error: 'invalid_request', reason: 'missing code' }]);
+      const method = await fetch(`${alone.url}/callback?id=n3&code=x`, { method: 'PUT' });
+      expect([method.status, method.headers.get('allow')]).toEqual([405, 'GET, POST']);
+
+      const health = await fetch(`${alone.url}/health/callbacks`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ total_received: 4, delivery: { delivered: 1 } });
+      expect((await fetch(`${alone.url}/healthz`, { method: 'HEAD' })).status).toBe(200);
+
+      expect(await (await fetch(`${withFallback.url}/elsewhere`)).text()).toBe('fallback');
+      const missing = await fetch(`${alone.url}/elsewhere`);
+      expect([missing.status, await missing.json()]).toEqual([404, { error: 'not_found', reason: 'no such route' }]);
+
+      await monitor.close();
+      const closing = await fetch(`${alone.url}/callback?id=n4&code=x`);
+      expect([closing.status, closing.headers.get('connection')]).toEqual([200, 'close']);
+    } finally {
+      await monitor.close();
+      for (const s of [withFallback.server, alone.server]) {
+        s.closeAllConnections();
+        await new Promise((r) => s.close(r));
+      }
+    }
   });
 });
