@@ -101,7 +101,11 @@ export const DELIVERY_DURATION_BUCKETS = [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 1
 
 export interface InstrumentSpec {
   readonly name: string;
-  readonly kind: 'counter' | 'histogram' | 'gauge' | 'observable_gauge';
+  /**
+   * The OpenTelemetry instrument kind. Counters are observable: the hot path bumps a plain number and the SDK reads
+   * it at collection, which Prometheus sees exactly as a synchronous counter (`_total`, TYPE counter).
+   */
+  readonly kind: 'observable_counter' | 'histogram' | 'observable_gauge';
   readonly unit: string;
   readonly description: string;
   /** Prometheus series base name. */
@@ -116,7 +120,7 @@ export interface InstrumentSpec {
 export const CONTRACT: readonly InstrumentSpec[] = [
   {
     name: INSTRUMENT.callbacks,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{callback}',
     description: 'Callbacks accepted and stored, by outcome and callback format.',
     prom: PROM.callbacksTotal,
@@ -124,7 +128,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.callbackErrors,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{error}',
     description: 'Callback requests that failed or were refused, by closed error type.',
     prom: PROM.callbackErrorsTotal,
@@ -141,7 +145,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.lastReceivedTimestamp,
-    kind: 'gauge',
+    kind: 'observable_gauge',
     unit: 's',
     description: 'Unix time of the last accepted callback.',
     prom: PROM.lastReceivedTimestamp,
@@ -157,7 +161,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.duplicates,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{callback}',
     description: 'Repeated callbacks for a task that already had one (acknowledged, not delivered twice).',
     prom: PROM.duplicatesTotal,
@@ -165,7 +169,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.tasksSubmitted,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{task}',
     description: 'Tasks registered for delivery tracking by this instance.',
     prom: PROM.tasksSubmittedTotal,
@@ -173,7 +177,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.tasksDelivered,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{task}',
     description: 'Registered tasks whose callback arrived before the deadline (transitions made by this instance).',
     prom: PROM.tasksDeliveredTotal,
@@ -181,7 +185,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.tasksMissed,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{task}',
     description: 'Registered tasks whose deadline passed without a callback (transitions made by this instance).',
     prom: PROM.tasksMissedTotal,
@@ -189,7 +193,7 @@ export const CONTRACT: readonly InstrumentSpec[] = [
   },
   {
     name: INSTRUMENT.tasksLate,
-    kind: 'counter',
+    kind: 'observable_counter',
     unit: '{task}',
     description: 'Missed tasks whose callback arrived after the deadline.',
     prom: PROM.tasksLateTotal,

@@ -1,4 +1,4 @@
-import type { Attributes, Counter, Gauge, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
+import type { Attributes, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
 import {
   ATTR,
   CALLBACK_STATUS_CODES,
@@ -31,35 +31,66 @@ function frozenTable<K extends string | number>(keys: readonly K[], make: (k: K)
   return new Map(keys.map((k) => [k, Object.freeze(make(k))]));
 }
 
+/** Monotonic totals the SDK reads at collection time: the hot path only bumps a number, never the SDK. */
+class Totals<K extends string | number> {
+  readonly #index: Map<K, number>;
+  readonly #attrs: Attributes[];
+  readonly #values: Float64Array;
+
+  constructor(cells: ReadonlyArray<readonly [K, Attributes]>) {
+    this.#index = new Map(cells.map(([k], i) => [k, i]));
+    this.#attrs = cells.map(([, a]) => Object.freeze(a));
+    this.#values = new Float64Array(cells.length);
+  }
+
+  add(key: K, n: number): void {
+    const i = this.#index.get(key);
+    if (i !== undefined) this.#values[i]! += n;
+  }
+
+  /** Every cell, zeros included, so each series of a closed set exists from start-up. */
+  observe(result: ObservableResult): void {
+    for (let i = 0; i < this.#attrs.length; i++) result.observe(this.#values[i]!, this.#attrs[i]);
+  }
+}
+
+const NONE = '' as const;
+const single = () => new Totals<typeof NONE>([[NONE, {}]]);
+
 /**
- * The receiver's instruments, created once from a Meter. Attribute objects are built once and frozen so the hot
- * path neither allocates nor lets a caller invent a label value outside the contract's closed sets.
+ * The receiver's instruments, created once from a Meter. Counters and the last-callback gauge are observable: the
+ * callback path adds to plain numbers (so recording costs no SDK call and no attribute hashing) and the SDK reads them
+ * at collection; only the two histograms are recorded per request, with attribute objects built once and frozen. Every
+ * attribute value comes from the contract's closed sets.
  */
 export class ReceiverMetrics {
-  readonly #callbacks: Counter;
-  readonly #errors: Counter;
   readonly #duration: Histogram;
-  readonly #lastReceived: Gauge;
-  readonly #duplicates: Counter;
-  readonly #submitted: Counter;
-  readonly #delivered: Counter;
-  readonly #missed: Counter;
-  readonly #late: Counter;
   readonly #deliveryDuration: Histogram;
+  readonly #callbacks: Totals<string>;
+  readonly #errors = new Totals<ErrorType>(ERROR_TYPES.map((t) => [t, { [ATTR.errorType]: t }]));
+  readonly #duplicates = single();
+  readonly #submitted = single();
+  readonly #delivered = single();
+  readonly #missed = single();
+  readonly #late = single();
+  #lastReceived: number | undefined;
 
-  readonly #callbackAttrs = new Map<string, Attributes>();
-  readonly #errorAttrs = frozenTable(ERROR_TYPES, (t) => ({ [ATTR.errorType]: t }));
   readonly #statusAttrs = frozenTable(CALLBACK_STATUS_CODES, (c) => ({ [ATTR.statusCode]: c }));
   readonly #outcomeAttrs = frozenTable(OUTCOMES, (o) => ({ [ATTR.outcome]: o }));
 
   constructor(meter: Meter, sources: GaugeSources) {
-    for (const o of OUTCOMES) {
-      for (const f of FORMATS)
-        this.#callbackAttrs.set(`${o}/${f}`, Object.freeze({ [ATTR.outcome]: o, [ATTR.format]: f }));
-    }
-    const counter = (name: string) => {
+    this.#callbacks = new Totals(
+      OUTCOMES.flatMap((o) => FORMATS.map((f) => [`${o}/${f}`, { [ATTR.outcome]: o, [ATTR.format]: f }] as const)),
+    );
+    const counter = <K extends string | number>(name: string, totals: Totals<K>) => {
       const s = spec(name);
-      return meter.createCounter(s.name, { unit: s.unit, description: s.description });
+      meter
+        .createObservableCounter(s.name, { unit: s.unit, description: s.description })
+        .addCallback((r) => totals.observe(r));
+    };
+    const gauge = (name: string, read: (r: ObservableResult) => void) => {
+      const s = spec(name);
+      meter.createObservableGauge(s.name, { unit: s.unit, description: s.description }).addCallback(read);
     };
     const histogram = (name: string) => {
       const s = spec(name);
@@ -69,40 +100,28 @@ export class ReceiverMetrics {
         advice: { explicitBucketBoundaries: [...(s.buckets ?? [])] },
       });
     };
-    this.#callbacks = counter(INSTRUMENT.callbacks);
-    this.#errors = counter(INSTRUMENT.callbackErrors);
+    counter(INSTRUMENT.callbacks, this.#callbacks);
+    counter(INSTRUMENT.callbackErrors, this.#errors);
     this.#duration = histogram(INSTRUMENT.callbackDuration);
-    const last = spec(INSTRUMENT.lastReceivedTimestamp);
-    this.#lastReceived = meter.createGauge(last.name, { unit: last.unit, description: last.description });
-    this.#duplicates = counter(INSTRUMENT.duplicates);
-    this.#submitted = counter(INSTRUMENT.tasksSubmitted);
-    this.#delivered = counter(INSTRUMENT.tasksDelivered);
-    this.#missed = counter(INSTRUMENT.tasksMissed);
-    this.#late = counter(INSTRUMENT.tasksLate);
+    gauge(INSTRUMENT.lastReceivedTimestamp, (r) => {
+      if (this.#lastReceived !== undefined) r.observe(this.#lastReceived);
+    });
+    gauge(INSTRUMENT.timeSinceLast, (r) => r.observe(sources.secondsSinceLastCallback()));
+    counter(INSTRUMENT.duplicates, this.#duplicates);
+    counter(INSTRUMENT.tasksSubmitted, this.#submitted);
+    counter(INSTRUMENT.tasksDelivered, this.#delivered);
+    counter(INSTRUMENT.tasksMissed, this.#missed);
+    counter(INSTRUMENT.tasksLate, this.#late);
+    gauge(INSTRUMENT.tasksPending, (r) => r.observe(sources.pendingTasks()));
     this.#deliveryDuration = histogram(INSTRUMENT.taskDeliveryDuration);
-
-    // Every counter series of the closed sets exists from start-up at 0: Prometheus' increase() cannot see a first
-    // burst on a series that appears with its value already above zero, and ratio rules need both sides to exist.
-    for (const attrs of this.#callbackAttrs.values()) this.#callbacks.add(0, attrs);
-    for (const attrs of this.#errorAttrs.values()) this.#errors.add(0, attrs);
-    for (const c of [this.#duplicates, this.#submitted, this.#delivered, this.#missed, this.#late]) c.add(0);
-
-    const since = spec(INSTRUMENT.timeSinceLast);
-    meter
-      .createObservableGauge(since.name, { unit: since.unit, description: since.description })
-      .addCallback((r: ObservableResult) => r.observe(sources.secondsSinceLastCallback()));
-    const pending = spec(INSTRUMENT.tasksPending);
-    meter
-      .createObservableGauge(pending.name, { unit: pending.unit, description: pending.description })
-      .addCallback((r: ObservableResult) => r.observe(sources.pendingTasks()));
   }
 
   callback(outcome: Outcome, format: CallbackFormat): void {
-    this.#callbacks.add(1, this.#callbackAttrs.get(`${outcome}/${format}`));
+    this.#callbacks.add(`${outcome}/${format}`, 1);
   }
 
   error(type: ErrorType): void {
-    this.#errors.add(1, this.#errorAttrs.get(type));
+    this.#errors.add(type, 1);
   }
 
   /** Records handling latency; `status` outside the contract's set is recorded as 500 so series stay bounded. */
@@ -112,27 +131,27 @@ export class ReceiverMetrics {
   }
 
   lastReceived(unixSeconds: number): void {
-    this.#lastReceived.record(unixSeconds);
+    this.#lastReceived = unixSeconds;
   }
 
   duplicate(): void {
-    this.#duplicates.add(1);
+    this.#duplicates.add(NONE, 1);
   }
 
   submitted(count: number): void {
-    if (count > 0) this.#submitted.add(count);
+    if (count > 0) this.#submitted.add(NONE, count);
   }
 
   delivered(outcome: Outcome, secondsSinceSubmit: number): void {
-    this.#delivered.add(1);
+    this.#delivered.add(NONE, 1);
     this.#deliveryDuration.record(Math.max(0, secondsSinceSubmit), this.#outcomeAttrs.get(outcome));
   }
 
   missed(count: number): void {
-    if (count > 0) this.#missed.add(count);
+    if (count > 0) this.#missed.add(NONE, count);
   }
 
   late(): void {
-    this.#late.add(1);
+    this.#late.add(NONE, 1);
   }
 }
