@@ -16,8 +16,8 @@ import { HANDLER_ERROR } from '../src/alerting/series.ts';
 import { DASHBOARDS_DIR } from '../src/dashboards/render.ts';
 import { FORMATS, JOB, LABEL } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
-import { freePort, waitFor } from './support/ports.ts';
 import { CLI, type RunningServer, startServer } from './support/server.ts';
+import { startOnFreePort } from './support/stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DEMO_SECONDS = 24;
@@ -44,19 +44,6 @@ let demoStartedAt = 0;
 const demoOutput = { stdout: '', stderr: '', code: null as number | null };
 const started = Date.now();
 const evaluated = { dashboard: 0, variable: 0, rule: 0, ruleLeaf: 0 };
-
-function run(bin: string, args: string[]): ChildProcess & { output: () => string } {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
-  children.push(child);
-  return Object.assign(child, { output: () => out.slice(-4000) });
-}
 
 async function api(path: string, params: Record<string, string | string[]>): Promise<ApiAnswer> {
   const body = new URLSearchParams();
@@ -182,16 +169,14 @@ beforeAll(async () => {
 
   receiver = await startServer({ DELIVERY_TIMEOUT: '3' });
 
-  const bbPort = await freePort();
-  const bb = run(blackbox, [
-    `--config.file=${resolve(ROOT, 'blackbox/blackbox.yml')}`,
-    `--web.listen-address=127.0.0.1:${bbPort}`,
-  ]);
-  await waitFor(
-    async () => (await fetch(`http://127.0.0.1:${bbPort}/-/healthy`)).ok,
-    15_000,
-    `blackbox\n${bb.output()}`,
+  const bb = await startOnFreePort(
+    blackbox,
+    (port) => [`--config.file=${resolve(ROOT, 'blackbox/blackbox.yml')}`, `--web.listen-address=127.0.0.1:${port}`],
+    '/-/healthy',
+    'blackbox',
   );
+  children.push(bb.child.process);
+  const bbPort = bb.port;
 
   // The committed prometheus.yml, pointed at this run's loopback ports, scraping every second, with the committed
   // rule files loaded (the dashboard's ALERTS panels read what they produce).
@@ -221,14 +206,18 @@ beforeAll(async () => {
     } else throw new Error(`prometheus.yml has a job this test does not know: ${job.job_name}`);
   }
   writeFileSync(join(tmp, 'prometheus.yml'), stringify(config));
-  const promPort = await freePort();
-  promUrl = `http://127.0.0.1:${promPort}`;
-  const prom = run(prometheus, [
-    `--config.file=${join(tmp, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(tmp, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-  ]);
-  await waitFor(async () => (await fetch(`${promUrl}/-/ready`)).ok, 20_000, `prometheus ready\n${prom.output()}`);
+  const prom = await startOnFreePort(
+    prometheus,
+    (port) => [
+      `--config.file=${join(tmp, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(tmp, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    '/-/ready',
+    'prometheus',
+  );
+  children.push(prom.child.process);
+  promUrl = `http://127.0.0.1:${prom.port}`;
 
   // Traffic from the real `demo` subcommand, unhealthy on purpose: 12 % malformed callbacks and 20 % lost ones put
   // the error-rate and delivery alerts in pending state, so the ALERTS panels have rows.

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
 import { JOB, PROM } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
-import { freePort, waitFor } from './support/ports.ts';
+import { waitFor } from './support/ports.ts';
 import { type RunningServer, startServer } from './support/server.ts';
 import {
   type Child,
@@ -22,10 +22,9 @@ import {
   overridePrometheusConfig,
   overrideRuleFor,
   type Sink,
-  startChild,
+  startOnFreePort,
   startSink,
   type WebhookAlert,
-  waitReady,
 } from './support/stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -36,11 +35,12 @@ let tmp = '';
 let receiver: RunningServer | undefined;
 let sink: Sink;
 const children: Child[] = [];
-let ports: { pub: number; mgmt: number; prom: number; am: number; bb: number };
+/** The receiver's ports: chosen by the receiver itself on first start (0), kept for the restart. */
+let receiverPorts = { pub: 0, mgmt: 0 };
 let promUrl = '';
 const receiverEnv = () => ({
-  PORT: String(ports.pub),
-  MANAGEMENT_PORT: String(ports.mgmt),
+  PORT: String(receiverPorts.pub),
+  MANAGEMENT_PORT: String(receiverPorts.mgmt),
   STORE_URL: 'memory:',
   // Registered tasks are missed one second after registration, so the delivery alert can be driven in seconds.
   DELIVERY_TIMEOUT: '1',
@@ -73,15 +73,15 @@ async function burst(requests: (() => Promise<Response>)[], concurrency = 16): P
   return statuses;
 }
 
-const callback = (id: string) => () => fetch(`http://127.0.0.1:${ports.pub}/callback?id=${id}&code=OK-${id}`);
+const callback = (id: string) => () => fetch(`http://127.0.0.1:${receiverPorts.pub}/callback?id=${id}&code=OK-${id}`);
 const refused = () => () =>
-  fetch(`http://127.0.0.1:${ports.pub}/callback`, {
+  fetch(`http://127.0.0.1:${receiverPorts.pub}/callback`, {
     method: 'POST',
     headers: { 'content-type': 'text/xml' },
     body: '<callback/>',
   });
 async function registerTasks(ids: string[]): Promise<void> {
-  const res = await fetch(`http://127.0.0.1:${ports.mgmt}/tasks`, {
+  const res = await fetch(`http://127.0.0.1:${receiverPorts.mgmt}/tasks`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(ids.map((id) => ({ id }))),
@@ -89,7 +89,7 @@ async function registerTasks(ids: string[]): Promise<void> {
   expect(res.status, await res.text()).toBeLessThan(300);
 }
 async function health(): Promise<{ delivery: { delivered: number; missed: number } }> {
-  return (await fetch(`http://127.0.0.1:${ports.pub}/health/callbacks`)).json() as never;
+  return (await fetch(`http://127.0.0.1:${receiverPorts.pub}/health/callbacks`)).json() as never;
 }
 
 /** The first notification at or after `since` that carries `alertname` in `status`. */
@@ -143,33 +143,11 @@ beforeAll(async () => {
     requireBinary('prometheus-alertmanager'),
     requireBinary('prometheus-blackbox-exporter'),
   ];
-  ports = {
-    pub: await freePort(),
-    mgmt: await freePort(),
-    prom: await freePort(),
-    am: await freePort(),
-    bb: await freePort(),
-  };
-  promUrl = `http://127.0.0.1:${ports.prom}`;
   tmp = mkdtempSync(join(tmpdir(), 'stack-live-'));
   sink = await startSink();
   receiver = await startServer(receiverEnv());
+  receiverPorts = { pub: receiver.publicPort, mgmt: receiver.managementPort };
 
-  const rulesFile = join(tmp, 'captcha-callback.rules.yml');
-  writeFileSync(rulesFile, overrideRuleFor(readFileSync(resolve(ROOT, PROMETHEUS_RULES_PATH), 'utf8')));
-  writeFileSync(
-    join(tmp, 'prometheus.yml'),
-    overridePrometheusConfig(
-      readFileSync(resolve(ROOT, 'prometheus/prometheus.yml'), 'utf8'),
-      {
-        'receiver:9464': `127.0.0.1:${ports.mgmt}`,
-        'http://receiver:3000/healthz': `http://127.0.0.1:${ports.pub}/healthz`,
-        'blackbox:9115': `127.0.0.1:${ports.bb}`,
-        'alertmanager:9093': `127.0.0.1:${ports.am}`,
-      },
-      rulesFile,
-    ),
-  );
   writeFileSync(
     join(tmp, 'alertmanager.yml'),
     overrideAlertmanagerConfig(
@@ -178,26 +156,53 @@ beforeAll(async () => {
       resolve(ROOT, 'alertmanager/templates/*.tmpl'),
     ),
   );
+  const bb = await startOnFreePort(
+    blackbox,
+    (port) => [`--config.file=${resolve(ROOT, 'blackbox/blackbox.yml')}`, `--web.listen-address=127.0.0.1:${port}`],
+    '/metrics',
+    'blackbox exporter',
+  );
+  children.push(bb.child);
+  const am = await startOnFreePort(
+    alertmanager,
+    (port) => [
+      `--config.file=${join(tmp, 'alertmanager.yml')}`,
+      `--storage.path=${join(tmp, 'am')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--cluster.listen-address=',
+    ],
+    '/-/ready',
+    'alertmanager',
+  );
+  children.push(am.child);
 
-  const bb = startChild(blackbox, [
-    `--config.file=${resolve(ROOT, 'blackbox/blackbox.yml')}`,
-    `--web.listen-address=127.0.0.1:${ports.bb}`,
-  ]);
-  const am = startChild(alertmanager, [
-    `--config.file=${join(tmp, 'alertmanager.yml')}`,
-    `--storage.path=${join(tmp, 'am')}`,
-    `--web.listen-address=127.0.0.1:${ports.am}`,
-    '--cluster.listen-address=',
-  ]);
-  const prom = startChild(prometheus, [
-    `--config.file=${join(tmp, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(tmp, 'prom')}`,
-    `--web.listen-address=127.0.0.1:${ports.prom}`,
-  ]);
-  children.push(bb, am, prom);
-  await waitReady(bb, `http://127.0.0.1:${ports.bb}/metrics`, 'blackbox exporter');
-  await waitReady(am, `http://127.0.0.1:${ports.am}/-/ready`, 'alertmanager');
-  await waitReady(prom, `${promUrl}/-/ready`, 'prometheus');
+  const rulesFile = join(tmp, 'captcha-callback.rules.yml');
+  writeFileSync(rulesFile, overrideRuleFor(readFileSync(resolve(ROOT, PROMETHEUS_RULES_PATH), 'utf8')));
+  writeFileSync(
+    join(tmp, 'prometheus.yml'),
+    overridePrometheusConfig(
+      readFileSync(resolve(ROOT, 'prometheus/prometheus.yml'), 'utf8'),
+      {
+        'receiver:9464': `127.0.0.1:${receiverPorts.mgmt}`,
+        'http://receiver:3000/healthz': `http://127.0.0.1:${receiverPorts.pub}/healthz`,
+        'blackbox:9115': `127.0.0.1:${bb.port}`,
+        'alertmanager:9093': `127.0.0.1:${am.port}`,
+      },
+      rulesFile,
+    ),
+  );
+  const prom = await startOnFreePort(
+    prometheus,
+    (port) => [
+      `--config.file=${join(tmp, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(tmp, 'prom')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    '/-/ready',
+    'prometheus',
+  );
+  children.push(prom.child);
+  promUrl = `http://127.0.0.1:${prom.port}`;
   await waitFor(
     async () =>
       (await promQuery(`up{job="${JOB.receiver}"} == 1`)).length === 1 &&
@@ -305,7 +310,7 @@ describe('live stack: receiver → Prometheus → Alertmanager → webhook', () 
     );
     record('CaptchaCallbackEndpointDown', 'firing', 'SIGKILL (probe fails)', killed, probe.message.at);
     expectCritical(probe, JOB.probe);
-    expect(probe.alert.labels.instance).toBe(`http://127.0.0.1:${ports.pub}/healthz`);
+    expect(probe.alert.labels.instance).toBe(`http://127.0.0.1:${receiverPorts.pub}/healthz`);
     const scrape = await notification(
       'CaptchaCallbackEndpointDown',
       'firing',

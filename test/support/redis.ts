@@ -45,7 +45,7 @@ export interface RedisOptions {
  */
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const bin = requireBinary('redis-server');
-  const port = await freePort();
+  let port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ccm-redis-'));
   let child: ChildProcess | undefined;
   let output = '';
@@ -68,14 +68,9 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
       exited = true;
     });
     try {
-      await waitFor(
-        async () => {
-          if (exited) throw new Error('exited');
-          return (await sendPing(port)) === '+PONG';
-        },
-        10_000,
-        `redis-server on port ${port}`,
-      );
+      // waitFor treats a throwing check as "not yet", so an exit ends the wait by answering true.
+      await waitFor(async () => exited || (await sendPing(port)) === '+PONG', 10_000, `redis-server on port ${port}`);
+      if (exited) throw new Error('exited');
     } catch (error) {
       proc.kill('SIGKILL');
       throw new Error(`redis-server did not start: ${(error as Error).message}\n${output}`);
@@ -94,7 +89,17 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     clearTimeout(timer);
   };
 
-  await launch();
+  // A port found free can be taken before redis-server binds it (a parallel test's outgoing connection may draw it):
+  // then start again on another. Restarts (restart()) keep the port the first launch bound.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await launch();
+      break;
+    } catch (error) {
+      if (attempt >= 5 || !/already in use/i.test(output)) throw error;
+      port = await freePort();
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}/0`,

@@ -19,7 +19,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { parse, stringify } from 'yaml';
-import { waitFor } from './ports.ts';
+import { freePort, waitFor } from './ports.ts';
 
 /** Alerts whose `for` the live test shortens to 0s (see the module comment). */
 export const LIVE_FOR: Readonly<Record<string, string>> = {
@@ -154,19 +154,46 @@ export function startChild(bin: string, args: string[]): Child {
   };
 }
 
-/** Waits for `url` to answer 2xx, failing with the child's output. */
+/** Waits for `url` to answer 2xx, failing with the child's output, at once if the child exits. */
 export async function waitReady(child: Child, url: string, what: string, timeoutMs = 20_000): Promise<void> {
+  let exited = false;
   try {
     await waitFor(
       async () => {
-        if (child.process.exitCode !== null) throw new Error('exited');
-        return (await fetch(url)).ok;
+        if (child.process.exitCode !== null || child.process.signalCode !== null) exited = true;
+        return exited || (await fetch(url)).ok;
       },
       timeoutMs,
       what,
     );
+    if (exited) throw new Error(`${what} exited before it was ready`);
   } catch (error) {
     throw new Error(`${(error as Error).message}\n${what} output:\n${child.output()}`);
+  }
+}
+
+/**
+ * Starts `bin` on a free loopback port and waits until `readyPath` answers. A port found free can be taken again
+ * before the child binds it (any outgoing connection of a parallel test may draw it as its ephemeral port), so a
+ * child that exits with "address already in use" is started again on another port.
+ */
+export async function startOnFreePort(
+  bin: string,
+  args: (port: number) => string[],
+  readyPath: string,
+  what: string,
+  attempts = 5,
+): Promise<{ child: Child; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = startChild(bin, args(port));
+    try {
+      await waitReady(child, `http://127.0.0.1:${port}${readyPath}`, what);
+      return { child, port };
+    } catch (error) {
+      await child.stop();
+      if (attempt >= attempts || !/address already in use/.test(child.output())) throw error;
+    }
   }
 }
 
