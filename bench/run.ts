@@ -41,13 +41,13 @@ const P = {
   connections: 50,
   warmupSeconds: QUICK ? 1 : 3,
   durationSeconds: Number(args.duration ?? (QUICK ? 2 : 6)),
-  rounds: Number(args.rounds ?? (QUICK ? 1 : 5)),
+  rounds: Number(args.rounds ?? (QUICK ? 1 : 7)),
   /** Registered ids per second of load before a receiver's first run (later runs use the last measured rate). */
   poolPerSecond: 60_000,
   scaleSmall: 10,
   scaleLarge: QUICK ? 20_000 : 1_000_000,
   scaleSeconds: QUICK ? 1 : 4,
-  scaleRounds: QUICK ? 1 : 4,
+  scaleRounds: QUICK ? 1 : 8,
   sweepTasks: QUICK ? 10_000 : 100_000,
   sweepRepeats: QUICK ? 1 : 3,
 };

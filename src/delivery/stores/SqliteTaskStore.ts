@@ -50,7 +50,7 @@ const SCHEMA_VERSION = 3;
  * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
  * however many tasks there are, and can never drift from the rows it summarises.
  */
-const SCHEMA = `
+export const SQLITE_SCHEMA = `
 CREATE TABLE IF NOT EXISTS tasks (
   id TEXT PRIMARY KEY,
   state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'missed', 'late')),
@@ -147,7 +147,7 @@ export class SqliteTaskStore implements TaskStore {
       if (path !== ':memory:' && mode !== 'wal') throw new Error(`journal_mode is ${mode}, WAL could not be enabled`);
       db.exec(`PRAGMA synchronous = ${options.synchronous ?? 'NORMAL'};`);
       // Schema creation takes the write lock too, so two processes opening a new file at once cannot interleave.
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+      db.exec(`BEGIN IMMEDIATE; ${SQLITE_SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
     } catch (error) {
       db.close();
       throw new StoreUnavailableError(`cannot open SQLite store at ${path}: ${(error as Error).message}`, {
