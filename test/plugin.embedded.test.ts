@@ -193,4 +193,18 @@ describe('the plugin as a plain node:http request listener', () => {
       }
     }
   });
+
+  it('answers a health path inside the callback prefix as health, as the middleware always did', async () => {
+    const monitor = new CallbackMonitor({ store: new MemoryTaskStore(), prefix: '/cb', healthPath: '/cb/health' });
+    const { server, url } = await plainServer(monitor.requestListener());
+    try {
+      const health = await fetch(`${url}/cb/health`);
+      expect([health.status, (await health.json()) as unknown]).toMatchObject([200, { status: 'idle' }]);
+      expect((await fetch(`${url}/cb/t1?code=x`)).status).toBe(200);
+    } finally {
+      await monitor.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
 });

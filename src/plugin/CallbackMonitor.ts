@@ -163,16 +163,16 @@ export class CallbackMonitor {
     const healthPath = o.healthPath === undefined ? '/health/callbacks' : o.healthPath;
     const healthzPath = o.healthzPath === undefined ? '/healthz' : o.healthzPath;
     return (req, path) => {
-      if (callbacks.matches(path)) return callbacks.handle(req, path);
-      if (req.method !== 'GET' && req.method !== 'HEAD') return undefined;
-      if (path === healthPath) {
-        const report = this.health();
-        return Promise.resolve(json(report.status === 'stale' ? 503 : 200, report));
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        if (path === healthPath) {
+          const report = this.health();
+          return Promise.resolve(json(report.status === 'stale' ? 503 : 200, report));
+        }
+        if (path === healthzPath) {
+          return this.storeReachable().then((ok) => json(ok ? 200 : 503, { status: ok ? 'ok' : 'store_unavailable' }));
+        }
       }
-      if (path === healthzPath) {
-        return this.storeReachable().then((ok) => json(ok ? 200 : 503, { status: ok ? 'ok' : 'store_unavailable' }));
-      }
-      return undefined;
+      return callbacks.matches(path) ? callbacks.handle(req, path) : undefined;
     };
   }
 
