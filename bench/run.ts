@@ -142,7 +142,8 @@ export interface ScaleSummary {
   error?: string;
   small?: number;
   large?: number;
-  preloadMs?: number;
+  /** How long registering the large instance's tasks through POST /tasks took. */
+  registerMs?: number;
   metricsSmall?: EndpointCost;
   metricsLarge?: EndpointCost;
   healthSmall?: EndpointCost;
@@ -300,8 +301,8 @@ async function scale(): Promise<ScaleSummary> {
     log(`scale: registering ${P.scaleLarge} pending tasks through POST /tasks…`);
     const registered = await start(P.scaleLarge, 'scale-large.db');
     large = registered.peer;
-    out.preloadMs = Math.round(registered.ms);
-    log(`scale: ${P.scaleLarge} pending after ${out.preloadMs} ms`);
+    out.registerMs = Math.round(registered.ms);
+    log(`scale: ${P.scaleLarge} pending after ${out.registerMs} ms`);
     large.pause();
     // Some delivered callbacks in both, so the histograms and counters have series to render.
     for (const peer of [small, large]) {
@@ -623,7 +624,7 @@ export function markdown(r: BenchReport): string {
   if (s.error) L.push(`Not available: ${s.error}`, '');
   else {
     L.push(
-      `The receiver CLI (built JS), its tasks registered through \`POST /tasks\` with 10,000 ids a request (${s.large?.toLocaleString('en')} in ${fx((s.preloadMs ?? 0) / 1000, 1)} s). ` +
+      `The receiver CLI (built JS), its tasks registered through \`POST /tasks\` with 10,000 ids a request (${s.large?.toLocaleString('en')} in ${fx((s.registerMs ?? 0) / 1000, 1)} s). ` +
         `One connection, ${r.params.scaleSeconds} s per endpoint per instance, ${r.params.scaleRounds} alternating rounds, medians.`,
       '',
       `| endpoint | CPU µs/req at ${s.small} | CPU µs/req at ${s.large?.toLocaleString('en')} | ratio | p50 ms at ${s.small} | p50 ms at ${s.large?.toLocaleString('en')} | ratio | mean ms at ${s.small} | mean ms at ${s.large?.toLocaleString('en')} |`,
@@ -680,9 +681,13 @@ export function markdown(r: BenchReport): string {
 
 async function main(): Promise<void> {
   // The CLI peers run dist/, as `npm start` does: compile it from the current sources first.
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], {
-    stdio: 'inherit',
-  });
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')],
+    {
+      stdio: 'inherit',
+    },
+  );
   const report: BenchReport = {
     quick: QUICK,
     params: P,
