@@ -28,6 +28,34 @@ INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, d
 PRAGMA user_version = 2;
 `;
 
+/** A file created by version 3 (commit ea77102): the v2 table without `sort_at`, the v3 indexes, verbatim. */
+const SCHEMA_V3 = `
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'missed', 'late')),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE TABLE counts (one INTEGER PRIMARY KEY CHECK (one = 1), pending INTEGER NOT NULL, delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL, late INTEGER NOT NULL);
+INSERT INTO counts VALUES (1, 1, 0, 1, 0);
+CREATE TABLE heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT INTO heartbeat VALUES (1, 7);
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES
+  ('p1', 'pending', 1, 1000, 5000, 0), ('m1', 'missed', 1, 1000, 3000, 0);
+INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks)
+  VALUES ('u1', 'delivered', 0, 'error', 'ERROR_CAPTCHA_UNSOLVABLE', 'json', 2500, 2);
+PRAGMA user_version = 3;
+`;
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -65,8 +93,66 @@ describe('SqliteTaskStore schema', () => {
     await store.close();
 
     const db = new DatabaseSync(path);
-    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 3 });
-    expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at']);
+    expectCurrentSchema(db);
+    expect(columns(db)).not.toContain('sort_at');
     db.close();
   });
+
+  it('upgrades a version 3 file: the table is rebuilt with the OR-spelled CHECK, every row, count and index kept', async () => {
+    const path = tempFile();
+    const old = new DatabaseSync(path);
+    old.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V3}`);
+    old.close();
+
+    const store = new SqliteTaskStore(path);
+    expect(await store.counts()).toEqual({ pending: 1, delivered: 0, missed: 1, late: 0 });
+    expect(await store.get('u1')).toMatchObject({ registered: false, callbacks: 2, code: 'ERROR_CAPTCHA_UNSOLVABLE' });
+    expect(
+      await store.recordCallback({ taskId: 'm1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4000 }),
+    ).toEqual({ kind: 'late', submittedAt: 1000 });
+    expect(
+      await store.recordCallback({ taskId: 'p1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4100 }),
+    ).toEqual({ kind: 'delivered', submittedAt: 1000 });
+    expect((await store.list('late', 10)).map((t) => t.id)).toEqual(['m1']);
+    expect((await store.list('delivered', 10)).map((t) => t.id)).toEqual(['u1', 'p1']);
+    await store.close();
+
+    const db = new DatabaseSync(path);
+    expectCurrentSchema(db);
+    expect(db.prepare('SELECT beats FROM heartbeat').get()).toEqual({ beats: 7 });
+    const rootPage = tasksRootPage(db);
+    db.close();
+
+    // Opening a current file again must not rebuild it (a rebuilt table gets a new root page) nor lose anything.
+    const again = new SqliteTaskStore(path);
+    expect(await again.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 1 });
+    await again.close();
+    const reopened = new DatabaseSync(path);
+    expect(tasksRootPage(reopened)).toBe(rootPage);
+    reopened.close();
+  });
 });
+
+function tasksRootPage(db: DatabaseSync): number {
+  return (db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'tasks'").get() as { rootpage: number }).rootpage;
+}
+
+function columns(db: DatabaseSync): string[] {
+  return (db.prepare('SELECT name FROM pragma_table_info(?)').all('tasks') as Array<{ name: string }>).map(
+    (r) => r.name,
+  );
+}
+
+/** Version 4: the v3 indexes, the state CHECK spelled with OR, and the CHECK still enforced. */
+function expectCurrentSchema(db: DatabaseSync): void {
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
+  expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at']);
+  const { sql } = db.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get() as {
+    sql: string;
+  };
+  expect(sql).not.toMatch(/state IN/);
+  expect(() => db.exec("INSERT INTO tasks (id, state, registered, callbacks) VALUES ('bad', 'lost', 1, 0)")).toThrow(
+    /CHECK constraint failed/,
+  );
+  expect(db.prepare("SELECT count(*) AS n FROM tasks WHERE id = 'bad'").get()).toEqual({ n: 0 });
+}

@@ -1,9 +1,10 @@
 /**
- * A/B of the statement shape that applies one delivered callback, on SqliteTaskStore's own schema: SELECT then
- * UPDATE (the store before 2026-12-01), one UPDATE … RETURNING, and the same returning an array row (the store
- * now). 200,000 pending tasks, transactions of 24 callbacks as group commit forms them under load, a PASSIVE
- * checkpoint every 200 transactions, variants interleaved over 4 rounds; prints CPU µs (user + system) per callback.
- * `node bench/micro/callback-statement.ts`
+ * A/B of the statements that apply one delivered callback, on SqliteTaskStore's schema: the shapes the store has
+ * used (2026-11-23: SELECT then UPDATE with objects; 2026-12-01 morning: one UPDATE … RETURNING with an array row; now:
+ * an array SELECT then a plain UPDATE) on the version 3 table (state CHECK as `IN (…)`, verbatim below) and on the
+ * current one (the same CHECK spelled with OR). 200,000 pending tasks, transactions of 24 callbacks as group commit
+ * forms them under load, a PASSIVE checkpoint every 200 transactions, variants interleaved over 4 rounds; prints CPU
+ * µs (user + system) per callback. `node bench/micro/callback-statement.ts`
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,73 +13,86 @@ import { DatabaseSync } from 'node:sqlite';
 import { SQLITE_SCHEMA } from '../../src/delivery/stores/SqliteTaskStore.ts';
 
 const CODE = '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n';
-const N = 40000,
-  G = 24,
-  PRE = 200000;
+const N = 48_000; // a multiple of G
+const G = 24;
+const PRE = 200_000;
+/** Version 3's CHECK, the only difference between its table and the current one. */
+const V3_CHECK = "CHECK (state IN ('pending', 'delivered', 'missed', 'late'))";
+const CURRENT_CHECK = /CHECK \(state = 'pending'[^)]*\)/;
+if (!CURRENT_CHECK.test(SQLITE_SCHEMA)) throw new Error('the state CHECK changed: update this benchmark');
+const SCHEMAS = { v3: SQLITE_SCHEMA.replace(CURRENT_CHECK, V3_CHECK), current: SQLITE_SCHEMA };
+
 const dirs: string[] = [];
 process.once('exit', () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-function setup() {
+function setup(schema: string) {
   const dir = mkdtempSync(join(tmpdir(), 'ccm-stmt-'));
   dirs.push(dir);
   const db = new DatabaseSync(join(dir, 't.db'));
-  db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; ${SQLITE_SCHEMA}`);
+  db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; ${schema}`);
   const ins = db.prepare(
-    `INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES (?, 'pending', 1, 1, 99999999, 0)`,
+    `INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES (?, 'pending', 1, 1, ?, 0)`,
   );
   db.exec('BEGIN');
-  for (let i = 0; i < PRE; i++) ins.run(`receiver-sqlite-${100000 + i}`);
+  for (let i = 0; i < PRE; i++) ins.run(`receiver-sqlite-${100000 + i}`, 1_000_000 + i);
   db.exec('COMMIT');
   db.exec('PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint=0');
   return db;
 }
-const variants: Record<string, (db: DatabaseSync) => (id: string, at: number) => void> = {
-  selectUpdate(db) {
-    const sel = db.prepare('SELECT state, submitted_at FROM tasks WHERE id = ?');
-    const upd = db.prepare(
-      'UPDATE tasks SET state = ?, outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1 WHERE id = ?',
-    );
-    return (id, at) => {
-      const r = sel.get(id) as { state: string };
-      if (r.state === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, id);
-    };
-  },
-  updateReturning(db) {
-    const upd = db.prepare(
-      `UPDATE tasks SET state = 'delivered', outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1 WHERE id = ? AND state = 'pending' RETURNING submitted_at`,
-    );
-    return (id, at) => {
-      upd.get('solved', CODE, 'query', at, id);
-    };
-  },
-  updateReturningArrays(db) {
-    const upd = db.prepare(
-      `UPDATE tasks SET state = 'delivered', outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1 WHERE id = ? AND state = 'pending' RETURNING submitted_at`,
-    );
-    upd.setReturnArrays(true);
-    return (id, at) => {
-      upd.get('solved', CODE, 'query', at, id);
-    };
-  },
+const SET = 'outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1';
+type Shape = (db: DatabaseSync) => (id: string, at: number) => void;
+const selectUpdateObjects: Shape = (db) => {
+  const sel = db.prepare('SELECT state, submitted_at FROM tasks WHERE id = ?');
+  const upd = db.prepare(`UPDATE tasks SET state = ?, ${SET} WHERE id = ?`);
+  return (id, at) => {
+    const r = sel.get(id) as { state: string };
+    if (r.state === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, id);
+  };
+};
+const updateReturningArrays: Shape = (db) => {
+  const upd = db.prepare(
+    `UPDATE tasks SET state = 'delivered', ${SET} WHERE id = ? AND state = 'pending' RETURNING submitted_at`,
+  );
+  upd.setReturnArrays(true);
+  return (id, at) => {
+    upd.get('solved', CODE, 'query', at, id);
+  };
+};
+const selectArraysThenUpdate: Shape = (db) => {
+  const sel = db.prepare('SELECT state, submitted_at FROM tasks WHERE id = ?');
+  sel.setReturnArrays(true);
+  const upd = db.prepare(`UPDATE tasks SET state = ?, ${SET} WHERE id = ?`);
+  return (id, at) => {
+    const r = sel.get(id) as [string, number];
+    if (r[0] === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, id);
+  };
+};
+const variants: Record<string, [schema: string, shape: Shape]> = {
+  'v3 SELECT+UPDATE (11-23)': [SCHEMAS.v3, selectUpdateObjects],
+  'v3 UPDATE RETURNING (12-01)': [SCHEMAS.v3, updateReturningArrays],
+  'now UPDATE RETURNING': [SCHEMAS.current, updateReturningArrays],
+  'now SELECT+UPDATE (store)': [SCHEMAS.current, selectArraysThenUpdate],
 };
 const res: Record<string, number[]> = {};
 for (let round = 0; round < 4; round++) {
-  for (const [name, make] of Object.entries(variants)) {
-    const db = setup();
-    const f = make(db);
-    const b = db.prepare('BEGIN IMMEDIATE'),
-      c = db.prepare('COMMIT'),
-      cnt = db.prepare('UPDATE counts SET pending = pending - ?, delivered = delivered + ? WHERE one = 1');
+  for (const [name, [schema, shape]] of Object.entries(variants)) {
+    const db = setup(schema);
+    const apply = shape(db);
+    const b = db.prepare('BEGIN IMMEDIATE');
+    const c = db.prepare('COMMIT');
+    const cnt = db.prepare('UPDATE counts SET pending = pending - ?, delivered = delivered + ? WHERE one = 1');
     const t0 = process.cpuUsage();
     for (let n = 0; n < N; ) {
       b.run();
-      for (let k = 0; k < G; k++, n++) f(`receiver-sqlite-${100000 + n}`, n);
+      for (let k = 0; k < G; k++, n++) apply(`receiver-sqlite-${100000 + n}`, n);
       cnt.run(G, G);
       c.run();
       if (n % 4800 === 0) db.exec('PRAGMA wal_checkpoint(PASSIVE)');
     }
     const u = process.cpuUsage(t0);
+    const { n } = db.prepare("SELECT count(*) AS n FROM tasks WHERE state = 'delivered'").get() as { n: number };
+    if (n !== N) throw new Error(`${name}: ${n} of ${N} delivered`);
     res[name] ??= [];
     res[name].push((u.user + u.system) / N);
     db.close();
@@ -86,7 +100,7 @@ for (let round = 0; round < 4; round++) {
 }
 for (const [k, v] of Object.entries(res))
   console.log(
-    k.padEnd(24),
+    k.padEnd(28),
     v.map((x) => x.toFixed(2)).join(' '),
     'median',
     [...v].sort((a, b) => a - b)[v.length >> 1]!.toFixed(2),
