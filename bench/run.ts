@@ -702,7 +702,7 @@ async function main(): Promise<void> {
       report.scale = await scale();
       report.sweep = await sweep();
     } else {
-      report.scale = { error: 'skipped (--no-scale)' };
+      report.scale = { small: P.scaleSmall, large: P.scaleLarge, error: 'skipped (--no-scale)' };
       report.sweep = { runs: [], error: 'skipped (--no-scale)' };
     }
   } finally {
