@@ -64,7 +64,7 @@ const selectArraysThenUpdate: Shape = (db) => {
   sel.setReturnArrays(true);
   const upd = db.prepare(`UPDATE tasks SET state = ?, ${SET} WHERE id = ?`);
   return (id, at) => {
-    const r = sel.get(id) as [string, number];
+    const r = sel.get(id) as unknown as [string, number];
     if (r[0] === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, id);
   };
 };

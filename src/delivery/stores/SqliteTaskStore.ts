@@ -11,7 +11,12 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
-import { type Checkpointer, startCheckpointer } from './sqliteCheckpointer.ts';
+import {
+  type Checkpointer,
+  type CheckpointerOptions,
+  DEFAULT_REWIND_FRAMES,
+  startCheckpointer,
+} from './sqliteCheckpointer.ts';
 
 export interface SqliteTaskStoreOptions {
   /**
@@ -27,6 +32,8 @@ export interface SqliteTaskStoreOptions {
    * WAL on every commit and is needed for power-loss durability, at a large throughput cost.
    */
   readonly synchronous?: 'NORMAL' | 'FULL';
+  /** WAL checkpoints on the worker thread (file stores): how often, and the log size that triggers a rewind. */
+  readonly checkpoint?: CheckpointerOptions;
 }
 
 /** Bump with a migration when the schema changes. */
@@ -135,6 +142,10 @@ export class SqliteTaskStore implements TaskStore {
   readonly #purge: StatementSync;
   #closed = false;
   readonly #checkpointer: Checkpointer | undefined;
+  #flushScheduled = false;
+  /** The checkpointer is rewinding the WAL: callbacks queue instead of committing (see sqliteCheckpointer.ts). */
+  #paused = false;
+  #closing = false;
   /** Callbacks waiting for the next group commit. */
   #batch: Array<{
     readonly result: CallbackResult;
@@ -164,11 +175,26 @@ export class SqliteTaskStore implements TaskStore {
       });
     }
     if (path !== ':memory:') {
-      // journal_size_limit truncates the WAL after a checkpoint reset, so it does not keep its high-water size.
-      db.exec('PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 8388608;');
-      this.#checkpointer = startCheckpointer(path, () => {
-        if (!this.#closed) db.exec('PRAGMA wal_autocheckpoint = 1000;');
-      });
+      // The checkpointer rewinds the log at `rewindFrames`, so the file is reused from its start at about that size.
+      // journal_size_limit cuts it back after a rewind only beyond twice that (after a burst of registrations, say):
+      // the first commit after a rewind does the cut, and freeing tens of MB of page cache there stalls the loop.
+      const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
+      const limit = 2 * pageSize * (options.checkpoint?.rewindFrames ?? DEFAULT_REWIND_FRAMES);
+      db.exec(`PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = ${Math.min(limit, 2 ** 40)};`);
+      this.#checkpointer = startCheckpointer(
+        path,
+        {
+          onFailure: () => {
+            this.#resume();
+            if (!this.#closed) db.exec('PRAGMA wal_autocheckpoint = 1000;');
+          },
+          pause: () => {
+            this.#paused = true;
+          },
+          resume: () => this.#resume(),
+        },
+        options.checkpoint,
+      );
     }
     this.#begin = db.prepare('BEGIN IMMEDIATE');
     this.#commit = db.prepare('COMMIT');
@@ -240,11 +266,26 @@ export class SqliteTaskStore implements TaskStore {
     if (this.#closed) return Promise.reject(new StoreUnavailableError('SQLite store is closed'));
     return new Promise((resolve, reject) => {
       this.#batch.push({ result: r, resolve, reject });
-      if (this.#batch.length === 1) setImmediate(this.#flushBatch);
+      this.#scheduleFlush();
     });
   }
 
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#paused || this.#batch.length === 0) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flushBatch);
+  }
+
+  /** The checkpointer has rewound the log (or given up): commit what queued meanwhile. */
+  #resume(): void {
+    this.#paused = false;
+    this.#scheduleFlush();
+  }
+
   readonly #flushBatch = (): void => {
+    this.#flushScheduled = false;
+    // Held for a WAL rewind: the batch keeps growing and is committed on resume.
+    if (this.#paused && !this.#closing) return;
     const batch = this.#batch;
     this.#batch = [];
     let transitions: CallbackTransition[];
@@ -348,7 +389,8 @@ export class SqliteTaskStore implements TaskStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    // Callbacks already queued get their commit (or their error) before the connection goes.
+    // Callbacks already queued get their commit (or their error) before the connection goes, even mid-rewind.
+    this.#closing = true;
     if (this.#batch.length > 0) this.#flushBatch();
     this.#closed = true;
     await this.#checkpointer?.stop();
