@@ -4,7 +4,9 @@ import { Worker } from 'node:worker_threads';
 const SOURCE = `
 const { DatabaseSync } = require('node:sqlite');
 const { workerData, parentPort } = require('node:worker_threads');
+const { openSync, closeSync, fdatasyncSync } = require('node:fs');
 const db = new DatabaseSync(workerData.path, { timeout: 1000 });
+const dbFile = openSync(workerData.path, 'r');
 const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 let holding = false;
 const timer = setInterval(() => {
@@ -12,6 +14,16 @@ const timer = setInterval(() => {
   try {
     const { log } = passive.get();
     if (log >= workerData.rewindFrames) {
+      // What the writer waits for is the last pass: the pages that arrived during the one before it, plus the fsync
+      // of the database file that SQLite does only when a pass reaches the end of the log, i.e. never under steady
+      // writes until then. So: flush the database file here first, then a few passes in a row (each copies what
+      // arrived during the one before) to shrink the rest.
+      fdatasyncSync(dbFile);
+      for (let i = 0; i < 4; i++) {
+        const started = performance.now();
+        passive.get();
+        if (performance.now() - started < 1) break;
+      }
       holding = true;
       parentPort.postMessage('hold');
     }
@@ -27,6 +39,7 @@ parentPort.on('message', (message) => {
   }
   clearInterval(timer);
   db.close();
+  closeSync(dbFile);
   parentPort.close();
 });
 `;
@@ -63,7 +76,8 @@ export interface CheckpointerHooks {
  * A passive checkpoint never blocks the writer, but SQLite rewinds the log to its start only when a commit finds it
  * fully copied; under steady traffic a commit always lands while a pass runs, so the log (and the file) would grow
  * for as long as the traffic lasts. Past `rewindFrames` the worker therefore asks the writer to hold its commits,
- * runs one more pass (only what arrived since the last one: about a millisecond) and releases it; callbacks that
+ * runs one more pass (after a few back-to-back passes, only what arrived during the last: well under a
+ * millisecond of copying) and releases it; callbacks that
  * arrive meanwhile wait in the group-commit batch, and the event loop never blocks.
  */
 export function startCheckpointer(
