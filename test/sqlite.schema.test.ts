@@ -133,6 +133,19 @@ describe('SqliteTaskStore schema', () => {
   });
 });
 
+describe('SqliteTaskStore schema versions', () => {
+  it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
+    const path = tempFile();
+    const newer = new DatabaseSync(path);
+    newer.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V3} PRAGMA user_version = 99;`);
+    newer.close();
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 4/);
+    const db = new DatabaseSync(path);
+    expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
+    db.close();
+  });
+});
+
 function tasksRootPage(db: DatabaseSync): number {
   return (db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'tasks'").get() as { rootpage: number }).rootpage;
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteTaskStore, type SqliteTaskStoreOptions } from '../src/delivery/stores/SqliteTaskStore.ts';
+import { StoreUnavailableError } from '../src/delivery/TaskStore.ts';
 
 /*
  * A passive checkpoint (on the store's worker thread) never blocks the writer, and SQLite rewinds the WAL only when a
@@ -75,5 +76,75 @@ describe('SqliteTaskStore WAL under back-to-back commits', () => {
     // The log is rewound at 4 MiB and the file cut back to 8 MiB after any overshoot; one 20 ms tick of growth on top.
     expect(maxWal).toBeLessThan(24 * 1024 * 1024);
     expect(maxWal).toBeGreaterThan(rewindFrames * PAGE * 0.5);
+  });
+
+  it('with a hold on almost every tick, every write waits it out, and close() at any point settles every call', async () => {
+    // rewindFrames 1: the worker asks for a hold after every commit it sees, 1 ms apart, so holds overlap everything.
+    for (let round = 0; round < 12; round++) {
+      const dir = mkdtempSync(join(tmpdir(), 'ccm-hold-'));
+      dirs.push(dir);
+      const path = join(dir, 'tasks.db');
+      const store = new SqliteTaskStore(path, { checkpoint: { intervalMs: 1, rewindFrames: 1, maxHoldMs: 20 } });
+      const now = Date.now();
+      const calls: Array<{ id?: string; done: Promise<unknown> }> = [];
+      // Calls made after close() reject at once; mark them handled now, allSettled reads them below.
+      const push = (call: { id?: string; done: Promise<unknown> }) => {
+        call.done.catch(() => undefined);
+        calls.push(call);
+      };
+      await store.register(
+        Array.from({ length: 400 }, (_, i) => id(i)),
+        now,
+        now + 3_600_000,
+      );
+      await new Promise((r) => setTimeout(r, 150)); // the worker is up and holding
+      for (let n = 0; n < 400; n += 10) {
+        for (let k = 0; k < 10; k++) {
+          const taskId = id(n + k);
+          push({
+            id: taskId,
+            done: store.recordCallback({ taskId, outcome: 'solved', code: CODE, format: 'query', receivedAt: now }),
+          });
+        }
+        push({ done: store.ping() });
+        push({ done: store.register([`extra-${round}-${n}`], now, now + 1000) });
+        push({ done: store.expireDue(now - 1, 10) });
+        if (round % 2 === 0 && n === 30 * round) push({ done: store.close() });
+        await new Promise((r) => setTimeout(r, 1 + (round % 3)));
+      }
+      if (round % 2 === 1) {
+        // Still open: every call must finish on its own, each hold releasing what waited for it.
+        const whileOpen = await Promise.race([
+          Promise.allSettled(calls.map((c) => c.done)),
+          new Promise<'pending'>((r) => setTimeout(() => r('pending'), 5000)),
+        ]);
+        expect(whileOpen).not.toBe('pending');
+        for (const r of whileOpen as PromiseSettledResult<unknown>[]) expect(r.status).toBe('fulfilled');
+      }
+      await store.close();
+      const settled = await Promise.race([
+        Promise.allSettled(calls.map((c) => c.done)),
+        new Promise<'pending'>((r) => setTimeout(() => r('pending'), 5000)),
+      ]);
+      expect(settled).not.toBe('pending');
+      const results = settled as PromiseSettledResult<unknown>[];
+      for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(StoreUnavailableError);
+      // Whatever was acknowledged is in the file.
+      const reopened = new SqliteTaskStore(path);
+      for (const [i, c] of calls.entries()) {
+        if (c.id && results[i]!.status === 'fulfilled') {
+          expect((await reopened.get(c.id))?.state).toBe('delivered');
+        }
+      }
+      await reopened.close();
+    }
+  });
+
+  it('refuses checkpoint options that are not positive integers', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ccm-opts-'));
+    dirs.push(dir);
+    for (const bad of [{ rewindFrames: 0 }, { intervalMs: -1 }, { maxHoldMs: Number.NaN }, { rewindFrames: 1.5 }]) {
+      expect(() => new SqliteTaskStore(join(dir, 'tasks.db'), { checkpoint: bad })).toThrow(RangeError);
+    }
   });
 });

@@ -145,6 +145,8 @@ export class SqliteTaskStore implements TaskStore {
   #flushScheduled = false;
   /** The checkpointer is rewinding the WAL: callbacks queue instead of committing (see sqliteCheckpointer.ts). */
   #paused = false;
+  /** Other writes (register, expireDue, purge, ping) that arrived during a hold; run on resume, after the batch. */
+  #heldWrites: Array<() => void> = [];
   #closing = false;
   /** Callbacks waiting for the next group commit. */
   #batch: Array<{
@@ -179,22 +181,10 @@ export class SqliteTaskStore implements TaskStore {
       // journal_size_limit cuts it back after a rewind only beyond twice that (after a burst of registrations, say):
       // the first commit after a rewind does the cut, and freeing tens of MB of page cache there stalls the loop.
       const { page_size: pageSize } = db.prepare('PRAGMA page_size').get() as { page_size: number };
-      const limit = 2 * pageSize * (options.checkpoint?.rewindFrames ?? DEFAULT_REWIND_FRAMES);
+      // A WAL file is a 32-byte header, then frames of a 24-byte header and one page.
+      const limit = 32 + 2 * (pageSize + 24) * (options.checkpoint?.rewindFrames ?? DEFAULT_REWIND_FRAMES);
       db.exec(`PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = ${Math.min(limit, 2 ** 40)};`);
-      this.#checkpointer = startCheckpointer(
-        path,
-        {
-          onFailure: () => {
-            this.#resume();
-            if (!this.#closed) db.exec('PRAGMA wal_autocheckpoint = 1000;');
-          },
-          pause: () => {
-            this.#paused = true;
-          },
-          resume: () => this.#resume(),
-        },
-        options.checkpoint,
-      );
+      this.#checkpointer = this.#startCheckpointer(db, path, options.checkpoint);
     }
     this.#begin = db.prepare('BEGIN IMMEDIATE');
     this.#commit = db.prepare('COMMIT');
@@ -244,8 +234,30 @@ export class SqliteTaskStore implements TaskStore {
     );
   }
 
+  #startCheckpointer(db: DatabaseSync, path: string, options: CheckpointerOptions | undefined): Checkpointer {
+    try {
+      return startCheckpointer(
+        path,
+        {
+          onFailure: () => {
+            this.#resume();
+            if (!this.#closed) db.exec('PRAGMA wal_autocheckpoint = 1000;');
+          },
+          pause: () => {
+            this.#paused = true;
+          },
+          resume: () => this.#resume(),
+        },
+        options,
+      );
+    } catch (error) {
+      db.close(); // invalid checkpoint options: nothing may keep the file open
+      throw error;
+    }
+  }
+
   async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
-    return this.#write('register', () => {
+    return this.#writeWhenResumed('register', () => {
       const added: string[] = [];
       for (const id of ids) {
         if (this.#insertPending.run(id, submittedAt, deadlineAt).changes === 1) added.push(id);
@@ -276,16 +288,40 @@ export class SqliteTaskStore implements TaskStore {
     setImmediate(this.#flushBatch);
   }
 
-  /** The checkpointer has rewound the log (or given up): commit what queued meanwhile. */
+  /**
+   * The checkpointer has rewound the log (or given up): commit what queued meanwhile, callbacks first and right away,
+   * so a sweep that waited cannot expire a task whose callback arrived before its deadline.
+   */
   #resume(): void {
     this.#paused = false;
-    this.#scheduleFlush();
+    if (this.#batch.length > 0) this.#flushBatch();
+    for (const run of this.#heldWrites.splice(0)) run();
+  }
+
+  /** Every write waits out a hold: any commit during it would leave the log unrewound. */
+  #writeWhenResumed<T>(op: string, fn: () => T): Promise<T> {
+    if (!this.#paused || this.#closing) {
+      try {
+        return Promise.resolve(this.#write(op, fn));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#heldWrites.push(() => {
+        try {
+          resolve(this.#write(op, fn));
+        } catch (error) {
+          reject(error);
+        }
+      });
+    });
   }
 
   readonly #flushBatch = (): void => {
     this.#flushScheduled = false;
     // Held for a WAL rewind: the batch keeps growing and is committed on resume.
-    if (this.#paused && !this.#closing) return;
+    if ((this.#paused && !this.#closing) || this.#batch.length === 0) return;
     const batch = this.#batch;
     this.#batch = [];
     let transitions: CallbackTransition[];
@@ -338,7 +374,7 @@ export class SqliteTaskStore implements TaskStore {
       this.#assertOpen();
       return [];
     }
-    return this.#write('expireDue', () => {
+    return this.#writeWhenResumed('expireDue', () => {
       const rows = this.#expire.all(now, limit) as Array<{ id: string; deadline_at: number }>;
       if (rows.length > 0) this.#addCounts.run(-rows.length, 0, rows.length, 0);
       // RETURNING comes back in key order; callers (and the health report's "recently missed") want deadline order.
@@ -374,7 +410,7 @@ export class SqliteTaskStore implements TaskStore {
       this.#assertOpen();
       return 0;
     }
-    return this.#write('purge', () => Number(this.#purge.run(olderThan, limit).changes));
+    return this.#writeWhenResumed('purge', () => Number(this.#purge.run(olderThan, limit).changes));
   }
 
   /**
@@ -384,7 +420,7 @@ export class SqliteTaskStore implements TaskStore {
    * still succeed, so the ping is right to pass.
    */
   async ping(): Promise<void> {
-    this.#write('ping', () => this.#beat.run());
+    await this.#writeWhenResumed('ping', () => this.#beat.run());
   }
 
   async close(): Promise<void> {
@@ -392,6 +428,7 @@ export class SqliteTaskStore implements TaskStore {
     // Callbacks already queued get their commit (or their error) before the connection goes, even mid-rewind.
     this.#closing = true;
     if (this.#batch.length > 0) this.#flushBatch();
+    for (const run of this.#heldWrites.splice(0)) run();
     this.#closed = true;
     await this.#checkpointer?.stop();
     this.#db.close();
@@ -444,8 +481,12 @@ export class SqliteTaskStore implements TaskStore {
  */
 function migrate(db: DatabaseSync): void {
   const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+  // Written by a newer receiver: its schema may mean things this code would silently get wrong.
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`the file has schema version ${version}, newer than this receiver's ${SCHEMA_VERSION}`);
+  }
   const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
-  if (!exists || version >= SCHEMA_VERSION) return;
+  if (!exists || version === SCHEMA_VERSION) return;
   db.exec(`
     CREATE TABLE tasks_next ${TASKS_TABLE.slice('tasks '.length)};
     INSERT INTO tasks_next (${COLUMNS}) SELECT ${COLUMNS} FROM tasks;

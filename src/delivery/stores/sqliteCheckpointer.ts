@@ -18,7 +18,7 @@ const timer = setInterval(() => {
       // of the database file that SQLite does only when a pass reaches the end of the log, i.e. never under steady
       // writes until then. So: flush the database file here first, then a few passes in a row (each copies what
       // arrived during the one before) to shrink the rest.
-      fdatasyncSync(dbFile);
+      try { fdatasyncSync(dbFile); } catch { /* it only shortens the hold */ }
       for (let i = 0; i < 4; i++) {
         const started = performance.now();
         passive.get();
@@ -85,14 +85,10 @@ export function startCheckpointer(
   hooks: CheckpointerHooks,
   options: CheckpointerOptions = {},
 ): Checkpointer {
-  const worker = new Worker(SOURCE, {
-    eval: true,
-    workerData: {
-      path,
-      intervalMs: options.intervalMs ?? 250,
-      rewindFrames: options.rewindFrames ?? DEFAULT_REWIND_FRAMES,
-    },
-  });
+  const intervalMs = positiveInteger('intervalMs', options.intervalMs ?? 250);
+  const rewindFrames = positiveInteger('rewindFrames', options.rewindFrames ?? DEFAULT_REWIND_FRAMES);
+  const maxHoldMs = positiveInteger('maxHoldMs', options.maxHoldMs ?? 100);
+  const worker = new Worker(SOURCE, { eval: true, workerData: { path, intervalMs, rewindFrames } });
   worker.unref();
   let stopping = false;
   let holdTimer: NodeJS.Timeout | undefined;
@@ -106,7 +102,7 @@ export function startCheckpointer(
     if (message === 'release') release();
     else if (message === 'hold' && !stopping && holdTimer === undefined) {
       hooks.pause();
-      holdTimer = setTimeout(release, options.maxHoldMs ?? 100);
+      holdTimer = setTimeout(release, maxHoldMs);
       worker.postMessage('held');
     }
   });
@@ -133,4 +129,11 @@ export function startCheckpointer(
       await worker.terminate();
     },
   };
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`checkpoint.${name} must be a positive integer, got ${value}`);
+  }
+  return value;
 }
