@@ -75,10 +75,7 @@ const indexes = (db: DatabaseSync) =>
 
 describe('SqliteTaskStore schema', () => {
   it('upgrades a version 2 file in place: the new indexes replace the old ones, every row and count is kept', async () => {
-    const path = tempFile();
-    const old = new DatabaseSync(path);
-    old.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V2}`);
-    old.close();
+    const path = fileWith(SCHEMA_V2);
 
     const store = new SqliteTaskStore(path);
     expect(await store.counts()).toEqual({ pending: 2, delivered: 1, missed: 0, late: 0 });
@@ -99,10 +96,7 @@ describe('SqliteTaskStore schema', () => {
   });
 
   it('upgrades a version 3 file: the table is rebuilt with the OR-spelled CHECK, every row, count and index kept', async () => {
-    const path = tempFile();
-    const old = new DatabaseSync(path);
-    old.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V3}`);
-    old.close();
+    const path = fileWith(SCHEMA_V3);
 
     const store = new SqliteTaskStore(path);
     expect(await store.counts()).toEqual({ pending: 1, delivered: 0, missed: 1, late: 0 });
@@ -135,16 +129,22 @@ describe('SqliteTaskStore schema', () => {
 
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
-    const path = tempFile();
-    const newer = new DatabaseSync(path);
-    newer.exec(`PRAGMA journal_mode = WAL; ${SCHEMA_V3} PRAGMA user_version = 99;`);
-    newer.close();
+    const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
     expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 4/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
   });
 });
+
+/** A new file written by an older (or newer) version's schema, closed. */
+function fileWith(schema: string): string {
+  const path = tempFile();
+  const db = new DatabaseSync(path);
+  db.exec(`PRAGMA journal_mode = WAL; ${schema}`);
+  db.close();
+  return path;
+}
 
 function tasksRootPage(db: DatabaseSync): number {
   return (db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'tasks'").get() as { rootpage: number }).rootpage;
