@@ -4,25 +4,54 @@ import type { CallbackFormat, Outcome } from '../metrics/contract.ts';
 export type TaskState = 'pending' | 'delivered' | 'missed' | 'late';
 export const TASK_STATES: readonly TaskState[] = ['pending', 'delivered', 'missed', 'late'];
 
-/** One solver callback, parsed. `code` is the solution or the solver's error string: never log it. */
+/** The solver's own fields besides the token, kept whole: never log them (they may carry tokens and cookies). */
+export type ResultDetails = Readonly<Record<string, unknown>>;
+
+/**
+ * One solver callback, parsed. `code` is the solution or the solver's error string: never log it.
+ *
+ * A callback names its task by the app's id (`taskId`, from the `<prefix>/<id>` path segment), by the solver's task
+ * id (`solverTaskId`, from the query or body), or both; at least one is set. When both are set the app's id decides
+ * which task it is, and the solver's id is kept on the task.
+ */
 export interface CallbackResult {
-  readonly taskId: string;
+  /** The app's id, from the callback URL's path; undefined when the URL carries none. */
+  readonly taskId?: string | undefined;
+  /** The solver's task id, from the query or body; undefined when the request carries none. */
+  readonly solverTaskId?: string | undefined;
   readonly outcome: Outcome;
   readonly code: string;
   readonly format: CallbackFormat;
   /** Unix milliseconds when the receiver got it. */
   readonly receivedAt: number;
+  /** The solver's whole `solution` object (token solvers: token, `userAgent`, `respKey`, cookies…), or null. */
+  readonly solution?: ResultDetails | null;
+  /** The solver's other fields (`cost`, `createTime`, `endTime`, `solveCount`, `errorCode`, uCaptcha `status`…). */
+  readonly metadata?: ResultDetails | null;
+}
+
+/** A task to register: its app id, optionally the solver's task id and its own deadline. */
+export interface NewTask {
+  readonly id: string;
+  readonly solverTaskId?: string | undefined;
+  /** Unix ms; overrides the `deadlineAt` given to `register` for this task. */
+  readonly deadlineAt?: number | undefined;
 }
 
 /** What a task looks like when read back. */
 export interface TaskRecord {
+  /** The app's id (for a callback nobody registered: the id the callback carried, the path's first). */
   readonly id: string;
+  /** The solver's task id, once known (registered, attached, or carried by the callback); null before. */
+  readonly solverTaskId: string | null;
   readonly state: TaskState;
   /** False for a callback nobody registered; it is stored all the same. */
   readonly registered: boolean;
   readonly outcome: Outcome | null;
   readonly code: string | null;
   readonly format: CallbackFormat | null;
+  readonly solution: ResultDetails | null;
+  readonly metadata: ResultDetails | null;
   /** Unix milliseconds; null where the event has not happened. */
   readonly submittedAt: number | null;
   readonly deadlineAt: number | null;
@@ -31,16 +60,40 @@ export interface TaskRecord {
   readonly callbacks: number;
 }
 
-/** What storing a callback did, decided atomically inside the store. */
+/**
+ * What storing a callback did, decided atomically inside the store. `id` is the app id of the task the callback was
+ * filed under (for an unregistered callback: the id it was stored under).
+ */
 export type CallbackTransition =
   /** pending → delivered; `submittedAt` lets the caller record submit→callback time. */
-  | { readonly kind: 'delivered'; readonly submittedAt: number }
+  | { readonly kind: 'delivered'; readonly id: string; readonly submittedAt: number }
   /** missed → late. */
-  | { readonly kind: 'late'; readonly submittedAt: number }
+  | { readonly kind: 'late'; readonly id: string; readonly submittedAt: number }
   /** No task was registered under this id: stored as a delivered, unregistered task. */
-  | { readonly kind: 'unregistered' }
+  | { readonly kind: 'unregistered'; readonly id: string }
   /** The task already had a callback: the first result is kept, this one is only counted. */
-  | { readonly kind: 'duplicate' };
+  | { readonly kind: 'duplicate'; readonly id: string };
+
+/**
+ * What linking a solver task id to a registered task did (`attachSolverTaskId`, or `register` with a solver id).
+ * - `attached`: the task now carries the solver id.
+ * - `unchanged`: it already carried exactly this solver id.
+ * - `merged`: a callback carrying only this solver id had arrived first and was stored as unregistered; its result
+ *   now belongs to the task (the unregistered record is gone) and `transition` is what that did to the task
+ *   (`delivered`, `late`, or `duplicate` when the task already had a result).
+ * - `unknown`: no task with this app id.
+ * - `conflict`: the task carries another solver id, or this solver id belongs to another registered task; nothing
+ *   changed.
+ */
+export type AttachResult =
+  | { readonly kind: 'attached' | 'unchanged' | 'unknown' | 'conflict' }
+  | { readonly kind: 'merged'; readonly transition: CallbackTransition; readonly result: CallbackResult };
+
+/** What `register` did: the ids it newly registered and the merges it made for their solver ids. */
+export interface RegisterResult {
+  readonly added: string[];
+  readonly merged: ReadonlyArray<{ readonly transition: CallbackTransition; readonly result: CallbackResult }>;
+}
 
 /**
  * Store-wide counts of registered tasks (unregistered callbacks are not counted), read in O(1) from aggregates the
@@ -63,17 +116,36 @@ export interface TaskCounts {
  */
 export interface TaskStore {
   /**
-   * Registers tasks as pending with the given deadline. Ids already known are left untouched.
-   * Resolves to the ids this call newly registered.
+   * Registers tasks as pending, each with its own `deadlineAt` or else the one given here. Ids already known are left
+   * untouched (their registration is not repeated; a solver id given for them is not attached: use
+   * `attachSolverTaskId`). A solver id is linked to the new task as `attachSolverTaskId` would; one that belongs to
+   * another registered task is left off. Resolves to the ids this call newly registered, and the merges it made (a
+   * callback that had come first under the solver id; see AttachResult).
    */
-  register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]>;
-  /** Durably stores a callback and applies its state transition. Resolves only once the result is durable. */
+  register(
+    tasks: readonly (string | NewTask)[],
+    submittedAt: number,
+    deadlineAt: number,
+  ): Promise<RegisterResult>;
+  /**
+   * Links the solver's task id to a registered task, so a callback carrying only the solver id finds it, atomically
+   * (see AttachResult).
+   */
+  attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult>;
+  /**
+   * Durably stores a callback and applies its state transition. Resolves only once the result is durable.
+   * The task is found by `taskId`, or else by `solverTaskId` (the task registered or attached with it). When
+   * `taskId` finds a task that has no solver id yet, the callback's `solverTaskId` is linked to it (if no other task
+   * holds it). A callback that finds no task is stored as unregistered under `taskId ?? solverTaskId`, with its
+   * solver id linked, so a later `attachSolverTaskId` or `register` with that solver id can merge it.
+   */
   recordCallback(result: CallbackResult): Promise<CallbackTransition>;
   /**
    * Moves at most `limit` pending tasks whose deadline is ≤ `now` to missed; resolves to the ids this call moved,
    * oldest deadline first (equal deadlines in an unspecified but stable order). Cost is bounded by `limit`.
    */
   expireDue(now: number, limit: number): Promise<string[]>;
+  /** The task with this app id; else the task linked to this solver task id; else undefined. */
   get(id: string): Promise<TaskRecord | undefined>;
   /**
    * Tasks in one state, at most `limit`: pending ones by deadline, settled ones by settling time (the first callback's
@@ -87,10 +159,18 @@ export interface TaskStore {
    * includes stored callbacks nobody registered. The settling event is the (first) callback's receipt time for
    * delivered, late and unregistered tasks, and the deadline for missed ones. Pending tasks are never deleted.
    * `counts()` is left as it is: the counts are running totals of transitions, not a census of stored rows. A
-   * callback for a deleted id later is stored as an unregistered one. Cost is bounded by `limit` (an index or sorted
-   * set on the settling time, never a scan).
+   * callback for a deleted id later is stored as an unregistered one. A deleted task's solver id is unlinked with it.
+   * Cost is bounded by `limit` (an index or sorted set on the settling time, never a scan).
    */
   purge(olderThan: number, limit: number): Promise<number>;
+  /**
+   * Optional, for stores whose call can fail after the write happened (a Redis reply lost when the connection dropped
+   * or the command timed out mid-script): the callbacks whose `recordCallback` rejected although the store applied
+   * them, with what they did. Each is reported exactly once over all calls, so the caller can count it then; the
+   * callback itself was answered 503, so its solver was never told 200. Rejects like any other method while the store
+   * is unreachable (the unconfirmed callbacks are kept for a later call, in a bounded list).
+   */
+  reconcile?(): Promise<ReadonlyArray<{ readonly transition: CallbackTransition; readonly result: CallbackResult }>>;
   /**
    * Resolves when the store can take writes; rejects otherwise. May write (a heartbeat row or key), since only a
    * real write proves that writes work.

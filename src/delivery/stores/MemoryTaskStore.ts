@@ -1,6 +1,10 @@
 import {
+  type AttachResult,
   type CallbackResult,
   type CallbackTransition,
+  type NewTask,
+  type RegisterResult,
+  type ResultDetails,
   StoreUnavailableError,
   type TaskCounts,
   type TaskRecord,
@@ -10,11 +14,14 @@ import {
 
 interface MutableTask {
   id: string;
+  solverTaskId: string | null;
   state: TaskState;
   registered: boolean;
   outcome: TaskRecord['outcome'];
   code: string | null;
   format: TaskRecord['format'];
+  solution: ResultDetails | null;
+  metadata: ResultDetails | null;
   submittedAt: number | null;
   deadlineAt: number | null;
   receivedAt: number | null;
@@ -74,6 +81,8 @@ class TimeHeap {
 /** Process-local store for tests and for embedding where losing state on restart is acceptable. */
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, MutableTask>();
+  /** Solver task id → app id. */
+  readonly #solverIds = new Map<string, string>();
   readonly #deadlines = new TimeHeap();
   /** Settled tasks by settling time (receipt, or deadline when missed): the retention queue. */
   readonly #settled = new TimeHeap();
@@ -81,44 +90,99 @@ export class MemoryTaskStore implements TaskStore {
   #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
   #closed = false;
 
-  async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
+  async register(tasks: readonly (string | NewTask)[], submittedAt: number, deadlineAt: number): Promise<RegisterResult> {
     this.#assertOpen();
     const added: string[] = [];
-    for (const id of ids) {
-      if (this.#tasks.has(id)) continue;
-      this.#tasks.set(id, {
-        id,
+    const merged: RegisterResult['merged'][number][] = [];
+    for (const item of tasks) {
+      const task: NewTask = typeof item === 'string' ? { id: item } : item;
+      if (this.#tasks.has(task.id)) continue;
+      const deadline = task.deadlineAt ?? deadlineAt;
+      this.#tasks.set(task.id, {
+        id: task.id,
+        solverTaskId: null,
         state: 'pending',
         registered: true,
         outcome: null,
         code: null,
         format: null,
+        solution: null,
+        metadata: null,
         submittedAt,
-        deadlineAt,
+        deadlineAt: deadline,
         receivedAt: null,
         callbacks: 0,
         deadlineSeq: this.#sequence,
         settledSeq: -1,
       });
-      this.#deadlines.push([deadlineAt, this.#sequence++, id]);
+      this.#deadlines.push([deadline, this.#sequence++, task.id]);
       this.#counts.pending++;
-      added.push(id);
+      added.push(task.id);
+      if (task.solverTaskId !== undefined) {
+        const linked = this.#link(task.id, task.solverTaskId);
+        if (linked.kind === 'merged') merged.push(linked);
+      }
     }
-    return added;
+    return { added, merged };
+  }
+
+  async attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
+    this.#assertOpen();
+    return this.#link(id, solverTaskId);
+  }
+
+  /** Links a solver id to a registered task, merging an unregistered callback stored under it first. */
+  #link(id: string, solverTaskId: string): AttachResult {
+    const task = this.#tasks.get(id);
+    if (!task?.registered) return { kind: 'unknown' };
+    if (task.solverTaskId === solverTaskId) return { kind: 'unchanged' };
+    if (task.solverTaskId !== null) return { kind: 'conflict' };
+    const holder = this.#bySolverId(solverTaskId);
+    if (holder && holder !== task && holder.registered) return { kind: 'conflict' };
+    task.solverTaskId = solverTaskId;
+    this.#solverIds.set(solverTaskId, task.id);
+    if (!holder || holder === task) return { kind: 'attached' };
+    // The callback came before the app told us the solver's id: it becomes this task's callback.
+    this.#tasks.delete(holder.id);
+    const result: CallbackResult = {
+      taskId: task.id,
+      solverTaskId,
+      outcome: holder.outcome ?? 'solved',
+      code: holder.code ?? '',
+      format: holder.format ?? 'query',
+      receivedAt: holder.receivedAt ?? 0,
+      solution: holder.solution,
+      metadata: holder.metadata,
+    };
+    const transition = this.#apply(task, result, holder.callbacks);
+    return { kind: 'merged', transition, result };
+  }
+
+  #bySolverId(solverTaskId: string): MutableTask | undefined {
+    const id = this.#solverIds.get(solverTaskId);
+    return id === undefined ? undefined : this.#tasks.get(id);
   }
 
   async recordCallback(r: CallbackResult): Promise<CallbackTransition> {
     this.#assertOpen();
-    const task = this.#tasks.get(r.taskId);
+    const task =
+      (r.taskId === undefined ? undefined : this.#tasks.get(r.taskId)) ??
+      (r.solverTaskId === undefined ? undefined : this.#bySolverId(r.solverTaskId));
     if (!task) {
-      const settledSeq = this.#settle(r.taskId, r.receivedAt);
-      this.#tasks.set(r.taskId, {
-        id: r.taskId,
+      const id = r.taskId ?? r.solverTaskId;
+      if (id === undefined) throw new StoreUnavailableError('memory store: a callback needs a task id or a solver id');
+      const settledSeq = this.#settle(id, r.receivedAt);
+      const solverTaskId = r.solverTaskId !== undefined && !this.#bySolverId(r.solverTaskId) ? r.solverTaskId : null;
+      this.#tasks.set(id, {
+        id,
+        solverTaskId,
         state: 'delivered',
         registered: false,
         outcome: r.outcome,
         code: r.code,
         format: r.format,
+        solution: r.solution ?? null,
+        metadata: r.metadata ?? null,
         submittedAt: null,
         deadlineAt: null,
         receivedAt: r.receivedAt,
@@ -126,14 +190,26 @@ export class MemoryTaskStore implements TaskStore {
         deadlineSeq: -1,
         settledSeq,
       });
+      if (solverTaskId !== null) this.#solverIds.set(solverTaskId, id);
       // Unregistered callbacks are stored but stay out of the counts: the delivery rate is about registered tasks.
-      return { kind: 'unregistered' };
+      return { kind: 'unregistered', id };
     }
-    task.callbacks++;
-    if (task.state === 'delivered' || task.state === 'late') return { kind: 'duplicate' };
+    if (task.solverTaskId === null && r.solverTaskId !== undefined && !this.#bySolverId(r.solverTaskId)) {
+      task.solverTaskId = r.solverTaskId;
+      this.#solverIds.set(r.solverTaskId, task.id);
+    }
+    return this.#apply(task, r, 1);
+  }
+
+  /** A callback (or `callbacks` merged ones) for a known task: the first result settles it, later ones are counted. */
+  #apply(task: MutableTask, r: CallbackResult, callbacks: number): CallbackTransition {
+    task.callbacks += callbacks;
+    if (task.state === 'delivered' || task.state === 'late') return { kind: 'duplicate', id: task.id };
     task.outcome = r.outcome;
     task.code = r.code;
     task.format = r.format;
+    task.solution = r.solution ?? null;
+    task.metadata = r.metadata ?? null;
     task.receivedAt = r.receivedAt;
     task.settledSeq = this.#settle(task.id, r.receivedAt);
     const submittedAt = task.submittedAt ?? r.receivedAt;
@@ -141,12 +217,12 @@ export class MemoryTaskStore implements TaskStore {
       task.state = 'delivered';
       this.#counts.pending--;
       this.#counts.delivered++;
-      return { kind: 'delivered', submittedAt };
+      return { kind: 'delivered', id: task.id, submittedAt };
     }
     task.state = 'late';
     this.#counts.missed--;
     this.#counts.late++;
-    return { kind: 'late', submittedAt };
+    return { kind: 'late', id: task.id, submittedAt };
   }
 
   async expireDue(now: number, limit: number): Promise<string[]> {
@@ -169,7 +245,7 @@ export class MemoryTaskStore implements TaskStore {
 
   async get(id: string): Promise<TaskRecord | undefined> {
     this.#assertOpen();
-    const t = this.#tasks.get(id);
+    const t = this.#tasks.get(id) ?? this.#bySolverId(id);
     return t ? record(t) : undefined;
   }
 
@@ -201,6 +277,9 @@ export class MemoryTaskStore implements TaskStore {
       // Skip entries made stale by a later transition (missed → late re-queues the task at its receipt time).
       if (!task || task.state === 'pending' || task.settledSeq !== top[1]) continue;
       this.#tasks.delete(task.id);
+      if (task.solverTaskId !== null && this.#solverIds.get(task.solverTaskId) === task.id) {
+        this.#solverIds.delete(task.solverTaskId);
+      }
       deleted++;
     }
     return deleted;
@@ -229,11 +308,14 @@ export class MemoryTaskStore implements TaskStore {
 function record(t: MutableTask): TaskRecord {
   return {
     id: t.id,
+    solverTaskId: t.solverTaskId,
     state: t.state,
     registered: t.registered,
     outcome: t.outcome,
     code: t.code,
     format: t.format,
+    solution: t.solution,
+    metadata: t.metadata,
     submittedAt: t.submittedAt,
     deadlineAt: t.deadlineAt,
     receivedAt: t.receivedAt,
