@@ -17,6 +17,7 @@ export const INSTRUMENT = {
   tasksLate: 'captcha.tasks.late',
   tasksPending: 'captcha.tasks.pending',
   taskDeliveryDuration: 'captcha.task.delivery.duration',
+  callbackFailures: 'captcha.callback.failures',
 } as const;
 
 /**
@@ -40,6 +41,7 @@ export const PROM = {
   taskDeliveryDurationBucket: 'captcha_task_delivery_duration_bucket',
   taskDeliveryDurationSum: 'captcha_task_delivery_duration_sum',
   taskDeliveryDurationCount: 'captcha_task_delivery_duration_count',
+  callbackFailuresTotal: 'captcha_callback_failures_total',
 } as const;
 
 /** Prometheus label names (OpenTelemetry attribute keys with dots replaced). */
@@ -48,6 +50,7 @@ export const LABEL = {
   format: 'format',
   errorType: 'error_type',
   statusCode: 'http_response_status_code',
+  reason: 'reason',
 } as const;
 
 /** Attribute keys as OpenTelemetry sees them. */
@@ -56,6 +59,7 @@ export const ATTR = {
   format: 'format',
   errorType: 'error.type',
   statusCode: 'http.response.status_code',
+  reason: 'reason',
 } as const;
 
 export const OUTCOMES = ['solved', 'failed'] as const;
@@ -83,6 +87,72 @@ export const ERROR_TYPES = [
   'handler_error',
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
+
+/**
+ * The closed set of `reason` values on `captcha.callback.failures`: the solvers' documented error codes that call for
+ * different actions from the operator, each kept verbatim (so the label reads exactly as the solver's docs and the
+ * stored task's `code`), plus `other` for every other code and for failures that carry none (uCaptcha `status=0`).
+ * An unbounded solver string never becomes a label value: anything outside this list is `other`.
+ *
+ * Sources (the solvers' public error references):
+ * - 2Captcha / RuCaptcha: https://2captcha.com/api-docs/error-codes (ERROR_KEY_DOES_NOT_EXIST, ERROR_NO_SLOT_AVAILABLE,
+ *   ERROR_ZERO_BALANCE, ERROR_IP_NOT_ALLOWED, ERROR_CAPTCHA_UNSOLVABLE, ERROR_NO_SUCH_CAPCHA_ID) and the res.php
+ *   reference https://2captcha.com/2captcha-api (ERROR_WRONG_USER_KEY, ERROR_WRONG_CAPTCHA_ID, and the proxy errors
+ *   ERROR_BAD_PROXY, ERROR_PROXY_CONNECTION_FAILED).
+ * - CaptchaAI (2Captcha-compatible): https://docs.captchaai.com/api/api-error-handling (ERROR_WRONG_USER_KEY,
+ *   ERROR_KEY_DOES_NOT_EXIST; there ERROR_ZERO_BALANCE means "no free threads", the same action: more capacity).
+ * - Anti-Captcha: https://anti-captcha.com/apidoc/errors (ids 1 ERROR_KEY_DOES_NOT_EXIST, 2 ERROR_NO_SLOT_AVAILABLE,
+ *   10 ERROR_ZERO_BALANCE, 11 ERROR_IP_NOT_ALLOWED, 12 ERROR_CAPTCHA_UNSOLVABLE, 16 ERROR_NO_SUCH_CAPCHA_ID,
+ *   25–29 ERROR_PROXY_CONNECT_REFUSED, _CONNECT_TIMEOUT, _READ_TIMEOUT, _BANNED, _TRANSPARENT).
+ * - CapMonster Cloud: https://zennolab.atlassian.net/wiki/spaces/APIS/pages/295396/Error+Types (the Anti-Captcha
+ *   names: ERROR_KEY_DOES_NOT_EXIST, ERROR_ZERO_BALANCE, ERROR_IP_NOT_ALLOWED, ERROR_CAPTCHA_UNSOLVABLE,
+ *   ERROR_NO_SUCH_CAPCHA_ID).
+ * - CapSolver: https://docs.capsolver.com/guide/api-error/ (ERROR_KEY_DENIED_ACCESS "wrong account key",
+ *   ERROR_ZERO_BALANCE, ERROR_CAPTCHA_UNSOLVABLE, ERROR_PROXY_BANNED).
+ *
+ * No aliases are merged: the docs give, for instance, ERROR_KEY_DOES_NOT_EXIST and ERROR_KEY_DENIED_ACCESS, or
+ * ERROR_WRONG_CAPTCHA_ID and ERROR_NO_SUCH_CAPCHA_ID (sic, 2Captcha's spelling), as separate codes of different
+ * solvers, never as one code, and keeping the solver's own spelling tells the operator which solver to look at.
+ * Groups, by what the operator does:
+ */
+export const FAILURE_REASONS = [
+  // The solver gave up on this captcha (not charged at 2Captcha/CapSolver): retry, or check the task's parameters.
+  'ERROR_CAPTCHA_UNSOLVABLE',
+  // The account is out of funds (CaptchaAI: out of threads): every further task fails until someone pays.
+  'ERROR_ZERO_BALANCE',
+  // The solver has no free worker at the current bid: back off, raise the maximum bid.
+  'ERROR_NO_SLOT_AVAILABLE',
+  // The proxy the app passed with the task failed: fix or rotate that proxy (nothing is wrong with the solver).
+  'ERROR_PROXY_CONNECT_REFUSED',
+  'ERROR_PROXY_CONNECT_TIMEOUT',
+  'ERROR_PROXY_READ_TIMEOUT',
+  'ERROR_PROXY_BANNED',
+  'ERROR_PROXY_TRANSPARENT',
+  'ERROR_BAD_PROXY',
+  'ERROR_PROXY_CONNECTION_FAILED',
+  // The API key is malformed, unknown or refused: fix the configuration (no task with this key can succeed).
+  'ERROR_WRONG_USER_KEY',
+  'ERROR_KEY_DOES_NOT_EXIST',
+  'ERROR_KEY_DENIED_ACCESS',
+  // The request came from an IP outside the account's allow-list: add the app's egress IP.
+  'ERROR_IP_NOT_ALLOWED',
+  // The solver does not know the task id: the app asked about the wrong id, or after the result expired.
+  'ERROR_WRONG_CAPTCHA_ID',
+  'ERROR_NO_SUCH_CAPCHA_ID',
+  'other',
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+const KNOWN_FAILURE_CODES: ReadonlySet<string> = new Set(FAILURE_REASONS.filter((r) => r !== 'other'));
+
+/**
+ * The `reason` of a failed callback's code: the code itself when it is in FAILURE_REASONS (exact, case-sensitive
+ * match: the solvers send these constants verbatim), `other` for anything else, including the empty string and
+ * `other` itself spelt by a solver. Pure and O(1); a Set, so `__proto__` or `constructor` cannot match.
+ */
+export function failureReason(code: string): FailureReason {
+  return KNOWN_FAILURE_CODES.has(code) ? (code as FailureReason) : 'other';
+}
 
 /**
  * Every HTTP status the callback route can answer with. The duration histogram's status attribute only ever takes
@@ -215,6 +285,15 @@ export const CONTRACT: readonly InstrumentSpec[] = [
     prom: 'captcha_task_delivery_duration',
     labels: [LABEL.outcome],
     buckets: DELIVERY_DURATION_BUCKETS,
+  },
+  {
+    name: INSTRUMENT.callbackFailures,
+    kind: 'observable_counter',
+    unit: '{callback}',
+    description:
+      'Accepted callbacks that report a failed task, by solver error code (a closed set; any other code is other).',
+    prom: PROM.callbackFailuresTotal,
+    labels: [LABEL.reason],
   },
 ];
 

@@ -7,6 +7,8 @@ import {
   CONTRACT,
   ERROR_TYPES,
   type ErrorType,
+  FAILURE_REASONS,
+  type FailureReason,
   FORMATS,
   INSTRUMENT,
   OUTCOMES,
@@ -68,6 +70,7 @@ export class ReceiverMetrics {
   readonly #deliveryDuration: Histogram;
   readonly #callbacks: Totals<string>;
   readonly #errors = new Totals<ErrorType>(ERROR_TYPES.map((t) => [t, { [ATTR.errorType]: t }]));
+  readonly #failures = new Totals<FailureReason>(FAILURE_REASONS.map((r) => [r, { [ATTR.reason]: r }]));
   readonly #duplicates = single();
   readonly #submitted = single();
   readonly #delivered = single();
@@ -114,6 +117,7 @@ export class ReceiverMetrics {
     counter(INSTRUMENT.tasksLate, this.#late);
     gauge(INSTRUMENT.tasksPending, (r) => r.observe(sources.pendingTasks()));
     this.#deliveryDuration = histogram(INSTRUMENT.taskDeliveryDuration);
+    counter(INSTRUMENT.callbackFailures, this.#failures);
   }
 
   callback(outcome: Outcome, format: CallbackFormat): void {
@@ -122,6 +126,15 @@ export class ReceiverMetrics {
 
   error(type: ErrorType): void {
     this.#errors.add(type, 1);
+  }
+
+  /**
+   * Counts one accepted callback that reports a failed task, by its reason (map the solver's code with
+   * `failureReason(code)` from the contract). Every reason's series exists at 0 from start-up, so `increase()` sees
+   * the first failure of each kind.
+   */
+  failure(reason: FailureReason): void {
+    this.#failures.add(reason, 1);
   }
 
   /** Records handling latency; `status` outside the contract's set is recorded as 500 so series stay bounded. */
