@@ -10,6 +10,7 @@ import {
   CALLBACK_STATUS_CODES,
   CONTRACT,
   ERROR_TYPES,
+  FAILURE_REASONS,
   FORMATS,
   type InstrumentSpec,
   LABEL,
@@ -170,6 +171,7 @@ export const LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
   [LABEL.format]: FORMATS,
   [LABEL.errorType]: ERROR_TYPES,
   [LABEL.statusCode]: CALLBACK_STATUS_CODES.map(String),
+  [LABEL.reason]: FAILURE_REASONS,
 };
 
 /** Series one instrument can ever have: the product of its labels' closed sets, × (buckets + `+Inf` + sum + count). */
