@@ -1,6 +1,25 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
-import type { CallbackResult, CallbackTransition, TaskCounts, TaskRecord, TaskStore } from './TaskStore.ts';
+import type {
+  AttachResult,
+  CallbackResult,
+  CallbackTransition,
+  NewTask,
+  TaskCounts,
+  TaskRecord,
+  TaskStore,
+} from './TaskStore.ts';
+
+/** A task as the app registers it: its own id, optionally the solver's task id and its own deadline. */
+export interface TaskSubmission {
+  readonly id: string;
+  readonly solverTaskId?: string | undefined;
+  /** Seconds this task may wait for its callback; overrides the tracker's `deliveryTimeoutSeconds`. */
+  readonly timeoutSeconds?: number | undefined;
+}
+
+/** Seconds a per-task deadline may be: at least one, at most the retention horizon's default (7 days). */
+export const MAX_TASK_TIMEOUT_SECONDS = 7 * 24 * 3600;
 
 export interface DeliveryTrackerOptions {
   readonly store: TaskStore;
@@ -98,25 +117,49 @@ export class DeliveryTracker {
     return this.#recentMissed;
   }
 
-  /** Registers tasks; resolves to the ids that were new. Ids already known are ignored (idempotent). */
-  async trackSubmitted(ids: string | readonly string[]): Promise<string[]> {
-    const list = typeof ids === 'string' ? [ids] : ids;
+  /**
+   * Registers tasks; resolves to the ids that were new. Ids already known are ignored (idempotent). A task given with
+   * the solver's task id is linked to it; if that solver's callback came first (stored as unregistered under the
+   * solver id), it becomes this task's callback right away and is counted as its delivery.
+   */
+  async trackSubmitted(tasks: string | readonly (string | TaskSubmission)[]): Promise<string[]> {
+    const list = typeof tasks === 'string' ? [tasks] : tasks;
     const now = this.#now();
     this.#lastSubmittedAt = now;
     this.#waitingSince ??= now;
     const added: string[] = [];
+    const toNew = (t: string | TaskSubmission): string | NewTask =>
+      typeof t === 'string'
+        ? t
+        : {
+            id: t.id,
+            solverTaskId: t.solverTaskId,
+            deadlineAt: t.timeoutSeconds === undefined ? undefined : now + t.timeoutSeconds * 1000,
+          };
     // In chunks, yielding between them: one 10,000-id registration in a single synchronous SQLite transaction
     // blocked the event loop (and every callback) for 40-60 ms. Each chunk is counted as soon as it is stored.
     for (let i = 0; i < list.length; i += REGISTER_CHUNK) {
       if (i > 0) await yieldToEventLoop();
-      const chunk = await this.store.register(list.slice(i, i + REGISTER_CHUNK), now, now + this.timeoutMs);
-      if (chunk.length > 0) {
-        this.#metrics?.submitted(chunk.length);
-        this.#adjust({ pending: chunk.length });
-        added.push(...chunk);
+      const chunk = list.slice(i, i + REGISTER_CHUNK).map(toNew);
+      const result = await this.store.register(chunk, now, now + this.timeoutMs);
+      if (result.added.length > 0) {
+        this.#metrics?.submitted(result.added.length);
+        this.#adjust({ pending: result.added.length });
+        added.push(...result.added);
       }
+      for (const m of result.merged) this.#count(m.transition, m.result);
     }
     return added;
+  }
+
+  /**
+   * Links the solver's task id to a registered task (after the solver's createTask answered), so a callback that
+   * carries only the solver's id finds it. A callback that came first under that solver id is merged and counted.
+   */
+  async attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
+    const result = await this.store.attachSolverTaskId(id, solverTaskId);
+    if (result.kind === 'merged') this.#count(result.transition, result.result);
+    return result;
   }
 
   /**
@@ -126,10 +169,16 @@ export class DeliveryTracker {
   async recordCallback(result: CallbackResult): Promise<CallbackTransition> {
     const transition = await this.store.recordCallback(result);
     this.#waitingSince = null;
+    this.#count(transition, result);
+    return transition;
+  }
+
+  /** Counts one transition this instance made and wakes the task's waiters. */
+  #count(transition: CallbackTransition, result: CallbackResult): void {
     const m = this.#metrics;
     switch (transition.kind) {
       case 'delivered':
-        m?.delivered(result.outcome, (result.receivedAt - transition.submittedAt) / 1000);
+        m?.delivered(result.outcome, Math.max(0, result.receivedAt - transition.submittedAt) / 1000);
         this.#adjust({ pending: -1, delivered: 1 });
         break;
       case 'late':
@@ -142,11 +191,10 @@ export class DeliveryTracker {
       case 'unregistered':
         break;
     }
-    if (transition.kind !== 'duplicate') this.#wake(result.taskId);
-    return transition;
+    if (transition.kind !== 'duplicate') this.#wake(transition.id);
   }
 
-  /** Reads a task; undefined when nothing is known under that id. */
+  /** Reads a task by app id, or else by solver task id; undefined when nothing is known under that id. */
   get(id: string): Promise<TaskRecord | undefined> {
     return this.store.get(id);
   }
@@ -155,9 +203,11 @@ export class DeliveryTracker {
    * Resolves with the task once it is settled (delivered, late, or missed at its deadline), or with its current
    * record (pending or undefined) when `timeoutMs` passes first.
    */
-  async waitForResult(id: string, timeoutMs: number): Promise<TaskRecord | undefined> {
-    const current = await this.store.get(id);
+  async waitForResult(given: string, timeoutMs: number): Promise<TaskRecord | undefined> {
+    const current = await this.store.get(given);
     if (hasResult(current) || timeoutMs <= 0 || this.#closed) return current;
+    // Waiters wait under the app id, which is what a transition names, even when asked by the solver's id.
+    const id = current?.id ?? given;
     return new Promise<TaskRecord | undefined>((resolve) => {
       let set = this.#waiters.get(id);
       if (!set) {
@@ -231,6 +281,9 @@ export class DeliveryTracker {
 
   async #sweepOnce(): Promise<void> {
     try {
+      // Callbacks whose store call failed although the write happened: counted now, by the instance that took them.
+      const reconciled = (await this.store.reconcile?.()) ?? [];
+      for (const r of reconciled) this.#count(r.transition, r.result);
       for (;;) {
         const moved = await this.store.expireDue(this.#now(), this.#batch);
         if (moved.length > 0) {

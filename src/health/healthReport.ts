@@ -17,6 +17,11 @@ export interface HealthReport {
   p95_latency_ms: number;
   seconds_since_last_callback: number;
   error_breakdown: Record<ErrorType, number>;
+  /**
+   * Registered tasks, as the metrics and the LowDeliveryRate alert count them: `delivered` got their callback in time,
+   * `missed` passed their deadline without one (including the `late` ones whose callback came afterwards), so
+   * `delivery_rate` is delivered / (delivered + missed). `missed_task_ids` are the latest of those `missed`.
+   */
   delivery: {
     delivered: number;
     missed: number;
@@ -45,7 +50,9 @@ export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now
   let status: HealthStatus;
   if (expected) status = now - waitingSince >= STALE_AFTER_MS ? 'stale' : 'healthy';
   else status = recentTraffic ? 'healthy' : 'idle';
-  const settled = counts.delivered + counts.missed;
+  // A late task missed its deadline all the same: the store moves it from missed to late, the missed counter keeps it.
+  const missed = counts.missed + counts.late;
+  const settled = counts.delivered + missed;
   return {
     status,
     total_received: stats.totalReceived,
@@ -62,7 +69,7 @@ export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now
     error_breakdown: { ...stats.errorBreakdown },
     delivery: {
       delivered: counts.delivered,
-      missed: counts.missed,
+      missed,
       pending: counts.pending,
       late: counts.late,
       delivery_rate: settled === 0 ? null : round(counts.delivered / settled, 4),

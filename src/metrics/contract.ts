@@ -74,7 +74,8 @@ export type CallbackFormat = (typeof FORMATS)[number];
 
 /**
  * The closed set of `error.type` values. The design's six plus `uri_too_long` (414) and `method_not_allowed` (405),
- * so that every 4xx the receiver sends has its own reason.
+ * so that every 4xx the receiver sends has its own reason, and `body_unavailable` (500): a middleware in front of the
+ * monitor read the body and left it nowhere the monitor can find it (a deployment fault, not the solver's).
  */
 export const ERROR_TYPES = [
   'invalid_request',
@@ -85,6 +86,7 @@ export const ERROR_TYPES = [
   'unsupported_media_type',
   'store_unavailable',
   'handler_error',
+  'body_unavailable',
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 

@@ -1,9 +1,9 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { Middleware } from 'koa';
-import { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
+import { DeliveryTracker, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
 import { MemoryTaskStore } from '../delivery/stores/MemoryTaskStore.ts';
-import type { TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
+import type { AttachResult, TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
 import { CallbackStats } from '../health/CallbackStats.ts';
 import { type HealthReport, healthReport } from '../health/healthReport.ts';
 import { ReceiverMetrics } from '../metrics/instruments.ts';
@@ -13,6 +13,7 @@ import {
   JSON_TYPE,
   type OnError,
   type OnResult,
+  type PrereadBody,
   pathOf,
   type Reply,
 } from './callbackHandler.ts';
@@ -117,11 +118,16 @@ export class CallbackMonitor {
     );
   }
 
-  /** Callback routes plus `/health/callbacks` and `/healthz`, as one Koa middleware; anything else goes to `next`. */
+  /**
+   * Callback routes plus `/health/callbacks` and `/healthz`, as one Koa middleware; anything else goes to `next`.
+   * Mount it anywhere: before a body parser it reads the body itself; after one (`@koa/bodyparser`, `koa-body`) it
+   * uses the raw body the parser kept (`ctx.request.rawBody`) or else what it parsed (`ctx.request.body`).
+   */
   middleware(): Middleware {
     const serve = this.#router();
     return async (ctx, next) => {
-      const replying = serve(ctx.req, ctx.path);
+      const request = ctx.request as { body?: unknown; rawBody?: unknown };
+      const replying = serve(ctx.req, ctx.path, { raw: request.rawBody, parsed: request.body });
       if (!replying) return next();
       const reply = await replying;
       ctx.status = reply.status;
@@ -146,7 +152,7 @@ export class CallbackMonitor {
   }
 
   /** Decides synchronously whether a request is ours; if it is, resolves to the reply (never rejects). */
-  #router(): (req: IncomingMessage, path: string) => Promise<Reply> | undefined {
+  #router(): (req: IncomingMessage, path: string, preread?: PrereadBody) => Promise<Reply> | undefined {
     const o = this.#options;
     this.#callbacks ??= createCallbackHandler({
       prefix: (o.prefix ?? '/callback').replace(/\/+$/, ''),
@@ -162,7 +168,7 @@ export class CallbackMonitor {
     const callbacks = this.#callbacks;
     const healthPath = o.healthPath === undefined ? '/health/callbacks' : o.healthPath;
     const healthzPath = o.healthzPath === undefined ? '/healthz' : o.healthzPath;
-    return (req, path) => {
+    return (req, path, preread) => {
       if (req.method === 'GET' || req.method === 'HEAD') {
         if (path === healthPath) {
           const report = this.health();
@@ -172,7 +178,7 @@ export class CallbackMonitor {
           return this.storeReachable().then((ok) => json(ok ? 200 : 503, { status: ok ? 'ok' : 'store_unavailable' }));
         }
       }
-      return callbacks.matches(path) ? callbacks.handle(req, path) : undefined;
+      return callbacks.matches(path) ? callbacks.handle(req, path, preread) : undefined;
     };
   }
 
@@ -196,14 +202,25 @@ export class CallbackMonitor {
     }
   }
 
-  trackSubmitted(ids: string | readonly string[]): Promise<string[]> {
-    return this.tracker.trackSubmitted(ids);
+  /**
+   * Registers tasks for delivery tracking: app ids, or `{ id, solverTaskId?, timeoutSeconds? }` (the solver's task id
+   * when already known, and a deadline for this task instead of `deliveryTimeoutSeconds`). Resolves to the new ids.
+   */
+  trackSubmitted(tasks: string | readonly (string | TaskSubmission)[]): Promise<string[]> {
+    return this.tracker.trackSubmitted(tasks);
   }
 
+  /** Tells the monitor the solver's task id of a registered task, once the solver's createTask has answered. */
+  attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
+    return this.tracker.attachSolverTaskId(id, solverTaskId);
+  }
+
+  /** The task with this app id, or else with this solver task id. */
   getTask(id: string): Promise<TaskRecord | undefined> {
     return this.tracker.get(id);
   }
 
+  /** Waits for the task (by app id, or else by solver task id) to settle; see DeliveryTracker.waitForResult. */
   waitForResult(id: string, timeoutMs = 30_000): Promise<TaskRecord | undefined> {
     return this.tracker.waitForResult(id, timeoutMs);
   }

@@ -24,6 +24,15 @@ export interface CallbackHandlerOptions {
   readonly onError: OnError;
 }
 
+/**
+ * A body another middleware has already read (a Koa body parser mounted before the monitor): its raw text if it kept
+ * one (`ctx.request.rawBody`), else what it parsed (`ctx.request.body`).
+ */
+export interface PrereadBody {
+  readonly raw?: unknown;
+  readonly parsed?: unknown;
+}
+
 interface Failure {
   readonly status: number;
   readonly errorType: ErrorType;
@@ -54,10 +63,29 @@ const BODY_TOO_LARGE = fail(413, 'payload_too_large', 'body too large');
 const MEDIA = fail(415, 'unsupported_media_type', 'use application/x-www-form-urlencoded or application/json');
 const BAD_JSON = fail(400, 'invalid_request', 'body is not valid JSON');
 const BAD_PATH = fail(400, 'invalid_request', 'bad percent-encoding in path');
+const BODY_GONE = fail(
+  500,
+  'body_unavailable',
+  'the request body was read by another middleware, which left neither ctx.request.rawBody nor ctx.request.body',
+);
 const STORE_DOWN = fail(503, 'store_unavailable', 'result could not be stored; not acknowledged');
 const OK: Reply = Object.freeze({ status: 200, contentType: TEXT_TYPE, body: 'OK' });
 const ALLOW = Object.freeze({ Allow: 'GET, POST' });
 const CLOSE = Object.freeze({ Connection: 'close' });
+
+const EMPTY = Buffer.alloc(0);
+
+/** A body parser's form result (`{ key: value | value[] }`) as the parameters the adapters read. */
+function paramsOf(parsed: unknown): URLSearchParams {
+  const params = new URLSearchParams();
+  if (typeof parsed !== 'object' || parsed === null) return params;
+  for (const [key, value] of Object.entries(parsed)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      params.append(key, typeof v === 'string' ? v : JSON.stringify(v));
+    }
+  }
+  return params;
+}
 
 /** The path of a request target: `/a/b?c` → `/a/b` (absolute-form targets, which no solver sends, via URL). */
 export function pathOf(url: string): string {
@@ -76,8 +104,11 @@ export function pathOf(url: string): string {
 export interface CallbackHandler {
   /** True when `path` is in the route family (everything under the prefix): `handle` answers it, whatever it is. */
   matches(path: string): boolean;
-  /** Reads, parses, stores and counts one request; never rejects. The result is durable before a 200 is returned. */
-  handle(req: IncomingMessage, path: string): Promise<Reply>;
+  /**
+   * Reads, parses, stores and counts one request; never rejects. The result is durable before a 200 is returned.
+   * `preread` is the body a framework middleware has already read; without it a consumed body is a 500, never a hang.
+   */
+  handle(req: IncomingMessage, path: string, preread?: PrereadBody): Promise<Reply>;
 }
 
 /**
@@ -107,28 +138,62 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
     }
   }
 
-  async function readInput(req: IncomingMessage, taskId: string | undefined): Promise<CallbackInput | Failure> {
+  /** The body as bytes, or as an already parsed value, or a failure; never waits on a stream already read. */
+  async function bodyOf(
+    req: IncomingMessage,
+    preread: PrereadBody | undefined,
+  ): Promise<{ bytes: Buffer } | { parsed: unknown } | Failure> {
+    // A stream another reader has started on never ends for us: waiting on it would hang the solver's request.
+    if (!req.readableEnded && !req.readableDidRead) {
+      const read = await readBody(req, maxBodyBytes);
+      return read.ok ? { bytes: read.body } : BODY_TOO_LARGE;
+    }
+    const raw = preread?.raw;
+    if (typeof raw === 'string' || Buffer.isBuffer(raw)) {
+      const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw;
+      return bytes.length > maxBodyBytes ? BODY_TOO_LARGE : { bytes };
+    }
+    const parsed = preread?.parsed;
+    if (typeof parsed === 'object' && parsed !== null && Object.keys(parsed).length > 0) return { parsed };
+    const length = req.headers['content-length'];
+    const hadBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    // The parser found nothing to parse: the same as an empty body (whose fields may be in the query string).
+    return hadBody && parsed === undefined ? BODY_GONE : { bytes: EMPTY };
+  }
+
+  async function readInput(
+    req: IncomingMessage,
+    taskId: string | undefined,
+    preread: PrereadBody | undefined,
+  ): Promise<CallbackInput | Failure> {
     const url = req.url ?? '';
     const q = url.indexOf('?');
     if (q >= 0 && url.length - q - 1 > maxQueryBytes) return QUERY_TOO_LONG;
     const query = new URLSearchParams(q >= 0 ? url.slice(q + 1) : '');
     const base = taskId === undefined ? { query } : { query, pathTaskId: taskId };
     if (req.method === 'GET') return { method: 'GET', ...base };
-    const read = await readBody(req, maxBodyBytes);
-    if (!read.ok) return BODY_TOO_LARGE;
-    // A POST with no body carries its fields in the query string, as some solvers send them.
-    if (read.body.length === 0) return { method: 'POST', ...base, body: { kind: 'form', params: query } };
+    const body = await bodyOf(req, preread);
+    if ('status' in body) return body;
     const type = (req.headers['content-type']?.split(';')[0] ?? '').trim().toLowerCase();
+    if ('parsed' in body) {
+      if (type === 'application/json') return { method: 'POST', ...base, body: { kind: 'json', value: body.parsed } };
+      if (type === 'application/x-www-form-urlencoded') {
+        return { method: 'POST', ...base, body: { kind: 'form', params: paramsOf(body.parsed) } };
+      }
+      return MEDIA;
+    }
+    // A POST with no body carries its fields in the query string, as some solvers send them.
+    if (body.bytes.length === 0) return { method: 'POST', ...base, body: { kind: 'form', params: query } };
     if (type === 'application/x-www-form-urlencoded') {
       return {
         method: 'POST',
         ...base,
-        body: { kind: 'form', params: new URLSearchParams(read.body.toString('utf8')) },
+        body: { kind: 'form', params: new URLSearchParams(body.bytes.toString('utf8')) },
       };
     }
     if (type === 'application/json') {
       try {
-        return { method: 'POST', ...base, body: { kind: 'json', value: JSON.parse(read.body.toString('utf8')) } };
+        return { method: 'POST', ...base, body: { kind: 'json', value: JSON.parse(body.bytes.toString('utf8')) } };
       } catch {
         return BAD_JSON;
       }
@@ -154,11 +219,15 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
     });
   }
 
-  async function store(req: IncomingMessage, path: string): Promise<Failure | undefined> {
+  async function store(
+    req: IncomingMessage,
+    path: string,
+    preread: PrereadBody | undefined,
+  ): Promise<Failure | undefined> {
     const routed = route(path);
     if ('status' in routed) return routed;
     if (req.method !== 'GET' && req.method !== 'POST') return METHOD;
-    const input = await readInput(req, routed.taskId);
+    const input = await readInput(req, routed.taskId, preread);
     if ('status' in input) return input;
     const parsed = parseCallback(input);
     if (!parsed.ok) return parsed.error;
@@ -181,11 +250,11 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
   return {
     matches: (path) =>
       path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47),
-    async handle(req, path) {
+    async handle(req, path, preread) {
       const started = performance.now();
       let failure: Failure | undefined;
       try {
-        failure = await store(req, path);
+        failure = await store(req, path, preread);
       } catch (error) {
         // An unexpected fault (e.g. the client aborted mid-body): answer, count, never crash.
         onError(error, 'request');

@@ -1,9 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
+import { MAX_TASK_TIMEOUT_SECONDS, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
 import { TASK_STATES, type TaskRecord, type TaskState } from '../delivery/TaskStore.ts';
+import { TASK_ID as ID, TASK_ID_RULE } from '../delivery/taskId.ts';
 import type { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
-import { TASK_ID as ID } from '../plugin/parseCallback.ts';
 import { readBody } from '../plugin/readBody.ts';
 
 const MAX_TASKS_PER_REQUEST = 10_000;
@@ -12,14 +13,20 @@ const MAX_WAIT_SECONDS = 120;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** The JSON shape of a task on the API; `code` is the solver's answer. */
+/**
+ * The JSON shape of a task on the API. `id` is always the app's id (whichever id the task was asked by), `code` the
+ * solver's answer (token or error code), `solution` and `metadata` everything else the solver sent.
+ */
 export function taskJson(t: TaskRecord) {
   return {
     id: t.id,
+    solver_task_id: t.solverTaskId,
     state: t.state,
     registered: t.registered,
     outcome: t.outcome,
     code: t.code,
+    solution: t.solution,
+    metadata: t.metadata,
     format: t.format,
     submitted_at: iso(t.submittedAt),
     deadline_at: iso(t.deadlineAt),
@@ -33,8 +40,36 @@ function badRequest(ctx: Context, reason: string): void {
   ctx.body = { error: 'invalid_request', reason };
 }
 
-/** Accepts `{ "id": "…" }`, `[{ "id": "…" }, …]`, `["…", …]` or `{ "ids": ["…"] }`. */
-function idsFrom(value: unknown): string[] | string {
+const ITEM_KEYS = new Set(['id', 'solver_task_id', 'timeout_seconds']);
+
+/** One registration item: `"id"`, or `{ "id", "solver_task_id"?, "timeout_seconds"? }`; a string is a refusal. */
+function itemFrom(item: unknown, index: number): TaskSubmission | string {
+  const at = `task ${index + 1}`;
+  if (typeof item === 'string' || typeof item === 'number') {
+    const id = String(item);
+    return ID.test(id) ? { id } : `${at}: id must be ${TASK_ID_RULE}`;
+  }
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return `${at}: must be an id or an object`;
+  const fields = item as Record<string, unknown>;
+  const unknown = Object.keys(fields).find((k) => !ITEM_KEYS.has(k));
+  if (unknown !== undefined) return `${at}: unknown field ${JSON.stringify(unknown.slice(0, 40))}`;
+  const id = typeof fields.id === 'number' ? String(fields.id) : fields.id;
+  if (typeof id !== 'string' || !ID.test(id)) return `${at}: id must be ${TASK_ID_RULE}`;
+  const rawSolverId = fields.solver_task_id;
+  const solverTaskId = typeof rawSolverId === 'number' ? String(rawSolverId) : rawSolverId;
+  if (solverTaskId !== undefined && (typeof solverTaskId !== 'string' || !ID.test(solverTaskId)))
+    return `${at}: solver_task_id must be ${TASK_ID_RULE}`;
+  const timeout = fields.timeout_seconds;
+  if (
+    timeout !== undefined &&
+    (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 1 || timeout > MAX_TASK_TIMEOUT_SECONDS)
+  )
+    return `${at}: timeout_seconds must be a number from 1 to ${MAX_TASK_TIMEOUT_SECONDS}`;
+  return { id, solverTaskId, timeoutSeconds: timeout };
+}
+
+/** Accepts one item, a list of items, or `{ "ids": [...] }`. */
+function tasksFrom(value: unknown): TaskSubmission[] | string {
   const list = Array.isArray(value)
     ? value
     : typeof value === 'object' && value !== null && Array.isArray((value as { ids?: unknown }).ids)
@@ -42,15 +77,13 @@ function idsFrom(value: unknown): string[] | string {
       : [value];
   if (list.length === 0) return 'no task ids given';
   if (list.length > MAX_TASKS_PER_REQUEST) return `at most ${MAX_TASKS_PER_REQUEST} tasks per request`;
-  const ids: string[] = [];
-  for (const item of list) {
-    const raw = typeof item === 'object' && item !== null ? (item as { id?: unknown }).id : item;
-    const id = typeof raw === 'number' ? String(raw) : raw;
-    if (typeof id !== 'string' || !ID.test(id))
-      return 'each task needs an id of 1-128 characters of A-Z a-z 0-9 . _ : -';
-    ids.push(id);
+  const tasks: TaskSubmission[] = [];
+  for (const [i, item] of list.entries()) {
+    const task = itemFrom(item, i);
+    if (typeof task === 'string') return task;
+    tasks.push(task);
   }
-  return ids;
+  return tasks;
 }
 
 function bearerGuard(token: string | undefined) {
@@ -94,12 +127,24 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
     } catch {
       return badRequest(ctx, 'body is not valid JSON');
     }
-    const ids = idsFrom(value);
-    if (typeof ids === 'string') return badRequest(ctx, ids);
+    const tasks = tasksFrom(value);
+    if (typeof tasks === 'string') return badRequest(ctx, tasks);
     try {
-      const added = await monitor.trackSubmitted(ids);
+      const added = new Set(await monitor.trackSubmitted(tasks));
+      // Registering a known task again with its solver id attaches the id: the usual order is register, then
+      // createTask, then register again with what createTask returned.
+      const attach = tasks.filter((t) => t.solverTaskId !== undefined && !added.has(t.id));
+      const conflicts: string[] = [];
+      for (const t of attach) {
+        const result = await monitor.attachSolverTaskId(t.id, t.solverTaskId!);
+        if (result.kind === 'conflict') conflicts.push(t.id);
+      }
       ctx.status = 201;
-      ctx.body = { submitted: added.length, already_known: ids.length - added.length };
+      ctx.body = {
+        submitted: added.size,
+        already_known: tasks.length - added.size,
+        ...(conflicts.length > 0 ? { solver_task_id_conflicts: conflicts.slice(0, 100) } : {}),
+      };
     } catch {
       ctx.status = 503;
       ctx.body = { error: 'store_unavailable', reason: 'tasks could not be registered' };
@@ -116,9 +161,60 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
     ctx.body = { state, tasks: tasks.map(taskJson) };
   });
 
+  // The solver's task id, once its createTask has answered: `{ "solver_task_id": "…" }`.
+  router.patch('/tasks/:id', async (ctx) => {
+    const id = ctx.params.id ?? '';
+    if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
+    const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json') {
+      ctx.status = 415;
+      ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
+      return;
+    }
+    const read = await readBody(ctx.req, 4096);
+    if (!read.ok) {
+      ctx.status = 413;
+      ctx.body = { error: 'payload_too_large', reason: 'body over 4096 bytes' };
+      return;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(read.body.toString('utf8'));
+    } catch {
+      return badRequest(ctx, 'body is not valid JSON');
+    }
+    const raw = (value as { solver_task_id?: unknown } | null)?.solver_task_id;
+    const solverTaskId = typeof raw === 'number' ? String(raw) : raw;
+    if (typeof solverTaskId !== 'string' || !ID.test(solverTaskId))
+      return badRequest(ctx, `solver_task_id must be ${TASK_ID_RULE}`);
+    let result: Awaited<ReturnType<CallbackMonitor['attachSolverTaskId']>>;
+    try {
+      result = await monitor.attachSolverTaskId(id, solverTaskId);
+    } catch {
+      ctx.status = 503;
+      ctx.body = { error: 'store_unavailable', reason: 'the solver task id could not be stored' };
+      return;
+    }
+    if (result.kind === 'unknown') {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', reason: 'no registered task with this id' };
+      return;
+    }
+    if (result.kind === 'conflict') {
+      ctx.status = 409;
+      ctx.body = {
+        error: 'conflict',
+        reason: 'the task has another solver task id, or this solver task id belongs to another task',
+      };
+      return;
+    }
+    const task = await monitor.getTask(id);
+    ctx.body = task ? taskJson(task) : { id };
+  });
+
   router.get('/tasks/:id', async (ctx) => {
     const id = ctx.params.id ?? '';
-    if (!ID.test(id)) return badRequest(ctx, 'bad task id');
+    if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
     const wait = ctx.query.wait === undefined ? 0 : Number(ctx.query.wait);
     if (!Number.isFinite(wait) || wait < 0 || wait > MAX_WAIT_SECONDS) {
       return badRequest(ctx, `wait must be 0-${MAX_WAIT_SECONDS} seconds`);
