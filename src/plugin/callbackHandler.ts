@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
 import type { CallbackResult, CallbackTransition } from '../delivery/TaskStore.ts';
 import type { CallbackStats } from '../health/CallbackStats.ts';
-import type { ErrorType } from '../metrics/contract.ts';
+import { type ErrorType, failureReason } from '../metrics/contract.ts';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
 import { type CallbackInput, parseCallback } from './parseCallback.ts';
 import { readBody } from './readBody.ts';
@@ -241,6 +241,7 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
       return STORE_DOWN;
     }
     metrics.callback(result.outcome, result.format);
+    if (result.outcome === 'failed') metrics.failure(failureReason(result.code));
     metrics.lastReceived(receivedAt / 1000);
     stats.accepted(receivedAt);
     if (transition.kind !== 'duplicate') runHook(result, transition);
