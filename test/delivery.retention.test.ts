@@ -30,6 +30,7 @@ describe.each([
     const calls: number[] = [];
     const spied: TaskStore = {
       register: (...a) => store.register(...a),
+      attachSolverTaskId: (id, solverTaskId) => store.attachSolverTaskId(id, solverTaskId),
       recordCallback: (r) => store.recordCallback(r),
       expireDue: (n, l) => store.expireDue(n, l),
       get: (id) => store.get(id),

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_TYPES, FORMATS, OUTCOMES, PROM } from '../src/metrics/contract.ts';
+import { TASK_ID } from '../src/delivery/taskId.ts';
 import { type CallbackInput, MAX_CODE_LENGTH, parseCallback } from '../src/plugin/parseCallback.ts';
 import {
   checkSeries,
@@ -28,7 +29,6 @@ import { parseMetrics, type RunningServer, scrape, startServer } from './support
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 10_000);
 const CONCURRENCY = 32;
-const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const SOLVER_ERROR = /^ERROR_[A-Z0-9_]+$/;
 
 /** Every status the public listener may answer with (431 and 417 come from Node's HTTP parser, before Koa). */
@@ -49,7 +49,7 @@ const valueArb = fc.oneof(
   fc.nat({ max: 40_000 }).map((n) => 'x'.repeat(n)),
 );
 const paramsArb = fc.array(fc.tuple(keyArb, valueArb), { maxLength: 8 }).map((pairs) => new URLSearchParams(pairs));
-const validId = fc.oneof(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/), fc.nat().map(String));
+const validId = fc.oneof(fc.stringMatching(TASK_ID), fc.nat().map(String));
 const anyId = fc.oneof(validId, fc.string({ unit: 'binary', maxLength: 140 }), fc.constant(''));
 const solutionArb = fc.oneof(
   fc.record(
@@ -90,7 +90,10 @@ function assertWellFormed(input: CallbackInput): void {
   const result = parseCallback(input);
   if (result.ok) {
     const v = result.value;
-    expect(v.taskId).toMatch(TASK_ID);
+    // At least one id, each well-formed: the path's (the app's) and the request's (the solver's).
+    expect(v.taskId ?? v.solverTaskId).toBeDefined();
+    if (v.taskId !== undefined) expect(v.taskId).toMatch(TASK_ID);
+    if (v.solverTaskId !== undefined) expect(v.solverTaskId).toMatch(TASK_ID);
     expect(OUTCOMES).toContain(v.outcome);
     expect(FORMATS).toContain(v.format);
     expect(typeof v.code).toBe('string');
@@ -144,10 +147,12 @@ describe('parseCallback under property-based fuzzing', () => {
         expect(parseCallback(input)).toEqual({
           ok: true,
           value: {
-            taskId: id,
+            solverTaskId: id,
             code: sent,
             outcome: SOLVER_ERROR.test(sent) ? 'failed' : 'solved',
             format: asForm ? 'form' : 'query',
+            solution: null,
+            metadata: null,
           },
         });
       }),
@@ -177,7 +182,7 @@ describe('parseCallback under property-based fuzzing', () => {
     );
   });
 
-  it('round-trips getTaskResult JSON with a path task id; a conflicting body id is refused', () => {
+  it('round-trips getTaskResult JSON with a path task id; a body id beside it is kept as the solver id', () => {
     fc.assert(
       fc.property(validId, validId, fc.string({ minLength: 1 }), (pathId, bodyId, token) => {
         const value = { errorId: 0, status: 'ready', solution: { gRecaptchaResponse: token } };
@@ -190,7 +195,14 @@ describe('parseCallback under property-based fuzzing', () => {
           }),
         ).toEqual({
           ok: true,
-          value: { taskId: pathId, outcome: 'solved', code: token, format: 'json' },
+          value: {
+            taskId: pathId,
+            outcome: 'solved',
+            code: token,
+            format: 'json',
+            solution: value.solution,
+            metadata: { errorId: 0, status: 'ready' },
+          },
         });
         const both = parseCallback({
           method: 'POST',
@@ -198,7 +210,7 @@ describe('parseCallback under property-based fuzzing', () => {
           body: { kind: 'json', value: { ...value, taskId: bodyId } },
           pathTaskId: pathId,
         });
-        expect(both.ok).toBe(bodyId === pathId);
+        expect(both).toMatchObject({ ok: true, value: { taskId: pathId, solverTaskId: bodyId } });
       }),
       params,
     );
@@ -465,7 +477,7 @@ function rejectedFor(id: string): fc.Arbitrary<FuzzCase> {
     c('repeated-code', 400, { method: 'GET', path: `/callback?id=${id}&code=forged&code=forged2` }),
     c('missing-code', 400, { method: 'GET', path: `/callback?id=${id}` }),
     c('empty-code', 400, { method: 'GET', path: `/callback?id=${id}&code=` }),
-    c('ids-differ', 400, { method: 'GET', path: `/callback/${id}?id=other-${id}&code=forged` }),
+    c('bad-solver-id', 400, { method: 'GET', path: `/callback/${id}?id=%3Cx%3E&code=forged` }),
     c('text-plain', 415, {
       method: 'POST',
       path: '/callback',

@@ -9,6 +9,10 @@ import { type CallbackInput, parseCallback } from './parseCallback.ts';
 import { readBody } from './readBody.ts';
 import { secretMatcher } from './secretPath.ts';
 
+/**
+ * Your processing of a stored callback. `result.taskId` is the app id of the task it was filed under (for an
+ * unregistered callback, the id it was stored under); `result.solverTaskId` the solver's id when it carried one.
+ */
 export type OnResult = (result: CallbackResult, transition: CallbackTransition) => void | Promise<void>;
 export type OnError = (error: unknown, where: 'onResult' | 'store' | 'sweep' | 'request') => void;
 
@@ -244,7 +248,8 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
     if (result.outcome === 'failed') metrics.failure(failureReason(result.code));
     metrics.lastReceived(receivedAt / 1000);
     stats.accepted(receivedAt);
-    if (transition.kind !== 'duplicate') runHook(result, transition);
+    // The hook sees the task's app id, whichever id the callback carried.
+    if (transition.kind !== 'duplicate') runHook({ ...result, taskId: transition.id }, transition);
     return undefined;
   }
 
