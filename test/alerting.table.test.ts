@@ -14,7 +14,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
 
 describe('the alert table', () => {
-  it('has every alert of the design, each named CaptchaCallback*', () => {
+  it('has every alert of the design, each named CaptchaCallback* (the endpoint) or CaptchaSolver* (the account)', () => {
     const names = new Set(ALERT_TABLE.map((r) => r.name));
     for (const name of [
       'CaptchaCallbackEndpointStale',
@@ -25,10 +25,12 @@ describe('the alert table', () => {
       'CaptchaCallbackIrregularInterval',
       'CaptchaCallbackSLOBurnUptime',
       'CaptchaCallbackSLOBurnDelivery',
+      'CaptchaSolverZeroBalance',
+      'CaptchaSolverHighUnsolvableRate',
     ]) {
       expect(names).toContain(name);
     }
-    for (const name of names) expect(name).toMatch(/^CaptchaCallback[A-Z]\w+$/);
+    for (const name of names) expect(name).toMatch(/^Captcha(Callback|Solver)[A-Z]\w+$/);
   });
 
   it('has one rule per name and severity (the SLO alerts: one critical page and one warning ticket)', () => {

@@ -6,6 +6,7 @@ import {
   deliveredOrZero,
   expected,
   failedRequests,
+  failures,
   hookFailures,
   human,
   idle,
@@ -160,6 +161,41 @@ export const ALERT_TABLE: readonly AlertRow[] = [
     runbookAnchor: 'captchacallbackhandlererrors',
     threshold: T.handlerErrorRatio,
     healthy: 'errorRatio',
+  },
+  {
+    name: 'CaptchaSolverZeroBalance',
+    // Named for the solver, not the endpoint: the receiver works, the solver account is empty. Not inhibited by
+    // CaptchaCallbackEndpointDown (a different cause, and one that keeps costing tasks after the endpoint is back).
+    // No `for`: one such callback already means every further task fails. It resolves 5 minutes after the last one.
+    expr: `${failures('ERROR_ZERO_BALANCE', WINDOW.zeroBalance)} > ${num(T.zeroBalanceFailures)}`,
+    for: '0m',
+    severity: 'critical',
+    summary: 'The CAPTCHA solver account is out of funds (ERROR_ZERO_BALANCE)',
+    description:
+      `Callbacks to {{ $labels.job }} reported ERROR_ZERO_BALANCE in the last ${human(WINDOW.zeroBalance)}: the ` +
+      'solver refuses tasks until the account is topped up, so every task submitted now fails.',
+    runbookAnchor: 'captchasolverzerobalance',
+    threshold: T.zeroBalanceFailures,
+    healthy: 'zeroBalanceFailures',
+  },
+  {
+    name: 'CaptchaSolverHighUnsolvableRate',
+    expr: [
+      `(\n  ${failures('ERROR_CAPTCHA_UNSOLVABLE', WINDOW.unsolvable)}\n  /\n  ${accepted(WINDOW.unsolvable)}\n) > ${num(T.unsolvableRatio)}`,
+      'and',
+      `${accepted(WINDOW.unsolvable)} >= ${num(T.minCallbacks15m)}`,
+    ].join('\n'),
+    // A burst of hard captchas passes; a share that stays above the threshold for 5 more minutes does not.
+    for: '5m',
+    severity: 'warning',
+    summary: `More than ${pct(T.unsolvableRatio)} of CAPTCHA callbacks report ERROR_CAPTCHA_UNSOLVABLE`,
+    description:
+      '{{ $value | humanizePercentage }} of the callbacks {{ $labels.job }} accepted over the last ' +
+      `${human(WINDOW.unsolvable)} report that the solver could not solve the captcha (at least ${T.minCallbacks15m} ` +
+      'callbacks). Check what the app sends with each task: the site key and page URL, the captcha type, the proxy.',
+    runbookAnchor: 'captchasolverhighunsolvablerate',
+    threshold: T.unsolvableRatio,
+    healthy: 'unsolvableRatio',
   },
   ...SLO_ALERTS,
 ];

@@ -38,10 +38,14 @@ const EXPR_DS = { type: '__expr__', uid: '__expr__' };
 /** Reference ids, as Grafana's own Prometheus-rule import names them. */
 export const REF = { query: 'query', math: 'prometheus_math', threshold: 'threshold' } as const;
 
-/** Grafana uids: at most 40 characters of [A-Za-z0-9_-]. `CaptchaCallbackSLOBurnUptime` + critical → ccm-slo-burn-uptime-critical. */
+/**
+ * Grafana uids: at most 40 characters of [A-Za-z0-9_-]. `CaptchaCallbackSLOBurnUptime` + critical →
+ * ccm-slo-burn-uptime-critical; the solver alerts keep their `Solver` (`CaptchaSolverZeroBalance` + critical →
+ * ccm-solver-zero-balance-critical).
+ */
 export function ruleUid(row: Pick<AlertRow, 'name' | 'severity'>): string {
   const slug = row.name
-    .replace(/^CaptchaCallback/, '')
+    .replace(/^Captcha(Callback)?/, '')
     .replace(/SLO/g, 'Slo')
     .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
     .toLowerCase();

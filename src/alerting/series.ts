@@ -1,4 +1,4 @@
-import { type ErrorType, JOB, LABEL, PROM } from '../metrics/contract.ts';
+import { type ErrorType, type FailureReason, JOB, LABEL, PROM } from '../metrics/contract.ts';
 import { eq, increase, ne, num, orZero, sel, without } from './promql.ts';
 import { ALERT_THRESHOLDS as T } from './thresholds.ts';
 
@@ -38,6 +38,9 @@ export const hookFailures = (w: string) =>
   without('sum', increase(sel(PROM.callbackErrorsTotal, R, eq(LABEL.errorType, HANDLER_ERROR)), w), LABEL.errorType);
 export const accepted = (w: string) =>
   without('sum', increase(sel(PROM.callbacksTotal, R), w), LABEL.outcome, LABEL.format);
+/** Accepted callbacks that reported a failed task with this reason (the series exist at 0 from start-up). */
+export const failures = (reason: FailureReason, w: string) =>
+  without('sum', increase(sel(PROM.callbackFailuresTotal, R, eq(LABEL.reason, reason)), w), LABEL.reason);
 export const timeSinceLast = without('min', sel(PROM.timeSinceLast, R));
 export const pending = (offset = '') => without('max', `${sel(PROM.tasksPending, R)}${offset}`);
 export const submitted = (w: string, offset = '') =>
@@ -49,7 +52,13 @@ export const deliveredOrZero = (w: string) => orZero(delivered(w), missed(w));
 export const missedOrZero = (w: string) => orZero(missed(w), delivered(w));
 
 /** Windows the rows use (kept with their length in seconds where the expression needs the number). */
-export const WINDOW = { requests: '5m', delivery: '30m', interval: '1h' } as const;
+export const WINDOW = {
+  requests: '5m',
+  delivery: '30m',
+  interval: '1h',
+  zeroBalance: '5m',
+  unsolvable: '15m',
+} as const;
 export const STALE = `${num(T.staleAfterSeconds / 60)}m`;
 
 /** Callbacks are expected when tasks are pending or were submitted within the stale window (health report's rule). */

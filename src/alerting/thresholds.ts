@@ -8,7 +8,7 @@ export interface HealthyRange {
   readonly value: number;
   readonly healthyWhen: HealthySide;
   /** Grafana unit id: `percentunit` for ratios 0…1, `s` for seconds, `x` for a plain factor. */
-  readonly unit: 'percentunit' | 's' | 'x';
+  readonly unit: 'percentunit' | 's' | 'x' | 'short';
   readonly description: string;
 }
 
@@ -54,6 +54,18 @@ export const HEALTHY = {
     unit: 's',
     description: 'Seconds since the last callback while callbacks are expected (the /health/callbacks stale edge).',
   },
+  unsolvableRatio: {
+    value: 0.05,
+    healthyWhen: 'below',
+    unit: 'percentunit',
+    description: 'Callbacks reporting ERROR_CAPTCHA_UNSOLVABLE / all accepted callbacks.',
+  },
+  zeroBalanceFailures: {
+    value: 1,
+    healthyWhen: 'below',
+    unit: 'short',
+    description: 'Callbacks reporting ERROR_ZERO_BALANCE in the last 5 minutes (healthy: none).',
+  },
 } as const satisfies Record<string, HealthyRange>;
 
 export type HealthyRangeName = keyof typeof HEALTHY;
@@ -78,6 +90,23 @@ export const ALERT_THRESHOLDS = {
   minCallbacksPerHour: 12,
   /** The user's own post-ACK hook failing for this share of accepted callbacks (own alert, see alertTable.ts). */
   handlerErrorRatio: 0.05,
+  /**
+   * Zero balance: any callback reporting ERROR_ZERO_BALANCE in the window. The account is empty, so every task
+   * submitted from now on fails too; there is no share below which that is fine.
+   */
+  zeroBalanceFailures: 0,
+  /**
+   * Unsolvable: ERROR_CAPTCHA_UNSOLVABLE failures / accepted callbacks over 15 minutes above this share … The
+   * solvers report it after several workers gave up on a captcha (2Captcha: three, Anti-Captcha: five), which a
+   * healthy pipeline sees on a few hard images; one task in ten means something changed on the app's side (the
+   * site's captcha, the sitekey or page URL sent, the proxy): twice the healthy edge, so a noisy day stays below it.
+   */
+  unsolvableRatio: 0.1,
+  /**
+   * … only with at least this many callbacks in those 15 minutes: below that, 1 unsolvable captcha in 9 is noise,
+   * and 15 minutes (not 5) lets a low-traffic app reach the volume at all.
+   */
+  minCallbacks15m: 50,
 } as const;
 
 /** Multi-window multi-burn-rate pairs (SRE workbook ch. 5, table 5-8; the same pairs Sloth generates). */

@@ -65,6 +65,9 @@ export const TITLE = {
   alerts: 'Alerts (pending and firing)',
   byInstance: 'Callbacks/s by instance',
   sinceLastByInstance: 'Time since last callback by instance',
+  failuresByReason: 'Failed callbacks/s by reason',
+  unsolvable: 'Unsolvable share',
+  zeroBalance: 'Zero-balance failures (5 min)',
 } as const;
 
 /**
@@ -83,6 +86,8 @@ export const PANEL_HEALTHY_RANGE: Readonly<Partial<Record<string, HealthyRangeNa
   [TITLE.interval]: 'intervalFactor',
   [TITLE.delivery]: 'deliveryRatio',
   [TITLE.deliverySeries]: 'deliveryRatio',
+  [TITLE.unsolvable]: 'unsolvableRatio',
+  [TITLE.zeroBalance]: 'zeroBalanceFailures',
 };
 
 const healthy = (title: string) => {
@@ -248,6 +253,40 @@ function callbacks() {
   ];
 }
 
+/** What the solvers report in failed callbacks: the reason set of the contract, and the two alerts built on it. */
+function solverFailures() {
+  return [
+    stat(
+      TITLE.zeroBalance,
+      HEALTHY.zeroBalanceFailures.unit,
+      'Callbacks reporting ERROR_ZERO_BALANCE in the last 5 minutes. Any at all pages (CaptchaSolverZeroBalance): ' +
+        'the solver account is empty and every task fails until it is topped up.',
+    )
+      .graphMode(common.BigValueGraphMode.None)
+      .decimals(0)
+      .thresholds(healthyThresholds(healthy(TITLE.zeroBalance)))
+      .withTarget(target('A', Q.zeroBalanceFailures, { legend: 'ERROR_ZERO_BALANCE' })),
+    withHealthyLine(
+      timeseries(
+        TITLE.unsolvable,
+        UNIT.ratio,
+        `Callbacks reporting ERROR_CAPTCHA_UNSOLVABLE / all accepted callbacks. Healthy below ${HEALTHY.unsolvableRatio.value * 100} %.`,
+      ),
+      healthy(TITLE.unsolvable),
+    )
+      .span(8)
+      .withTarget(target('A', Q.unsolvableRatio(), { legend: 'unsolvable' })),
+    timeseries(
+      TITLE.failuresByReason,
+      UNIT.requests,
+      'Callbacks reporting a failed task per second, by the solver error code (any code outside the set is "other"). ' +
+        'Each group needs its own action: docs/runbook.md, "Failure reasons".',
+    )
+      .stacking(new common.StackingConfigBuilder().mode(common.StackingMode.Normal))
+      .withTarget(target('A', Q.failuresByReason, { legend: '{{reason}}' })),
+  ];
+}
+
 function delivery() {
   const heatmap = new HeatmapBuilder()
     .title(TITLE.heatmap)
@@ -353,6 +392,7 @@ export function overviewDashboard(): Dashboard {
   const sections: [string, { build(): Panel }[]][] = [
     ['Service level', headline()],
     ['Callbacks', callbacks()],
+    ['Solver failures', solverFailures()],
     ['Delivery of registered tasks', delivery()],
     ['Availability and alerts', availability()],
     ['Instances', instances()],

@@ -5,9 +5,9 @@
  * of its instances.
  */
 import { EXTERNAL, eq, increase, ne, num, orZero, rate, sel } from '../alerting/promql.ts';
-import { HANDLER_ERROR } from '../alerting/series.ts';
+import { HANDLER_ERROR, WINDOW } from '../alerting/series.ts';
 import { SLO_OBJECTIVES } from '../alerting/thresholds.ts';
-import { JOB, LABEL, PROM } from '../metrics/contract.ts';
+import { type FailureReason, JOB, LABEL, PROM } from '../metrics/contract.ts';
 
 /** Grafana's variables and built-ins, as they appear in the queries (the live test substitutes them). */
 export const VAR = {
@@ -28,6 +28,8 @@ export const recv = (metric: string, ...matchers: string[]) =>
 export const probe = (metric: string) => sel(metric, JOB.probe);
 
 const w: string = VAR.rateInterval;
+const UNSOLVABLE = 'ERROR_CAPTCHA_UNSOLVABLE' satisfies FailureReason;
+const ZERO_BALANCE = 'ERROR_ZERO_BALANCE' satisfies FailureReason;
 const sumRate = (metric: string, window = w, ...matchers: string[]) =>
   `sum(${rate(recv(metric, ...matchers), window)})`;
 const sumIncrease = (metric: string, window: string) => `sum(${increase(recv(metric), window)})`;
@@ -54,6 +56,14 @@ export const Q = {
   callbacksByInstance: `sum by (instance) (${rate(recv(PROM.callbacksTotal), w)})`,
   requests: sumRate(PROM.callbackDurationCount),
   errorsByType: `sum by (${LABEL.errorType}) (${rate(recv(PROM.callbackErrorsTotal), w)})`,
+
+  /** Accepted callbacks that report a failed task, by the solver's error code (every reason exists at 0). */
+  failuresByReason: `sum by (${LABEL.reason}) (${rate(recv(PROM.callbackFailuresTotal), w)})`,
+  /** As in CaptchaSolverHighUnsolvableRate: ERROR_CAPTCHA_UNSOLVABLE failures / accepted callbacks. */
+  unsolvableRatio: (window: string = w) =>
+    `${sumRate(PROM.callbackFailuresTotal, window, eq(LABEL.reason, UNSOLVABLE))} / ${sumRate(PROM.callbacksTotal, window)}`,
+  /** As in CaptchaSolverZeroBalance: ERROR_ZERO_BALANCE failures over its window (0 while the account has funds). */
+  zeroBalanceFailures: `sum(${increase(recv(PROM.callbackFailuresTotal, eq(LABEL.reason, ZERO_BALANCE)), WINDOW.zeroBalance)})`,
 
   /**
    * Failed callback requests / all callback requests (every request on the route is timed, so `_count` is all).

@@ -3,7 +3,7 @@ import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
 import { SLO_ALERTS } from '../alerting/slo.ts';
 import { HEALTHY } from '../alerting/thresholds.ts';
-import { CONTRACT, ERROR_TYPES, FORMATS, OUTCOMES } from '../metrics/contract.ts';
+import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '../metrics/contract.ts';
 import { CONFIG_SCHEMA } from '../server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */
@@ -20,7 +20,8 @@ export function renderMetricTable(): string {
     ...rows,
     '',
     `Label values are closed sets: \`outcome\` ∈ {${OUTCOMES.join(', ')}}, \`format\` ∈ {${FORMATS.join(', ')}},`,
-    `\`error_type\` ∈ {${ERROR_TYPES.join(', ')}}, \`http_response_status_code\` ∈ the statuses the callback route sends.`,
+    `\`error_type\` ∈ {${ERROR_TYPES.join(', ')}}, \`http_response_status_code\` ∈ the statuses the callback route sends,`,
+    `\`reason\` ∈ {${FAILURE_REASONS.join(', ')}} (the solver's error code verbatim; any other code is \`other\`).`,
   ].join('\n');
 }
 
@@ -36,7 +37,13 @@ export function renderConfigTable(): string {
 function healthyRange(name: keyof typeof HEALTHY): string {
   const h = HEALTHY[name];
   const value =
-    h.unit === 'percentunit' ? `${+(h.value * 100).toFixed(2)} %` : h.unit === 's' ? `${h.value} s` : `${h.value} ×`;
+    h.unit === 'percentunit'
+      ? `${+(h.value * 100).toFixed(2)} %`
+      : h.unit === 's'
+        ? `${h.value} s`
+        : h.unit === 'short'
+          ? `${h.value}`
+          : `${h.value} ×`;
   return `${h.healthyWhen === 'above' ? '>' : '<'} ${value}`;
 }
 
