@@ -11,7 +11,9 @@
 import { Agent } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLOSE_GRACE_MS } from '../src/server/ReceiverServer.ts';
 import {
+  callbackLoad,
   clientSocketStates,
   fdLimit,
   getTask,
@@ -22,6 +24,7 @@ import {
   percentile,
   rawExchange,
   rssKiB,
+  serverHeldConnections,
   tally,
 } from './support/hostile.ts';
 import { waitFor } from './support/ports.ts';
@@ -30,8 +33,8 @@ import { type RunningServer, startServer } from './support/server.ts';
 const HEADERS_TIMEOUT_MS = 2000;
 const REQUEST_TIMEOUT_MS = 3000;
 const KEEP_ALIVE_TIMEOUT_MS = 5000;
-/** Node checks the header/request timeouts every connectionsCheckingInterval (the server sets min(1000, headers)). */
-const CHECK_INTERVAL_MS = 1000;
+/** Node checks the header/request timeouts every connectionsCheckingInterval (the server sets min(250, headers)). */
+const CHECK_INTERVAL_MS = 250;
 /** Scheduling slack on a busy 2-core machine, on top of the configured timeout and Node's check interval. */
 const SLACK_MS = 5000;
 /** "Quickly" for a legitimate callback amid 650 hostile connections: generous, as the suite shares 2 cores. */
@@ -419,3 +422,190 @@ describe("parser-level refusals keep Node's specific statuses", () => {
     expect.soft(slow.status, 'headers timeout').toBe(408);
   }, 30_000);
 });
+
+/**
+ * Sockets the server is done with must be closed by the server, not left to the client. These clients never read and
+ * keep sending: after an error answer a graceful end() only half-closes, and such a socket (FIN-WAIT-2 on the server)
+ * lived for as long as the client kept sending. Counted on the server's side: which connections the server process
+ * still holds a descriptor for.
+ */
+describe('sockets the server is done with are closed by the server, whether or not the client reads', () => {
+  /** The issue's bound: a slow-header client is closed within HEADERS_TIMEOUT_MS + 2 s of connecting. */
+  const CLOSE_BOUND_MS = HEADERS_TIMEOUT_MS + 2000;
+  const CLIENTS = 300;
+  let server: RunningServer;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    server = await startServer(TIMEOUT_ENV);
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await server?.stop();
+  });
+
+  /** A client that connects, starts a request and never reads; `feed` is called every `everyMs` to keep sending. */
+  function nonReadingSender(port: number, head: string | Buffer, feed: () => string | Buffer, everyMs: number) {
+    const socket = connect({ host: LOOPBACK, port });
+    socket.pause();
+    socket.on('error', () => {});
+    sockets.push(socket);
+    const client = { socket, openedAt: Date.now(), localPort: undefined as number | undefined };
+    socket.on('connect', () => {
+      client.localPort = socket.localPort;
+      socket.write(head);
+    });
+    const timer = setInterval(() => {
+      if (socket.destroyed || !socket.writable) return clearInterval(timer);
+      // Ignore back-pressure: the kernel's buffers take what they take, the rest is dropped with the socket.
+      socket.write(feed());
+    }, everyMs);
+    socket.on('close', () => clearInterval(timer));
+    return client;
+  }
+
+  /** Polls the server's descriptors until none of `clients` is held or `until` passes; returns close times by client. */
+  async function serverCloseTimes(clients: ReturnType<typeof nonReadingSender>[], until: number) {
+    const pid = server.process.pid!;
+    const closedAt = new Map<number, number>();
+    // A client counts as closed only once it was seen held: before the server accepts it, it is not held either.
+    const seen = new Set<number>();
+    let peakHeld = 0;
+    while (Date.now() < until) {
+      const held = serverHeldConnections(pid, server.publicPort);
+      const now = Date.now();
+      let stillHeld = 0;
+      for (const [i, c] of clients.entries()) {
+        if (closedAt.has(i) || c.localPort === undefined) continue;
+        if (held.has(c.localPort)) {
+          stillHeld++;
+          seen.add(i);
+        } else if (seen.has(i)) closedAt.set(i, now - c.openedAt);
+      }
+      peakHeld = Math.max(peakHeld, stillHeld);
+      if (closedAt.size === clients.length) break;
+      await sleep(100);
+    }
+    return { closedAt, peakHeld };
+  }
+
+  it(`${CLIENTS} non-reading slow-header clients are all closed within HEADERS_TIMEOUT_MS + 2 s; keep-alive callbacks beside them stay fast`, async () => {
+    const pid = server.process.pid!;
+    const fdsBefore = openFds(pid);
+    let attacking = true;
+    const agent = keepAliveAgent(4);
+    const legit = callbackLoad(server.publicPort, {
+      prefix: 'legit-ka',
+      concurrency: 4,
+      until: () => !attacking,
+      agent,
+      pauseMs: 20,
+    });
+
+    const clients: ReturnType<typeof nonReadingSender>[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      let line = 0;
+      clients.push(
+        nonReadingSender(
+          server.publicPort,
+          `GET /callback?id=slowhead-${i}&code=c HTTP/1.1\r\nHost: ${LOOPBACK}\r\n`,
+          () => `X-Pad-${line++}: ${'p'.repeat(20)}\r\n`,
+          500,
+        ),
+      );
+      if (i % 50 === 49) await sleep(10);
+    }
+    const openedAll = Date.now();
+    // Watch well past the bound, so a failure shows how late (or never) they were closed.
+    const { closedAt, peakHeld } = await serverCloseTimes(clients, openedAll + CLOSE_BOUND_MS + 8000);
+    const fdsAfter = openFds(pid);
+    attacking = false;
+    const calls = await legit;
+    agent.destroy();
+
+    const times = [...closedAt.values()];
+    const legitMs = calls.map((c) => c.doneAt - c.sentAt);
+    console.log(
+      `[hostile.slowclients] ${CLIENTS} non-reading slow-header clients: server held up to ${peakHeld}; ` +
+        `closed by the server ${closedAt.size}/${CLIENTS} after p50 ${percentile(times, 50)} ms, max ${Math.max(...times)} ms ` +
+        `(bound ${CLOSE_BOUND_MS} ms); server fds ${fdsBefore} → ${fdsAfter} while the clients still send\n` +
+        `  keep-alive callbacks ${calls.length}: statuses ${JSON.stringify(tally(calls, (c) => String(c.status ?? c.error)))}, ` +
+        `reused sockets ${calls.filter((c) => c.reused).length}, p50 ${percentile(legitMs, 50).toFixed(1)} ms, ` +
+        `max ${Math.max(...legitMs).toFixed(1)} ms`,
+    );
+
+    // The server held them (the check sees connections at all) and then let go of every one within the bound.
+    expect(peakHeld, 'connections seen held by the server at once').toBeGreaterThan(CLIENTS / 2);
+    const late = clients
+      .map((_, i) => closedAt.get(i))
+      .filter((ms) => ms === undefined || ms > CLOSE_BOUND_MS)
+      .map((ms) => (ms === undefined ? 'still held (or never seen held)' : 'closed too late'));
+    expect
+      .soft(
+        tally(late, (x) => x),
+        'slow-header clients not closed in time',
+      )
+      .toEqual({});
+    // With every slow client gone from the server, its descriptors are back near where they were (the keep-alive
+    // agent's 4 sockets and a few others), although none of these clients has closed its end.
+    expect.soft(fdsAfter).toBeLessThanOrEqual(fdsBefore + 10);
+    expect.soft(clients.filter((c) => !c.socket.destroyed).length, 'clients still open on their side').toBe(CLIENTS);
+
+    // Legitimate keep-alive callbacks: all answered 200 within a generous bound, and their sockets were reused (the
+    // grace-period destroy never hits a connection that is kept alive).
+    expect.soft(calls.length).toBeGreaterThan(20);
+    expect.soft(calls.filter((c) => c.status !== 200)).toEqual([]);
+    expect.soft(legitMs.filter((ms) => ms >= LEGIT_BOUND_MS).map((ms) => `${Math.round(ms)} ms`)).toEqual([]);
+    expect.soft(calls.filter((c) => c.reused).length).toBeGreaterThan(calls.length / 2);
+  }, 60_000);
+
+  it('error answers and Connection: close answers: the server lets go within the grace while the clients keep sending and never read', async () => {
+    const body = () => 'x'.repeat(4096);
+    const cases = {
+      // A parser error (400 from the clientError handler), then more bytes.
+      'bad header': `GET /healthz HTTP/1.1\r\nHost: ${LOOPBACK}\r\nBad Header\r\n`,
+      // A declared body over the limit: 413 with Connection: close, while the upload goes on.
+      '413 declared': `POST /callback HTTP/1.1\r\nHost: ${LOOPBACK}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000000\r\n\r\nid=1&code=`,
+      // A counted body over the limit (chunked, no length): 413 once the limit is passed.
+      '413 counted': `POST /callback HTTP/1.1\r\nHost: ${LOOPBACK}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n${chunk(256 * 1024)}`,
+      // The client asks for Connection: close, then pipelines more requests it never reads.
+      'connection close': `GET /healthz HTTP/1.1\r\nHost: ${LOOPBACK}\r\nConnection: close\r\n\r\n`,
+    } as const;
+    const feeds: Record<keyof typeof cases, () => string> = {
+      'bad header': body,
+      '413 declared': body,
+      '413 counted': () => chunk(4096),
+      'connection close': () => `GET /healthz HTTP/1.1\r\nHost: ${LOOPBACK}\r\n\r\n`,
+    };
+    // Object.assign, not a spread: the client's localPort is filled in later, on connect.
+    const clients = Object.entries(cases).flatMap(([kind, head]) =>
+      Array.from({ length: 10 }, () =>
+        Object.assign(nonReadingSender(server.publicPort, head, feeds[kind as keyof typeof cases], 100), { kind }),
+      ),
+    );
+    // The control: a kept-alive connection with one complete request, which the server rightly keeps (until
+    // KEEP_ALIVE_TIMEOUT_MS), so the check below demonstrably sees held connections.
+    const control = nonReadingSender(
+      server.publicPort,
+      `GET /healthz HTTP/1.1\r\nHost: ${LOOPBACK}\r\n\r\n`,
+      () => '',
+      60_000,
+    );
+    await waitFor(() => [...clients, control].every((c) => c.localPort !== undefined), 5000, 'connected');
+    await sleep(CLOSE_GRACE_MS + 1500);
+    const held = serverHeldConnections(server.process.pid!, server.publicPort);
+    const stillHeld = clients.filter((c) => held.has(c.localPort!)).map((c) => c.kind);
+    console.log(
+      `[hostile.slowclients] ${clients.length} clients sending on after an error or Connection: close answer: ` +
+        `still held by the server after ${CLOSE_GRACE_MS + 1500} ms: ${JSON.stringify(tally(stillHeld, (k) => k))}; control held: ${held.has(control.localPort!)}`,
+    );
+    expect(held.has(control.localPort!), 'the kept-alive control connection is held').toBe(true);
+    expect(tally(stillHeld, (k) => k)).toEqual({});
+    for (const c of [...clients, control]) c.socket.destroy();
+  }, 30_000);
+});
+
+/** One HTTP/1.1 chunk of `size` bytes of form data. */
+function chunk(size: number): string {
+  return `${size.toString(16)}\r\n${'x'.repeat(size)}\r\n`;
+}

@@ -36,6 +36,24 @@ function jsonErrors(logger: Logger): Koa.Middleware {
   };
 }
 
+/**
+ * How long a socket the server answered an error on (clientError: 400, 408, 431) stays open so the client can read
+ * that answer; then it is destroyed, whether or not the client reads or keeps sending. A graceful `end()` alone only
+ * half-closes: after a 408 the socket then lived for as long as the client kept sending.
+ */
+export const CLOSE_GRACE_MS = 500;
+
+const closing = new WeakSet<Duplex>();
+
+/** Destroys `socket` after CLOSE_GRACE_MS unless it closes first (once per socket). */
+function destroyAfterGrace(socket: Duplex): void {
+  if (socket.destroyed || closing.has(socket)) return;
+  closing.add(socket);
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
 function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -117,13 +135,15 @@ export class ReceiverServer {
         requestTimeout: c.REQUEST_TIMEOUT_MS,
         keepAliveTimeout: c.KEEP_ALIVE_TIMEOUT_MS,
         // Node checks the two timeouts above only this often (default 30 s); a slowloris client would outlive them.
-        connectionsCheckingInterval: Math.min(1000, c.HEADERS_TIMEOUT_MS),
+        // A quarter second keeps a timed-out request's whole life (timeout + this check + CLOSE_GRACE_MS) within
+        // timeout + ¾ s; the check walks the open connections only, so it is cheap.
+        connectionsCheckingInterval: Math.min(250, c.HEADERS_TIMEOUT_MS),
       },
       listener,
     );
     // Node's own answers are the precise ones (431, 408, 400), but its default handler destroys the socket with the
     // client's bytes unread (and says nothing on a reused keep-alive connection), so the client often sees a reset
-    // instead of the answer; answer and end gracefully instead.
+    // instead of the answer; answer and end gracefully instead, then destroy after a short grace.
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) {
         socket.destroy();
@@ -131,7 +151,11 @@ export class ReceiverServer {
       }
       const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      destroyAfterGrace(socket);
     });
+    // Answers with `Connection: close` (a 413 during an upload, any answer while stopping) need nothing here: Node
+    // destroys those sockets itself once the answer is written, even while the client keeps sending
+    // (test/hostile.slowclients.test.ts checks both paths on the server's side).
     if (cutStalledReaders) {
       // A client that stops reading its responses (e.g. pipelining without reading) holds a socket whose writes
       // never drain; the receive-side timeouts above never fire for it. Inactivity this long cuts it.

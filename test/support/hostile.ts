@@ -3,7 +3,7 @@
  * throw (every outcome becomes data), a bounded-concurrency pool, the metric-series bound derived from the contract,
  * task API helpers and process sampling. Loopback only.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import {
@@ -355,12 +355,46 @@ export function clientSocketStates(serverPort: number): Map<number, string> {
   return out;
 }
 
+/**
+ * The client ports of the loopback connections to `serverPort` that process `pid` still holds a descriptor for,
+ * read on the server's side: its socket inodes (/proc/<pid>/fd) matched against the server-side rows of /proc/net/tcp.
+ * A connection the server has destroyed is not in the set, whatever the client does (an orphaned socket the kernel
+ * still keeps in FIN-WAIT-2 has inode 0, so it does not count as held).
+ */
+export function serverHeldConnections(pid: number, serverPort: number): Set<number> {
+  const inodes = new Set<string>();
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return new Set();
+  }
+  for (const name of names) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${name}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed while listing
+    }
+  }
+  const local = `0100007F:${serverPort.toString(16).toUpperCase().padStart(4, '0')}`;
+  const held = new Set<number>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 10 || cols[1] !== local || cols[3] === '0A') continue;
+    if (inodes.has(cols[9]!)) held.add(Number.parseInt(cols[2]!.split(':')[1]!, 16));
+  }
+  return held;
+}
+
 /** One callback a load generator sent, and what came of it. */
 export interface SentCallback {
   readonly id: string;
   readonly code: string;
   readonly status: number | null;
   readonly error?: string;
+  /** True when it went out on a kept-alive socket that had served a request before. */
+  readonly reused?: boolean;
   /** performance.now() when the request was handed to the socket, and when its outcome was known. */
   readonly sentAt: number;
   readonly doneAt: number;
@@ -387,6 +421,7 @@ export async function callbackLoad(
         code,
         status: r.status,
         ...(r.error ? { error: r.error } : {}),
+        ...(r.reused === undefined ? {} : { reused: r.reused }),
         sentAt,
         doneAt: performance.now(),
       });
