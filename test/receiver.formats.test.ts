@@ -57,6 +57,33 @@ describe('the standalone receiver, one solver format at a time', () => {
     return lines;
   }
 
+  it('exposes every failure reason at 0 from start-up, exactly these lines', async () => {
+    // Written out, not derived from FAILURE_REASONS: a change to the set or to the exposition must show here.
+    const lines = (await scrape(server)).split('\n').filter((l) => l.includes(PROM.callbackFailuresTotal));
+    expect(lines).toEqual([
+      '# HELP captcha_callback_failures_total Accepted callbacks that report a failed task, by solver error code (a closed set; any other code is other).',
+      '# UNIT captcha_callback_failures_total {callback}',
+      '# TYPE captcha_callback_failures_total counter',
+      'captcha_callback_failures_total{reason="ERROR_CAPTCHA_UNSOLVABLE"} 0',
+      'captcha_callback_failures_total{reason="ERROR_ZERO_BALANCE"} 0',
+      'captcha_callback_failures_total{reason="ERROR_NO_SLOT_AVAILABLE"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_CONNECT_REFUSED"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_CONNECT_TIMEOUT"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_READ_TIMEOUT"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_BANNED"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_TRANSPARENT"} 0',
+      'captcha_callback_failures_total{reason="ERROR_BAD_PROXY"} 0',
+      'captcha_callback_failures_total{reason="ERROR_PROXY_CONNECTION_FAILED"} 0',
+      'captcha_callback_failures_total{reason="ERROR_WRONG_USER_KEY"} 0',
+      'captcha_callback_failures_total{reason="ERROR_KEY_DOES_NOT_EXIST"} 0',
+      'captcha_callback_failures_total{reason="ERROR_KEY_DENIED_ACCESS"} 0',
+      'captcha_callback_failures_total{reason="ERROR_IP_NOT_ALLOWED"} 0',
+      'captcha_callback_failures_total{reason="ERROR_WRONG_CAPTCHA_ID"} 0',
+      'captcha_callback_failures_total{reason="ERROR_NO_SUCH_CAPCHA_ID"} 0',
+      'captcha_callback_failures_total{reason="other"} 0',
+    ]);
+  });
+
   it('CaptchaAI / 2Captcha GET: id and code in the query, registered task delivered', async () => {
     const reg = await fetch(`${server.managementUrl}/tasks`, {
       method: 'POST',
@@ -103,7 +130,12 @@ describe('the standalone receiver, one solver format at a time', () => {
     );
     expect(r.status).toBe(200);
     expect(r.delta).toEqual(
-      new Map([[`${PROM.callbacksTotal}{outcome="failed",format="form"}`, 1], ...durationLinesFor200(r.after, 2)]),
+      new Map([
+        [`${PROM.callbacksTotal}{outcome="failed",format="form"}`, 1],
+        // The solver's code is a documented failure reason: counted under it, verbatim.
+        ['captcha_callback_failures_total{reason="ERROR_CAPTCHA_UNSOLVABLE"}', 1],
+        ...durationLinesFor200(r.after, 2),
+      ]),
     );
     expect((await task('7002')).body).toMatchObject({
       state: 'delivered',
