@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
-import { SLO_ALERTS } from '../alerting/slo.ts';
 import { HEALTHY } from '../alerting/thresholds.ts';
 import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '../metrics/contract.ts';
 import { CONFIG_SCHEMA } from '../server/config.ts';
@@ -49,7 +48,8 @@ function healthyRange(name: keyof typeof HEALTHY): string {
 
 /** The README's alert table, rendered from the alert table (the rules' single source). */
 export function renderAlertTable(): string {
-  const rows = [...ALERT_TABLE, ...SLO_ALERTS].map(
+  // ALERT_TABLE already ends with the SLO alerts: each rule once.
+  const rows = ALERT_TABLE.map(
     (a) =>
       `| [\`${a.name}\`](${runbookUrl(a.runbookAnchor)}) | ${a.severity} | ${a.for} | ${a.summary} | ${healthyRange(a.healthy)} (${HEALTHY[a.healthy].description}) |`,
   );
