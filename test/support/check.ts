@@ -1,0 +1,101 @@
+import { spawn } from 'node:child_process';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CLI } from './server.ts';
+
+export interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real CLI (`node src/server/cli.ts check …`) to completion. */
+export function runCheckCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
+  const child = spawn(process.execPath, [CLI, 'check', ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/nonexistent', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString('utf8');
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString('utf8');
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`check did not finish within ${timeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      // 'exit' can come before the pipes are drained; 'close' means both are.
+      if (child.stdout.readableEnded && child.stderr.readableEnded) resolve({ code, stdout, stderr });
+      else child.once('close', () => resolve({ code, stdout, stderr }));
+    });
+  });
+}
+
+export interface SinkMessage {
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: unknown;
+}
+
+export interface Sink {
+  readonly url: string;
+  readonly messages: SinkMessage[];
+  /** Status every later POST gets (200 by default). */
+  status: number;
+  close(): Promise<void>;
+}
+
+/** A loopback webhook receiver that records every POST it gets, standing in for Discord, Slack or your endpoint. */
+export async function startSink(path = '/hook'): Promise<Sink> {
+  const messages: SinkMessage[] = [];
+  const sink = { status: 200 } as { status: number };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // kept as text: a test then sees the wrong body
+      }
+      messages.push({ path: req.url ?? '', headers: req.headers, body });
+      res.statusCode = sink.status;
+      res.end(sink.status === 204 ? undefined : '{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return Object.assign(sink, {
+    url: `http://127.0.0.1:${port}${path}`,
+    messages,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  });
+}
+
+/** Sends `count` GET requests to `url(i)` with at most `concurrency` in flight; resolves to the statuses. */
+export async function burst(count: number, url: (i: number) => string, concurrency = 10): Promise<number[]> {
+  const statuses: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const res = await fetch(url(i));
+      await res.arrayBuffer();
+      statuses[i] = res.status;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return statuses;
+}
