@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { checkCommand } from '../check/command.ts';
 import { createStore } from '../delivery/createStore.ts';
 import { demoCommand } from '../demo/cli.ts';
 import { CONFIG_SCHEMA, ConfigError, loadConfig, redactedConfig } from './config.ts';
@@ -22,6 +23,7 @@ function usage(): string {
     'Usage:',
     '  captcha-callback-monitor [serve]    run the receiver (public + management listeners)',
     '  captcha-callback-monitor demo       send demo traffic to a receiver (demo --help for its options)',
+    '  captcha-callback-monitor check      check a receiver without Prometheus, notify a chat (check --help)',
     '  captcha-callback-monitor --help     show this help',
     '  captcha-callback-monitor --version  show the version',
     '',
@@ -83,6 +85,7 @@ async function serve(): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'demo') return void (await demoCommand(argv.slice(1)));
+  if (argv[0] === 'check') return process.exit(await checkCommand(argv.slice(1)));
   const { values, positionals } = parseArgs({
     args: argv,
     options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
