@@ -182,8 +182,12 @@ describe('SqliteTaskStore when the disk refuses writes', () => {
     proc.limitFileSize('unlimited');
     await proc.call('ping');
     // The callback that failed was never applied, so it delivers now rather than counting as a duplicate.
-    expect(await proc.call('recordCallback', callback('t1', T + 2))).toEqual({ kind: 'delivered', submittedAt: T });
-    expect(await proc.call('register', ['t3'], T, T + MIN)).toEqual(['t3']);
+    expect(await proc.call('recordCallback', callback('t1', T + 2))).toEqual({
+      kind: 'delivered',
+      id: 't1',
+      submittedAt: T,
+    });
+    expect(await proc.call('register', ['t3'], T, T + MIN)).toEqual({ added: ['t3'], merged: [] });
     await proc.kill();
 
     const reopened = new SqliteTaskStore(file);
@@ -206,7 +210,11 @@ describe('SqliteTaskStore when the disk refuses writes', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     other.exec('ROLLBACK');
     other.close();
-    expect(await store.recordCallback(callback('locked', T + 2))).toEqual({ kind: 'delivered', submittedAt: T });
+    expect(await store.recordCallback(callback('locked', T + 2))).toEqual({
+      kind: 'delivered',
+      id: 'locked',
+      submittedAt: T,
+    });
     await store.close();
   });
 });

@@ -56,6 +56,36 @@ INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, ca
 PRAGMA user_version = 3;
 `;
 
+/** A file created by version 4 (commit 701dcf3): the state CHECK spelled with OR, no solver id columns, verbatim. */
+const SCHEMA_V4 = `
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'missed' OR state = 'late'),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE TABLE counts (one INTEGER PRIMARY KEY CHECK (one = 1), pending INTEGER NOT NULL, delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL, late INTEGER NOT NULL);
+INSERT INTO counts VALUES (1, 2, 1, 1, 0);
+CREATE TABLE heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT INTO heartbeat VALUES (1, 3);
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES
+  ('p1', 'pending', 1, 1000, 5000, 0), ('p2', 'pending', 1, 1000, 6000, 0), ('m1', 'missed', 1, 1000, 3000, 0);
+INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks)
+  VALUES ('d1', 'delivered', 1, 'solved', 'tok', 'query', 1000, 9000, 2000, 1);
+INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks)
+  VALUES ('u1', 'delivered', 0, 'failed', 'ERROR_CAPTCHA_UNSOLVABLE', 'json', 2500, 2);
+PRAGMA user_version = 4;
+`;
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -84,7 +114,7 @@ describe('SqliteTaskStore schema', () => {
     expect(await store.expireDue(4000, 10)).toEqual(['p2']);
     expect(
       await store.recordCallback({ taskId: 'p1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4500 }),
-    ).toEqual({ kind: 'delivered', submittedAt: 1000 });
+    ).toEqual({ kind: 'delivered', id: 'p1', submittedAt: 1000 });
     expect((await store.list('delivered', 10)).map((t) => t.id)).toEqual(['d1', 'p1']);
     expect(await store.purge(2500, 10)).toBe(1); // d1, settled at 2000
     await store.close();
@@ -103,10 +133,10 @@ describe('SqliteTaskStore schema', () => {
     expect(await store.get('u1')).toMatchObject({ registered: false, callbacks: 2, code: 'ERROR_CAPTCHA_UNSOLVABLE' });
     expect(
       await store.recordCallback({ taskId: 'm1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4000 }),
-    ).toEqual({ kind: 'late', submittedAt: 1000 });
+    ).toEqual({ kind: 'late', id: 'm1', submittedAt: 1000 });
     expect(
       await store.recordCallback({ taskId: 'p1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4100 }),
-    ).toEqual({ kind: 'delivered', submittedAt: 1000 });
+    ).toEqual({ kind: 'delivered', id: 'p1', submittedAt: 1000 });
     expect((await store.list('late', 10)).map((t) => t.id)).toEqual(['m1']);
     expect((await store.list('delivered', 10)).map((t) => t.id)).toEqual(['u1', 'p1']);
     await store.close();
@@ -125,12 +155,65 @@ describe('SqliteTaskStore schema', () => {
     expect(tasksRootPage(reopened)).toBe(rootPage);
     reopened.close();
   });
+  it('upgrades a version 4 file in place by adding the columns: no rebuild, every row, count and index kept', async () => {
+    const path = fileWith(SCHEMA_V4);
+    const before = new DatabaseSync(path);
+    const rootPage = tasksRootPage(before);
+    before.close();
+
+    const store = new SqliteTaskStore(path);
+    expect(await store.counts()).toEqual({ pending: 2, delivered: 1, missed: 1, late: 0 });
+    expect(await store.get('d1')).toEqual({
+      id: 'd1',
+      solverTaskId: null,
+      state: 'delivered',
+      registered: true,
+      outcome: 'solved',
+      code: 'tok',
+      format: 'query',
+      solution: null,
+      metadata: null,
+      submittedAt: 1000,
+      deadlineAt: 9000,
+      receivedAt: 2000,
+      callbacks: 1,
+    });
+    expect(await store.get('u1')).toMatchObject({ registered: false, callbacks: 2, solverTaskId: null });
+    // The old rows take the new fields: a solver id attached, a whole result stored, found by either id.
+    expect(await store.attachSolverTaskId('p1', 's-p1')).toEqual({ kind: 'attached' });
+    expect(
+      await store.recordCallback({
+        solverTaskId: 's-p1',
+        outcome: 'solved',
+        code: 'c',
+        format: 'json',
+        receivedAt: 4000,
+        solution: { token: 'c', userAgent: 'UA' },
+        metadata: { cost: '0.001' },
+      }),
+    ).toEqual({ kind: 'delivered', id: 'p1', submittedAt: 1000 });
+    expect(await store.get('s-p1')).toMatchObject({ id: 'p1', solution: { token: 'c', userAgent: 'UA' } });
+    expect(
+      await store.recordCallback({ taskId: 'm1', outcome: 'solved', code: 'c', format: 'query', receivedAt: 4100 }),
+    ).toEqual({ kind: 'late', id: 'm1', submittedAt: 1000 });
+    expect(await store.expireDue(6000, 10)).toEqual(['p2']);
+    expect((await store.list('delivered', 10)).map((t) => t.id)).toEqual(['d1', 'u1', 'p1']);
+    expect(await store.counts()).toEqual({ pending: 0, delivered: 2, missed: 1, late: 1 });
+    await store.close();
+
+    const db = new DatabaseSync(path);
+    expectCurrentSchema(db);
+    // ALTER TABLE … ADD COLUMN changes the table in place: a rebuilt table would have a new root page.
+    expect(tasksRootPage(db)).toBe(rootPage);
+    expect(db.prepare('SELECT beats FROM heartbeat').get()).toEqual({ beats: 3 });
+    db.close();
+  });
 });
 
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
     const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
-    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 4/);
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 5/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
@@ -156,10 +239,21 @@ function columns(db: DatabaseSync): string[] {
   );
 }
 
-/** Version 4: the v3 indexes, the state CHECK spelled with OR, and the CHECK still enforced. */
+/**
+ * Version 5: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
+ * solver id, solution and metadata columns last, and solver ids unique.
+ */
 function expectCurrentSchema(db: DatabaseSync): void {
-  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 4 });
-  expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at']);
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
+  expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at', 'tasks_solver']);
+  expect(columns(db).slice(-3)).toEqual(['solver_task_id', 'solution', 'metadata']);
+  db.exec("INSERT INTO tasks (id, state, registered, callbacks, solver_task_id) VALUES ('s1', 'pending', 1, 0, 'dup')");
+  expect(() =>
+    db.exec(
+      "INSERT INTO tasks (id, state, registered, callbacks, solver_task_id) VALUES ('s2', 'pending', 1, 0, 'dup')",
+    ),
+  ).toThrow(/UNIQUE constraint failed/);
+  db.exec("DELETE FROM tasks WHERE id = 's1'");
   const { sql } = db.prepare("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get() as {
     sql: string;
   };

@@ -52,7 +52,8 @@ async function drive(
       store.recordCallback({ taskId: id(n + k), outcome: 'solved', code: CODE, format: 'query', receivedAt: now }),
     );
     const transitions = await Promise.all(burst);
-    for (const t of transitions) expect(t.kind).toBe('delivered');
+    for (const [k, t] of transitions.entries())
+      expect(t).toEqual({ kind: 'delivered', id: id(n + k), submittedAt: now });
     maxWal = Math.max(maxWal, statSync(`${path}-wal`).size);
   }
   console.log(
@@ -113,6 +114,7 @@ describe('SqliteTaskStore WAL under back-to-back commits', () => {
         }
         push({ done: store.ping() });
         push({ done: store.register([`extra-${round}-${n}`], now, now + 1000) });
+        push({ done: store.attachSolverTaskId(id(n), `solver-${n}`) });
         push({ done: store.expireDue(now - 1, 10) });
         if (round % 2 === 0 && n === 30 * round) push({ done: store.close() });
         await new Promise((r) => setTimeout(r, 1 + (round % 3)));

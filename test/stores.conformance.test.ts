@@ -17,6 +17,11 @@ function callback(taskId: string, receivedAt: number, code = `code-${taskId}`): 
   return { taskId, outcome: 'solved', code, format: 'query', receivedAt };
 }
 
+/** A callback that names its task by the solver's id only (a query or body id, no path id). */
+function bySolver(solverTaskId: string, receivedAt: number, code = `code-${solverTaskId}`): CallbackResult {
+  return { solverTaskId, outcome: 'solved', code, format: 'query', receivedAt };
+}
+
 interface StoreFactory {
   /** A new, empty store. */
   fresh(): Promise<TaskStore>;
@@ -53,17 +58,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('registers tasks once and returns only the ids it added', async () => {
       const s = await fresh();
-      expect(await s.register(['a', 'b', 'a'], T, T + 5 * MIN)).toEqual(['a', 'b']);
-      expect(await s.register(['b', 'c'], T + 1, T + 9 * MIN)).toEqual(['c']);
-      expect(await s.register([], T, T)).toEqual([]);
+      expect(await s.register(['a', 'b', 'a'], T, T + 5 * MIN)).toEqual({ added: ['a', 'b'], merged: [] });
+      expect(await s.register(['b', 'c'], T + 1, T + 9 * MIN)).toEqual({ added: ['c'], merged: [] });
+      expect(await s.register([], T, T)).toEqual({ added: [], merged: [] });
       // Re-registering leaves the first registration untouched.
       expect(await s.get('b')).toEqual({
         id: 'b',
+        solverTaskId: null,
         state: 'pending',
         registered: true,
         outcome: null,
         code: null,
         format: null,
+        solution: null,
+        metadata: null,
         submittedAt: T,
         deadlineAt: T + 5 * MIN,
         receivedAt: null,
@@ -80,14 +88,17 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('moves pending → delivered on the first callback and keeps the result', async () => {
       const s = await fresh();
       await s.register(['t1', 't2'], T, T + 5 * MIN);
-      expect(await s.recordCallback(callback('t1', T + 1500))).toEqual({ kind: 'delivered', submittedAt: T });
+      expect(await s.recordCallback(callback('t1', T + 1500))).toEqual({ kind: 'delivered', id: 't1', submittedAt: T });
       expect(await s.get('t1')).toEqual({
         id: 't1',
+        solverTaskId: null,
         state: 'delivered',
         registered: true,
         outcome: 'solved',
         code: 'code-t1',
         format: 'query',
+        solution: null,
+        metadata: null,
         submittedAt: T,
         deadlineAt: T + 5 * MIN,
         receivedAt: T + 1500,
@@ -107,8 +118,8 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: 'json',
         receivedAt: T + 2000,
       };
-      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate' });
-      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate' });
+      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
+      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
       const t1 = await s.get('t1');
       expect(t1).toMatchObject({ state: 'delivered', outcome: 'solved', code: 'first', format: 'query', callbacks: 3 });
       expect(t1?.receivedAt).toBe(T + 1000);
@@ -124,24 +135,27 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: 'form',
         receivedAt: T,
       };
-      expect(await s.recordCallback(r)).toEqual({ kind: 'unregistered' });
+      expect(await s.recordCallback(r)).toEqual({ kind: 'unregistered', id: 'ghost' });
       expect(await s.get('ghost')).toEqual({
         id: 'ghost',
+        solverTaskId: null,
         state: 'delivered',
         registered: false,
         outcome: 'failed',
         code: 'ERROR_CAPTCHA_UNSOLVABLE',
         format: 'form',
+        solution: null,
+        metadata: null,
         submittedAt: null,
         deadlineAt: null,
         receivedAt: T,
         callbacks: 1,
       });
-      expect(await s.recordCallback({ ...r, receivedAt: T + 5 })).toEqual({ kind: 'duplicate' });
+      expect(await s.recordCallback({ ...r, receivedAt: T + 5 })).toEqual({ kind: 'duplicate', id: 'ghost' });
       expect((await s.get('ghost'))?.callbacks).toBe(2);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
       // A later registration of the same id is ignored: the result is already there.
-      expect(await s.register(['ghost'], T + 10, T + 5 * MIN)).toEqual([]);
+      expect(await s.register(['ghost'], T + 10, T + 5 * MIN)).toEqual({ added: [], merged: [] });
       expect(await s.list('delivered', 10)).toMatchObject([{ id: 'ghost', registered: false }]);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
     });
@@ -182,6 +196,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await s.expireDue(T + MIN, 10);
       expect(await s.recordCallback(callback('slow', T + 2 * MIN, 'late-code'))).toEqual({
         kind: 'late',
+        id: 'slow',
         submittedAt: T,
       });
       expect(await s.get('slow')).toMatchObject({
@@ -192,7 +207,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         callbacks: 1,
       });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
-      expect(await s.recordCallback(callback('slow', T + 3 * MIN, 'again'))).toEqual({ kind: 'duplicate' });
+      expect(await s.recordCallback(callback('slow', T + 3 * MIN, 'again'))).toEqual({ kind: 'duplicate', id: 'slow' });
       expect(await s.get('slow')).toMatchObject({ state: 'late', code: 'late-code', callbacks: 2 });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
     });
@@ -355,8 +370,8 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.counts()).toEqual(before);
 
       // A callback for a purged id is a new, unregistered result; a purged id can be registered afresh.
-      expect(await s.recordCallback(callback('d1', T + 20 * MIN))).toEqual({ kind: 'unregistered' });
-      expect(await s.register(['m1'], T + 20 * MIN, T + 25 * MIN)).toEqual(['m1']);
+      expect(await s.recordCallback(callback('d1', T + 20 * MIN))).toEqual({ kind: 'unregistered', id: 'd1' });
+      expect(await s.register(['m1'], T + 20 * MIN, T + 25 * MIN)).toEqual({ added: ['m1'], merged: [] });
       expect(await s.counts()).toEqual({ ...before, pending: 3 });
     });
 
@@ -382,9 +397,461 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await s.register(['again'], T, T + MIN);
       await s.recordCallback(callback('again', T + 1));
       expect(await s.purge(T + 2, 10)).toBe(1);
-      expect(await s.register(['again'], T + 2, T + 60 * MIN)).toEqual(['again']);
+      expect(await s.register(['again'], T + 2, T + 60 * MIN)).toEqual({ added: ['again'], merged: [] });
       expect(await s.expireDue(T + 2 * MIN, 10)).toEqual([]);
       expect(await s.get('again')).toMatchObject({ state: 'pending', deadlineAt: T + 60 * MIN });
+    });
+
+    // ---- two ids per task: the app's id and the solver's task id ------------------------------------------------
+
+    it('registers tasks with solver ids and their own deadlines, and the sweep honours each deadline', async () => {
+      const s = await fresh();
+      expect(
+        await s.register(
+          [
+            { id: 'a', solverTaskId: 'sa', deadlineAt: T + 3 * MIN },
+            { id: 'b', deadlineAt: T + 1 * MIN },
+            'c', // the call's deadline, T + 2 min
+            { id: 'd', solverTaskId: 'sd' },
+          ],
+          T,
+          T + 2 * MIN,
+        ),
+      ).toEqual({ added: ['a', 'b', 'c', 'd'], merged: [] });
+      expect(await s.get('a')).toEqual({
+        id: 'a',
+        solverTaskId: 'sa',
+        state: 'pending',
+        registered: true,
+        outcome: null,
+        code: null,
+        format: null,
+        solution: null,
+        metadata: null,
+        submittedAt: T,
+        deadlineAt: T + 3 * MIN,
+        receivedAt: null,
+        callbacks: 0,
+      });
+      expect(await s.get('d')).toMatchObject({ solverTaskId: 'sd', deadlineAt: T + 2 * MIN });
+      const pending = (await s.list('pending', 10)).map((t) => t.id);
+      // c and d share a deadline: their order between them is the store's.
+      expect([pending[0], pending.slice(1, 3).sort(), pending[3], pending.length]).toEqual(['b', ['c', 'd'], 'a', 4]);
+      expect(await s.expireDue(T + 1 * MIN - 1, 10)).toEqual([]);
+      expect(await s.expireDue(T + 1 * MIN, 10)).toEqual(['b']);
+      expect((await s.expireDue(T + 2 * MIN, 10)).sort()).toEqual(['c', 'd']);
+      expect(await s.expireDue(T + 3 * MIN - 1, 10)).toEqual([]);
+      expect(await s.expireDue(T + 3 * MIN, 10)).toEqual(['a']);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 4, late: 0 });
+      // Registering a known id again neither repeats the registration nor attaches the solver id given with it.
+      expect(await s.register([{ id: 'b', solverTaskId: 'sb', deadlineAt: T + 60 * MIN }], T, T)).toEqual({
+        added: [],
+        merged: [],
+      });
+      expect(await s.get('b')).toMatchObject({ solverTaskId: null, state: 'missed', deadlineAt: T + MIN });
+      expect(await s.get('sb')).toBeUndefined();
+    });
+
+    it('finds a task by its app id, else by its solver id', async () => {
+      const s = await fresh();
+      await s.register([{ id: 'app-1', solverTaskId: 'solver-1' }, 'app-2'], T, T + MIN);
+      expect(await s.get('app-1')).toMatchObject({ id: 'app-1', solverTaskId: 'solver-1', state: 'pending' });
+      expect(await s.get('solver-1')).toEqual(await s.get('app-1'));
+      expect(await s.get('app-2')).toMatchObject({ id: 'app-2', solverTaskId: null });
+      expect(await s.get('solver-2')).toBeUndefined();
+      // An app id that is also another task's solver id: the app id wins.
+      await s.register([{ id: 'app-3', solverTaskId: 'app-2' }], T, T + MIN);
+      expect(await s.get('app-2')).toMatchObject({ id: 'app-2' });
+    });
+
+    it("links the solver id a callback by the app's id carries, so later callbacks by solver id find the task", async () => {
+      const s = await fresh();
+      await s.register(['t'], T, T + MIN);
+      expect(await s.recordCallback({ ...callback('t', T + 1), solverTaskId: 's-t' })).toEqual({
+        kind: 'delivered',
+        id: 't',
+        submittedAt: T,
+      });
+      expect(await s.get('t')).toMatchObject({ solverTaskId: 's-t', state: 'delivered', code: 'code-t' });
+      expect(await s.get('s-t')).toMatchObject({ id: 't' });
+      expect(await s.recordCallback(bySolver('s-t', T + 2, 'again'))).toEqual({ kind: 'duplicate', id: 't' });
+      expect(await s.get('t')).toMatchObject({ code: 'code-t', callbacks: 2 });
+      // A duplicate by the app's id also links the solver id when the task has none yet.
+      await s.register(['u'], T, T + MIN);
+      await s.recordCallback(callback('u', T + 1));
+      expect(await s.recordCallback({ ...callback('u', T + 2), solverTaskId: 's-u' })).toEqual({
+        kind: 'duplicate',
+        id: 'u',
+      });
+      expect(await s.get('s-u')).toMatchObject({ id: 'u', solverTaskId: 's-u', callbacks: 2 });
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 2, missed: 0, late: 0 });
+    });
+
+    it('finds the task registered with the solver id for a callback that carries only that id', async () => {
+      const s = await fresh();
+      await s.register(
+        [
+          { id: 'app', solverTaskId: 'sol' },
+          { id: 'slow', solverTaskId: 'sol-slow' },
+        ],
+        T,
+        T + MIN,
+      );
+      expect(await s.recordCallback(bySolver('sol', T + 5))).toEqual({ kind: 'delivered', id: 'app', submittedAt: T });
+      expect(await s.get('app')).toMatchObject({
+        id: 'app',
+        solverTaskId: 'sol',
+        state: 'delivered',
+        registered: true,
+        code: 'code-sol',
+        receivedAt: T + 5,
+        callbacks: 1,
+      });
+      expect(await s.expireDue(T + MIN, 10)).toEqual(['slow']);
+      expect(await s.recordCallback(bySolver('sol-slow', T + 2 * MIN))).toEqual({
+        kind: 'late',
+        id: 'slow',
+        submittedAt: T,
+      });
+      expect(await s.recordCallback(bySolver('sol', T + 6))).toEqual({ kind: 'duplicate', id: 'app' });
+      expect(await s.list('delivered', 10)).toMatchObject([{ id: 'app', callbacks: 2 }]);
+      // No record was made under the solver ids.
+      expect((await s.get('sol'))?.id).toBe('app');
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 1 });
+    });
+
+    it("delivers a task registered under the solver's id for a callback that carries only that id", async () => {
+      // Apps that register the id the solver returned as their own id, with no solver id: the callback's solver id
+      // is that task's app id.
+      const s = await fresh();
+      await s.register(['73400123'], T, T + MIN);
+      expect(await s.recordCallback(bySolver('73400123', T + 1))).toEqual({
+        kind: 'delivered',
+        id: '73400123',
+        submittedAt: T,
+      });
+      expect(await s.get('73400123')).toMatchObject({ registered: true, state: 'delivered', callbacks: 1 });
+      expect(await s.recordCallback(bySolver('73400123', T + 2))).toEqual({ kind: 'duplicate', id: '73400123' });
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
+    });
+
+    it('files a callback whose path id and solver id differ under the path id, keeping the solver id', async () => {
+      const s = await fresh();
+      await s.register(['p', { id: 'q', solverTaskId: 'sq' }, { id: 'r', solverTaskId: 'sr' }], T, T + MIN);
+      // The path wins; the solver id is kept on the task.
+      await s.register(['p2'], T, T + MIN);
+      expect(await s.recordCallback({ ...callback('p2', T + 1), solverTaskId: 'fresh' })).toMatchObject({
+        kind: 'delivered',
+        id: 'p2',
+      });
+      expect(await s.get('fresh')).toMatchObject({ id: 'p2', solverTaskId: 'fresh' });
+      // The path wins even when the solver id belongs to another task; that task keeps it and stays pending.
+      expect(await s.recordCallback({ ...callback('p', T + 2), solverTaskId: 'sq' })).toEqual({
+        kind: 'delivered',
+        id: 'p',
+        submittedAt: T,
+      });
+      expect(await s.get('p')).toMatchObject({ solverTaskId: null, state: 'delivered' });
+      expect(await s.get('q')).toMatchObject({ solverTaskId: 'sq', state: 'pending', callbacks: 0 });
+      expect((await s.get('sq'))?.id).toBe('q');
+      // A task keeps the solver id it has; another one in a callback by its app id does not replace it.
+      expect(await s.recordCallback({ ...callback('r', T + 3), solverTaskId: 'other' })).toMatchObject({
+        kind: 'delivered',
+        id: 'r',
+      });
+      expect(await s.get('r')).toMatchObject({ solverTaskId: 'sr' });
+      expect(await s.get('other')).toBeUndefined();
+      // An unknown path id with a known solver id: the solver id finds the task.
+      expect(await s.recordCallback({ ...callback('nobody', T + 4), solverTaskId: 'sq' })).toEqual({
+        kind: 'delivered',
+        id: 'q',
+        submittedAt: T,
+      });
+      expect(await s.get('nobody')).toBeUndefined();
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 4, missed: 0, late: 0 });
+    });
+
+    it('refuses a callback that names no task', async () => {
+      const s = await fresh();
+      await s.register(['x'], T, T + MIN);
+      const anonymous: CallbackResult = { outcome: 'solved', code: 'c', format: 'json', receivedAt: T };
+      await expect(s.recordCallback(anonymous)).rejects.toBeInstanceOf(StoreUnavailableError);
+      // Only that call: a callback stored at the same moment is unaffected.
+      const [bad, good] = await Promise.allSettled([s.recordCallback(anonymous), s.recordCallback(callback('x', T))]);
+      expect(bad.status).toBe('rejected');
+      expect(good).toEqual({ status: 'fulfilled', value: { kind: 'delivered', id: 'x', submittedAt: T } });
+    });
+
+    it('attaches a solver id: attached, unchanged, unknown, conflict', async () => {
+      const s = await fresh();
+      await s.register(['a', 'b', { id: 'c', solverTaskId: 'sc' }], T, T + MIN);
+      await s.recordCallback(callback('ghost', T)); // unregistered
+      expect(await s.attachSolverTaskId('a', 'sa')).toEqual({ kind: 'attached' });
+      expect(await s.get('a')).toMatchObject({ solverTaskId: 'sa', state: 'pending' });
+      expect(await s.attachSolverTaskId('a', 'sa')).toEqual({ kind: 'unchanged' });
+      expect(await s.attachSolverTaskId('c', 'sc')).toEqual({ kind: 'unchanged' });
+      expect(await s.attachSolverTaskId('nobody', 'sn')).toEqual({ kind: 'unknown' });
+      expect(await s.attachSolverTaskId('ghost', 'sg')).toEqual({ kind: 'unknown' }); // not registered
+      expect(await s.get('sn')).toBeUndefined();
+      expect(await s.get('sg')).toBeUndefined();
+      // The task has another solver id; the solver id belongs to another registered task.
+      expect(await s.attachSolverTaskId('a', 'sa2')).toEqual({ kind: 'conflict' });
+      expect(await s.attachSolverTaskId('b', 'sc')).toEqual({ kind: 'conflict' });
+      expect(await s.get('a')).toMatchObject({ solverTaskId: 'sa' });
+      expect(await s.get('b')).toMatchObject({ solverTaskId: null });
+      expect((await s.get('sc'))?.id).toBe('c');
+      expect(await s.get('sa2')).toBeUndefined();
+      // A settled task can still be given its solver id.
+      await s.recordCallback(callback('b', T + 1));
+      expect(await s.attachSolverTaskId('b', 'sb')).toEqual({ kind: 'attached' });
+      expect(await s.recordCallback(bySolver('sb', T + 2))).toEqual({ kind: 'duplicate', id: 'b' });
+      expect(await s.recordCallback(bySolver('sa', T + 3))).toEqual({ kind: 'delivered', id: 'a', submittedAt: T });
+      expect(await s.counts()).toEqual({ pending: 1, delivered: 2, missed: 0, late: 0 });
+    });
+
+    it('merges a callback that came by solver id before attach: the task gets it, the unregistered record goes', async () => {
+      const s = await fresh();
+      const early: CallbackResult = {
+        solverTaskId: 'early',
+        outcome: 'solved',
+        code: 'tok-early',
+        format: 'json',
+        receivedAt: T + 100,
+        solution: { gRecaptchaResponse: 'tok-early', userAgent: 'UA/1.0' },
+        metadata: { cost: '0.00120', solveCount: 1 },
+      };
+      expect(await s.recordCallback(early)).toEqual({ kind: 'unregistered', id: 'early' });
+      expect(await s.recordCallback({ ...early, code: 'second', receivedAt: T + 200 })).toEqual({
+        kind: 'duplicate',
+        id: 'early',
+      });
+      expect(await s.get('early')).toMatchObject({ registered: false, solverTaskId: 'early', callbacks: 2 });
+      await s.register(['m'], T, T + MIN);
+      expect(await s.attachSolverTaskId('m', 'early')).toEqual({
+        kind: 'merged',
+        transition: { kind: 'delivered', id: 'm', submittedAt: T },
+        result: {
+          taskId: 'm',
+          solverTaskId: 'early',
+          outcome: 'solved',
+          code: 'tok-early',
+          format: 'json',
+          receivedAt: T + 100,
+          solution: early.solution,
+          metadata: early.metadata,
+        },
+      });
+      expect(await s.get('m')).toEqual({
+        id: 'm',
+        solverTaskId: 'early',
+        state: 'delivered',
+        registered: true,
+        outcome: 'solved',
+        code: 'tok-early',
+        format: 'json',
+        solution: early.solution,
+        metadata: early.metadata,
+        submittedAt: T,
+        deadlineAt: T + MIN,
+        receivedAt: T + 100,
+        callbacks: 2,
+      });
+      // The unregistered record is gone: the solver id finds the task, and only the task is listed.
+      expect(await s.get('early')).toEqual(await s.get('m'));
+      expect((await s.list('delivered', 10)).map((t) => t.id)).toEqual(['m']);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
+      expect(await s.attachSolverTaskId('m', 'early')).toEqual({ kind: 'unchanged' });
+      expect(await s.recordCallback({ ...early, receivedAt: T + 300 })).toEqual({ kind: 'duplicate', id: 'm' });
+      expect(await s.get('m')).toMatchObject({ callbacks: 3, receivedAt: T + 100 });
+      // Purged later, it goes with its solver id.
+      expect(await s.purge(T + 1000, 10)).toBe(1);
+      expect(await s.get('early')).toBeUndefined();
+    });
+
+    it('merges into a missed task as late, and into a settled one as a duplicate that keeps the first result', async () => {
+      const s = await fresh();
+      await s.register(['missed', 'done'], T, T + MIN);
+      expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['done', 'missed']);
+      await s.register(['done2'], T, T + 10 * MIN);
+      await s.recordCallback(callback('done2', T + 10, 'first'));
+      await s.recordCallback(bySolver('s-missed', T + 2 * MIN, 'late-tok'));
+      await s.recordCallback(bySolver('s-done', T + 20, 'dup-tok'));
+      await s.recordCallback(bySolver('s-done', T + 21, 'dup-tok-2'));
+      const late = await s.attachSolverTaskId('missed', 's-missed');
+      expect(late).toMatchObject({ kind: 'merged', transition: { kind: 'late', id: 'missed', submittedAt: T } });
+      expect(await s.get('missed')).toMatchObject({ state: 'late', code: 'late-tok', callbacks: 1 });
+      const dup = await s.attachSolverTaskId('done2', 's-done');
+      expect(dup).toMatchObject({
+        kind: 'merged',
+        transition: { kind: 'duplicate', id: 'done2' },
+        result: { taskId: 'done2', solverTaskId: 's-done', code: 'dup-tok', receivedAt: T + 20 },
+      });
+      expect(await s.get('done2')).toMatchObject({
+        state: 'delivered',
+        code: 'first',
+        receivedAt: T + 10,
+        callbacks: 3,
+        solverTaskId: 's-done',
+      });
+      expect(await s.get('s-missed')).toMatchObject({ id: 'missed' });
+      expect((await s.list('delivered', 10)).map((t) => t.id)).toEqual(['done2']);
+      expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 1, late: 1 });
+    });
+
+    it('merges on register: counts and callbacks add up, and a solver id held by a registered task is left off', async () => {
+      const s = await fresh();
+      await s.recordCallback({ ...bySolver('x1', T + 5), metadata: { cost: 0.002 } });
+      // A callback by an unregistered app id carrying a solver id links it too, so registration can merge it.
+      expect(await s.recordCallback({ ...callback('u', T + 6), solverTaskId: 'x2' })).toEqual({
+        kind: 'unregistered',
+        id: 'u',
+      });
+      expect((await s.get('x2'))?.id).toBe('u');
+      await s.register([{ id: 'held', solverTaskId: 'x3' }], T, T + MIN);
+      const result = await s.register(
+        [
+          { id: 'r1', solverTaskId: 'x1' },
+          { id: 'r2', solverTaskId: 'x2' },
+          { id: 'r3', solverTaskId: 'x3' },
+          { id: 'r4', solverTaskId: 'x4' },
+        ],
+        T + 1,
+        T + MIN,
+      );
+      expect(result.added).toEqual(['r1', 'r2', 'r3', 'r4']);
+      expect(result.merged).toEqual([
+        {
+          transition: { kind: 'delivered', id: 'r1', submittedAt: T + 1 },
+          result: {
+            taskId: 'r1',
+            solverTaskId: 'x1',
+            outcome: 'solved',
+            code: 'code-x1',
+            format: 'query',
+            receivedAt: T + 5,
+            solution: null,
+            metadata: { cost: 0.002 },
+          },
+        },
+        {
+          transition: { kind: 'delivered', id: 'r2', submittedAt: T + 1 },
+          result: {
+            taskId: 'r2',
+            solverTaskId: 'x2',
+            outcome: 'solved',
+            code: 'code-u',
+            format: 'query',
+            receivedAt: T + 6,
+            solution: null,
+            metadata: null,
+          },
+        },
+      ]);
+      expect(await s.get('u')).toBeUndefined();
+      expect(await s.get('x2')).toMatchObject({ id: 'r2', state: 'delivered', code: 'code-u', callbacks: 1 });
+      expect(await s.get('x1')).toMatchObject({ id: 'r1', state: 'delivered', metadata: { cost: 0.002 } });
+      expect(await s.get('r3')).toMatchObject({ state: 'pending', solverTaskId: null });
+      expect((await s.get('x3'))?.id).toBe('held');
+      expect(await s.get('r4')).toMatchObject({ state: 'pending', solverTaskId: 'x4' });
+      expect((await s.list('delivered', 10)).map((t) => t.id).sort()).toEqual(['r1', 'r2']);
+      expect(await s.counts()).toEqual({ pending: 3, delivered: 2, missed: 0, late: 0 });
+    });
+
+    it('unlinks a purged task’s solver id, so it can be stored or attached afresh', async () => {
+      const s = await fresh();
+      await s.register([{ id: 'pa', solverTaskId: 'spa' }], T, T + MIN);
+      await s.recordCallback(bySolver('spa', T + 1));
+      await s.recordCallback(bySolver('sghost', T + 2)); // unregistered, linked to its own solver id
+      expect(await s.purge(T + 10, 10)).toBe(2);
+      expect(await s.get('spa')).toBeUndefined();
+      expect(await s.get('sghost')).toBeUndefined();
+      await s.register(['pb', 'pc'], T + 20, T + MIN);
+      expect(await s.attachSolverTaskId('pb', 'spa')).toEqual({ kind: 'attached' });
+      expect(await s.recordCallback(bySolver('spa', T + 30))).toEqual({
+        kind: 'delivered',
+        id: 'pb',
+        submittedAt: T + 20,
+      });
+      expect(await s.recordCallback({ ...callback('pc', T + 31), solverTaskId: 'sghost' })).toMatchObject({
+        kind: 'delivered',
+        id: 'pc',
+      });
+      expect((await s.get('sghost'))?.id).toBe('pc');
+    });
+
+    it('keeps the whole solution and metadata exactly (nested objects, arrays, unicode)', async () => {
+      const s = await fresh();
+      const solution = {
+        gRecaptchaResponse: '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw',
+        userAgent: 'Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0',
+        respKey: 'E0_eyJ0eXAiOiJKV1Q',
+        cookies: { cf_clearance: 'abc', nested: { deeper: [1, 2.5, -3e-7, { x: null }], empty: {} } },
+        text: 'Ünïcödé ✓ 漢字 🧩 "quotes" \\ back\\slash\n newline',
+        flags: [true, false, null],
+      };
+      const metadata = { cost: '0.00099', createTime: 1700000000, endTime: 1700000012, solveCount: 2, errorId: 0 };
+      await s.register(['rich'], T, T + MIN);
+      const r: CallbackResult = { ...callback('rich', T + 1), format: 'json', solution, metadata };
+      await s.recordCallback(r);
+      expect(await s.get('rich')).toMatchObject({ solution, metadata });
+      expect((await s.get('rich'))?.solution).toEqual(solution);
+      expect((await s.get('rich'))?.metadata).toEqual(metadata);
+      expect((await s.list('delivered', 10))[0]).toMatchObject({ id: 'rich', solution, metadata });
+      // A duplicate keeps the first result's details.
+      await s.recordCallback({ ...r, solution: { other: 1 }, metadata: null });
+      expect((await s.get('rich'))?.solution).toEqual(solution);
+      // Unregistered ones keep theirs; no details read back as null.
+      await s.recordCallback({ ...r, taskId: 'loose', metadata: { status: 0, ключ: 'значение' } });
+      expect(await s.get('loose')).toMatchObject({ solution, metadata: { status: 0, ключ: 'значение' } });
+      await s.recordCallback({ ...callback('bare', T + 2), solution: null });
+      expect(await s.get('bare')).toMatchObject({ solution: null, metadata: null });
+    });
+
+    it('lets two instances correlating one task by different ids deliver it exactly once', async () => {
+      const [a, b] = await pair();
+      const n = 20;
+      const tasks = Array.from({ length: n }, (_, i) => ({ id: `app-${i}`, solverTaskId: `sol-${i}` }));
+      await a.register(tasks, T, T + MIN);
+      // One callback by the app's id on one instance, one by the solver's id only on the other, all at once.
+      const results = await Promise.all(
+        tasks.flatMap((t, i) => [
+          (i % 2 ? a : b).recordCallback(callback(t.id, T + 1)),
+          (i % 2 ? b : a).recordCallback(bySolver(t.solverTaskId, T + 2)),
+        ]),
+      );
+      for (const [i, t] of tasks.entries()) {
+        const pairKinds = [results[2 * i]!, results[2 * i + 1]!].map((r) => `${r.kind}:${r.id}`).sort();
+        expect(pairKinds).toEqual([`delivered:${t.id}`, `duplicate:${t.id}`]);
+      }
+      expect(await a.counts()).toEqual({ pending: 0, delivered: n, missed: 0, late: 0 });
+      expect(await b.get('sol-3')).toMatchObject({ id: 'app-3', callbacks: 2 });
+      expect(await b.list('delivered', 2 * n)).toHaveLength(n);
+    });
+
+    it('lets attach on one instance and a callback by solver id on the other settle a task exactly once', async () => {
+      const [a, b] = await pair();
+      const n = 20;
+      const ids = Array.from({ length: n }, (_, i) => `late-attach-${i}`);
+      await a.register(ids, T, T + MIN);
+      const [attached, callbacks] = await Promise.all([
+        Promise.all(ids.map((id) => a.attachSolverTaskId(id, `s-${id}`))),
+        Promise.all(ids.map((id) => b.recordCallback(bySolver(`s-${id}`, T + 1)))),
+      ]);
+      for (const [i, id] of ids.entries()) {
+        const attach = attached[i]!;
+        const cb = callbacks[i]!;
+        // Either the callback came first (stored unregistered, then merged by attach) or the attach did.
+        if (attach.kind === 'merged') {
+          expect(cb).toEqual({ kind: 'unregistered', id: `s-${id}` });
+          expect(attach.transition).toEqual({ kind: 'delivered', id, submittedAt: T });
+        } else {
+          expect(attach).toEqual({ kind: 'attached' });
+          expect(cb).toEqual({ kind: 'delivered', id, submittedAt: T });
+        }
+        expect(await b.get(`s-${id}`)).toMatchObject({ id, state: 'delivered', callbacks: 1 });
+      }
+      expect(await b.counts()).toEqual({ pending: 0, delivered: n, missed: 0, late: 0 });
+      expect(await a.list('delivered', 2 * n)).toHaveLength(n);
     });
 
     it('rejects every call with StoreUnavailableError once closed', async () => {
@@ -395,6 +862,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await expect(s.ping()).rejects.toEqual(unavailable);
       await expect(s.recordCallback(callback('x', T))).rejects.toEqual(unavailable);
       await expect(s.register(['x'], T, T)).rejects.toEqual(unavailable);
+      await expect(s.attachSolverTaskId('x', 'sx')).rejects.toEqual(unavailable);
       await expect(s.get('x')).rejects.toEqual(unavailable);
       await expect(s.list('pending', 10)).rejects.toEqual(unavailable);
       await expect(s.counts()).rejects.toEqual(unavailable);
@@ -431,6 +899,15 @@ storeConformance(
   }),
   async () => rmSync(sqliteDir, { recursive: true, force: true }),
 );
+
+storeConformance('sqlite (:memory:)', async () => ({
+  fresh: async () => new SqliteTaskStore(':memory:'),
+  pair: async () => {
+    // An in-memory database belongs to its one connection: as with the memory store, one instance races itself.
+    const s = new SqliteTaskStore(':memory:');
+    return [s, s];
+  },
+}));
 
 // ---- redis -----------------------------------------------------------------------------------------------------
 
@@ -476,7 +953,7 @@ describe('SqliteTaskStore specifics', () => {
   it('works in memory with sqlite::memory:', async () => {
     const s = await createStore('sqlite::memory:');
     expect(s).toBeInstanceOf(SqliteTaskStore);
-    expect(await s.register(['m'], T, T + MIN)).toEqual(['m']);
+    expect(await s.register(['m'], T, T + MIN)).toEqual({ added: ['m'], merged: [] });
     await s.ping();
     await s.close();
   });
@@ -517,7 +994,7 @@ describe('RedisTaskStore outages', () => {
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      expect(await s.recordCallback(callback('after', T + 2))).toEqual({ kind: 'unregistered' });
+      expect(await s.recordCallback(callback('after', T + 2))).toEqual({ kind: 'unregistered', id: 'after' });
     } finally {
       await s.close();
     }
@@ -570,8 +1047,8 @@ describe('createStore', () => {
     try {
       const s = await createStore(`${server.url.replace(/\/0$/, '/3')}?prefix=app1:`);
       expect(s).toBeInstanceOf(RedisTaskStore);
-      expect((s as RedisTaskStore).keyPrefix).toBe('app1:');
-      expect(await s.register(['r'], T, T + MIN)).toEqual(['r']);
+      expect((s as unknown as RedisTaskStore).keyPrefix).toBe('app1:');
+      expect(await s.register(['r'], T, T + MIN)).toEqual({ added: ['r'], merged: [] });
       await s.close();
     } finally {
       await server.stop();

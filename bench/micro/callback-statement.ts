@@ -1,8 +1,11 @@
 /**
  * A/B of the statements that apply one delivered callback, on SqliteTaskStore's schema: the shapes the store has
- * used (2026-11-23: SELECT then UPDATE with objects; 2026-12-01 morning: one UPDATE … RETURNING with an array row; now:
- * an array SELECT then a plain UPDATE) on the version 3 table (state CHECK as `IN (…)`, verbatim below) and on the
- * current one (the same CHECK spelled with OR). 200,000 pending tasks, transactions of 24 callbacks as group commit
+ * used (2026-11-23: SELECT then UPDATE with objects; 2026-12-01 morning: one UPDATE … RETURNING with an array row;
+ * since: an array SELECT then a plain UPDATE) with version 3's state CHECK (`IN (…)`, verbatim below) and with the
+ * current one (the same CHECK spelled with OR), both on the current table otherwise (version 5: solver id, solution
+ * and metadata columns, the solver id index). The store's shape is measured twice: a callback by the app's id (one
+ * primary-key SELECT) and one by the solver's id only (one SELECT trying the solver id index, then the primary key),
+ * both writing the solution and metadata columns. 200,000 pending tasks, transactions of 24 callbacks as group commit
  * forms them under load, a PASSIVE checkpoint every 200 transactions, variants interleaved over 4 rounds; prints CPU
  * µs (user + system) per callback. `node bench/micro/callback-statement.ts`
  */
@@ -16,7 +19,7 @@ const CODE = '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fn
 const N = 48_000; // a multiple of G
 const G = 24;
 const PRE = 200_000;
-/** Version 3's CHECK, the only difference between its table and the current one. */
+/** Version 3's CHECK, swapped into the current table for the "v3" variants. */
 const V3_CHECK = "CHECK (state IN ('pending', 'delivered', 'missed', 'late'))";
 const CURRENT_CHECK = /CHECK \(state = 'pending'[^)]*\)/;
 if (!CURRENT_CHECK.test(SQLITE_SCHEMA)) throw new Error('the state CHECK changed: update this benchmark');
@@ -68,11 +71,35 @@ const selectArraysThenUpdate: Shape = (db) => {
     if (r[0] === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, id);
   };
 };
+/** What the store runs now (SqliteTaskStore#applyCallback), for a callback without solution or metadata. */
+const storeByAppId: Shape = (db) => {
+  const sel = db.prepare('SELECT state, submitted_at, solver_task_id FROM tasks WHERE id = ?');
+  sel.setReturnArrays(true);
+  const upd = db.prepare(`UPDATE tasks SET state = ?, ${SET}, solution = ?, metadata = ? WHERE id = ?`);
+  return (id, at) => {
+    const r = sel.get(id) as unknown as [string, number, string | null];
+    if (r[0] === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, null, null, id);
+  };
+};
+const storeBySolverId: Shape = (db) => {
+  const sel = db.prepare(
+    `SELECT id, state, submitted_at, solver_task_id FROM tasks WHERE solver_task_id = ?1
+     UNION ALL SELECT id, state, submitted_at, solver_task_id FROM tasks WHERE id = ?1 LIMIT 1`,
+  );
+  sel.setReturnArrays(true);
+  const upd = db.prepare(`UPDATE tasks SET state = ?, ${SET}, solution = ?, metadata = ? WHERE id = ?`);
+  return (id, at) => {
+    const r = sel.get(id) as unknown as [string, string, number, string | null];
+    if (r[1] === 'pending') upd.run('delivered', 'solved', CODE, 'query', at, null, null, r[0]);
+  };
+};
 const variants: Record<string, [schema: string, shape: Shape]> = {
   'v3 SELECT+UPDATE (11-23)': [SCHEMAS.v3, selectUpdateObjects],
   'v3 UPDATE RETURNING (12-01)': [SCHEMAS.v3, updateReturningArrays],
   'now UPDATE RETURNING': [SCHEMAS.current, updateReturningArrays],
-  'now SELECT+UPDATE (store)': [SCHEMAS.current, selectArraysThenUpdate],
+  'now SELECT+UPDATE (v4 store)': [SCHEMAS.current, selectArraysThenUpdate],
+  'now store, by app id': [SCHEMAS.current, storeByAppId],
+  'now store, by solver id': [SCHEMAS.current, storeBySolverId],
 };
 const res: Record<string, number[]> = {};
 for (let round = 0; round < 4; round++) {
@@ -100,7 +127,7 @@ for (let round = 0; round < 4; round++) {
 }
 for (const [k, v] of Object.entries(res))
   console.log(
-    k.padEnd(28),
+    k.padEnd(30),
     v.map((x) => x.toFixed(2)).join(' '),
     'median',
     [...v].sort((a, b) => a - b)[v.length >> 1]!.toFixed(2),

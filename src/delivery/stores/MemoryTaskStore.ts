@@ -90,7 +90,11 @@ export class MemoryTaskStore implements TaskStore {
   #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
   #closed = false;
 
-  async register(tasks: readonly (string | NewTask)[], submittedAt: number, deadlineAt: number): Promise<RegisterResult> {
+  async register(
+    tasks: readonly (string | NewTask)[],
+    submittedAt: number,
+    deadlineAt: number,
+  ): Promise<RegisterResult> {
     this.#assertOpen();
     const added: string[] = [];
     const merged: RegisterResult['merged'][number][] = [];
@@ -120,7 +124,7 @@ export class MemoryTaskStore implements TaskStore {
       added.push(task.id);
       if (task.solverTaskId !== undefined) {
         const linked = this.#link(task.id, task.solverTaskId);
-        if (linked.kind === 'merged') merged.push(linked);
+        if (linked.kind === 'merged') merged.push({ transition: linked.transition, result: linked.result });
       }
     }
     return { added, merged };
@@ -165,9 +169,14 @@ export class MemoryTaskStore implements TaskStore {
 
   async recordCallback(r: CallbackResult): Promise<CallbackTransition> {
     this.#assertOpen();
+    const byAppId = r.taskId === undefined ? undefined : this.#tasks.get(r.taskId);
+    // With no app id, a solver id that no task is linked to may be a task's app id (apps that register the id the
+    // solver returned as their own): that task is the one. Storing the callback as unregistered under that id
+    // instead would overwrite the registered task. Its solver id is not linked then: the app id already finds it.
     const task =
-      (r.taskId === undefined ? undefined : this.#tasks.get(r.taskId)) ??
-      (r.solverTaskId === undefined ? undefined : this.#bySolverId(r.solverTaskId));
+      byAppId ??
+      (r.solverTaskId === undefined ? undefined : this.#bySolverId(r.solverTaskId)) ??
+      (r.taskId === undefined && r.solverTaskId !== undefined ? this.#tasks.get(r.solverTaskId) : undefined);
     if (!task) {
       const id = r.taskId ?? r.solverTaskId;
       if (id === undefined) throw new StoreUnavailableError('memory store: a callback needs a task id or a solver id');
@@ -194,7 +203,12 @@ export class MemoryTaskStore implements TaskStore {
       // Unregistered callbacks are stored but stay out of the counts: the delivery rate is about registered tasks.
       return { kind: 'unregistered', id };
     }
-    if (task.solverTaskId === null && r.solverTaskId !== undefined && !this.#bySolverId(r.solverTaskId)) {
+    if (
+      task === byAppId &&
+      task.solverTaskId === null &&
+      r.solverTaskId !== undefined &&
+      !this.#bySolverId(r.solverTaskId)
+    ) {
       task.solverTaskId = r.solverTaskId;
       this.#solverIds.set(r.solverTaskId, task.id);
     }

@@ -3,8 +3,12 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { CallbackFormat, Outcome } from '../../metrics/contract.ts';
 import {
+  type AttachResult,
   type CallbackResult,
   type CallbackTransition,
+  type NewTask,
+  type RegisterResult,
+  type ResultDetails,
   StoreUnavailableError,
   type TaskCounts,
   type TaskRecord,
@@ -37,12 +41,16 @@ export interface SqliteTaskStoreOptions {
 }
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /*
  * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
  * with a list by building a temporary b-tree every time the constraint runs, which made the CHECK a fifth of the
  * cost of a delivery (version 3 and older; opening such a file rebuilds the table once, see #migrate).
+ *
+ * Version 5 added the last three columns: the solver's task id, and the solver's whole `solution` object and its
+ * other fields as JSON text (null when the callback had none). They come last because a version 4 file gets them by
+ * `ALTER TABLE … ADD COLUMN`, which appends; a new file must have the same column order as an upgraded one.
  */
 const TASKS_TABLE = `tasks (
   id TEXT PRIMARY KEY,
@@ -54,7 +62,10 @@ const TASKS_TABLE = `tasks (
   submitted_at INTEGER,
   deadline_at INTEGER,
   received_at INTEGER,
-  callbacks INTEGER NOT NULL DEFAULT 0
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  solver_task_id TEXT,
+  solution TEXT,
+  metadata TEXT
 ) WITHOUT ROWID`;
 
 /*
@@ -67,6 +78,10 @@ const TASKS_TABLE = `tasks (
  *   serves `list()` of a settled state and retention (`purge`), both bounded range scans. A delivery adds one entry
  *   at its newest end, which every delivery of a burst shares.
  *
+ * - `tasks_solver` (version 5) maps a solver task id to its row and makes it unique across tasks. Partial: most
+ *   tasks have none (or get one only with their callback), and a NULL entry would cost a delivery an index write.
+ *   A callback that carries the app's id never reads it unless that id is unknown.
+ *
  * Up to version 2 one (state, deadline) index served both, so a delivery also inserted an entry at its deadline's
  * place among the delivered (a page of its own per callback), and a third index served retention.
  *
@@ -78,6 +93,7 @@ DROP INDEX IF EXISTS tasks_state_sort;
 DROP INDEX IF EXISTS tasks_settled;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS counts (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   pending INTEGER NOT NULL,
@@ -100,7 +116,9 @@ const oldestSettled = (state: TaskState) =>
   `SELECT * FROM (SELECT id, ${SETTLED_AT} AS at FROM tasks
      WHERE state = '${state}' AND state <> 'pending' AND ${SETTLED_AT} < ?1 ORDER BY at, id LIMIT ?2)`;
 
-const COLUMNS = 'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks';
+const COLUMNS =
+  'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks, ' +
+  'solver_task_id, solution, metadata';
 
 interface Row {
   id: string;
@@ -113,7 +131,13 @@ interface Row {
   deadline_at: number | null;
   received_at: number | null;
   callbacks: number;
+  solver_task_id: string | null;
+  solution: string | null;
+  metadata: string | null;
 }
+
+/** What a callback's lookup reads: enough to decide its transition and whether to link the solver id. */
+type CallbackRow = [id: string, state: TaskState, submittedAt: number | null, solverTaskId: string | null];
 
 /**
  * The default store: one SQLite file in WAL mode through the built-in `node:sqlite` (no native build). Every
@@ -128,10 +152,24 @@ export class SqliteTaskStore implements TaskStore {
   readonly #rollback: StatementSync;
   readonly #insertPending: StatementSync;
   readonly #insertUnregistered: StatementSync;
-  readonly #selectForCallback: StatementSync;
+  /** A callback's task by the app's id (the path): state, submitted_at, solver_task_id. */
+  readonly #selectById: StatementSync;
+  /** A callback's task by the solver's id, when the app's id is unknown. */
+  readonly #selectBySolver: StatementSync;
+  /** A callback with only the solver's id: the task linked to it, else the task whose app id it is. */
+  readonly #selectBySolverOrId: StatementSync;
   readonly #countDuplicate: StatementSync;
   /** A callback's first result on a pending (→ delivered) or missed (→ late) task. */
   readonly #settle: StatementSync;
+  /** The same two, also linking the callback's solver id to a task that has none, unless another task holds it. */
+  readonly #countDuplicateLink: StatementSync;
+  readonly #settleLink: StatementSync;
+  readonly #selectLinkTarget: StatementSync;
+  readonly #selectHolder: StatementSync;
+  readonly #link: StatementSync;
+  readonly #deleteOne: StatementSync;
+  readonly #mergeSettle: StatementSync;
+  readonly #mergeDuplicate: StatementSync;
   readonly #expire: StatementSync;
   readonly #selectOne: StatementSync;
   readonly #selectPending: StatementSync;
@@ -194,16 +232,51 @@ export class SqliteTaskStore implements TaskStore {
        VALUES (?, 'pending', 1, ?, ?, 0) ON CONFLICT (id) DO NOTHING`,
     );
     this.#insertUnregistered = db.prepare(
-      `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks)
-       VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1)`,
+      `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks, solver_task_id,
+         solution, metadata)
+       VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1, ?, ?, ?)`,
     );
-    this.#selectForCallback = db.prepare('SELECT state, submitted_at FROM tasks WHERE id = ?');
-    this.#selectForCallback.setReturnArrays(true);
+    this.#selectById = db.prepare('SELECT state, submitted_at, solver_task_id FROM tasks WHERE id = ?');
+    this.#selectById.setReturnArrays(true);
+    this.#selectBySolver = db.prepare(
+      'SELECT id, state, submitted_at, solver_task_id FROM tasks WHERE solver_task_id = ?',
+    );
+    this.#selectBySolver.setReturnArrays(true);
+    // One statement for both probes: the compound's LIMIT stops it after the first arm that finds the row.
+    this.#selectBySolverOrId = db.prepare(
+      `SELECT id, state, submitted_at, solver_task_id FROM tasks WHERE solver_task_id = ?1
+       UNION ALL SELECT id, state, submitted_at, solver_task_id FROM tasks WHERE id = ?1 LIMIT 1`,
+    );
+    this.#selectBySolverOrId.setReturnArrays(true);
     this.#countDuplicate = db.prepare('UPDATE tasks SET callbacks = callbacks + 1 WHERE id = ?');
     this.#settle = db.prepare(
-      `UPDATE tasks SET state = ?, outcome = ?, code = ?, format = ?, received_at = ?, callbacks = callbacks + 1
+      `UPDATE tasks SET state = ?, outcome = ?, code = ?, format = ?, received_at = ?, solution = ?, metadata = ?,
+         callbacks = callbacks + 1
        WHERE id = ?`,
     );
+    // Used only when the task has no solver id yet, so the link is part of the UPDATE that counts or settles (no
+    // statement of its own); the subquery leaves it NULL when another task holds that solver id.
+    const linkIfFree = '(SELECT ?1 WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE solver_task_id = ?1))';
+    this.#countDuplicateLink = db.prepare(
+      `UPDATE tasks SET callbacks = callbacks + 1, solver_task_id = ${linkIfFree} WHERE id = ?2`,
+    );
+    this.#settleLink = db.prepare(
+      `UPDATE tasks SET solver_task_id = ${linkIfFree}, state = ?2, outcome = ?3, code = ?4, format = ?5,
+         received_at = ?6, solution = ?7, metadata = ?8, callbacks = callbacks + 1
+       WHERE id = ?9`,
+    );
+    this.#selectLinkTarget = db.prepare(
+      'SELECT registered, state, submitted_at, solver_task_id FROM tasks WHERE id = ?',
+    );
+    this.#selectHolder = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE solver_task_id = ?`);
+    this.#link = db.prepare('UPDATE tasks SET solver_task_id = ? WHERE id = ?');
+    this.#deleteOne = db.prepare('DELETE FROM tasks WHERE id = ?');
+    this.#mergeSettle = db.prepare(
+      `UPDATE tasks SET solver_task_id = ?, state = ?, outcome = ?, code = ?, format = ?, received_at = ?, solution = ?,
+         metadata = ?, callbacks = callbacks + ?
+       WHERE id = ?`,
+    );
+    this.#mergeDuplicate = db.prepare('UPDATE tasks SET solver_task_id = ?, callbacks = callbacks + ? WHERE id = ?');
     // The inner SELECT is the bounded index range scan; the outer UPDATE then touches each chosen row by key.
     // (Repeating `state = 'pending'` in the outer WHERE makes SQLite scan every pending row instead.)
     this.#expire = db.prepare(
@@ -211,7 +284,11 @@ export class SqliteTaskStore implements TaskStore {
          SELECT id FROM tasks WHERE state = 'pending' AND deadline_at <= ? ORDER BY deadline_at, id LIMIT ?
        ) RETURNING id, deadline_at`,
     );
-    this.#selectOne = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
+    // By the app's id first; the solver id's arm runs only when that finds nothing.
+    this.#selectOne = db.prepare(
+      `SELECT ${COLUMNS} FROM tasks WHERE id = ?1
+       UNION ALL SELECT ${COLUMNS} FROM tasks WHERE solver_task_id = ?1 LIMIT 1`,
+    );
     this.#selectPending = db.prepare(
       `SELECT ${COLUMNS} FROM tasks WHERE state = 'pending' ORDER BY deadline_at, id LIMIT ?`,
     );
@@ -256,15 +333,89 @@ export class SqliteTaskStore implements TaskStore {
     }
   }
 
-  async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
+  async register(
+    tasks: readonly (string | NewTask)[],
+    submittedAt: number,
+    deadlineAt: number,
+  ): Promise<RegisterResult> {
     return this.#writeWhenResumed('register', () => {
       const added: string[] = [];
-      for (const id of ids) {
-        if (this.#insertPending.run(id, submittedAt, deadlineAt).changes === 1) added.push(id);
+      const merged: RegisterResult['merged'][number][] = [];
+      const counts = { delivered: 0, late: 0 };
+      for (const item of tasks) {
+        const task: NewTask = typeof item === 'string' ? { id: item } : item;
+        if (this.#insertPending.run(task.id, submittedAt, task.deadlineAt ?? deadlineAt).changes !== 1) continue;
+        added.push(task.id);
+        if (task.solverTaskId === undefined) continue;
+        const linked = this.#linkSolverId(task.id, task.solverTaskId);
+        if (linked.kind !== 'merged') continue;
+        merged.push({ transition: linked.transition, result: linked.result });
+        if (linked.transition.kind === 'delivered') counts.delivered++;
       }
-      if (added.length > 0) this.#addCounts.run(added.length, 0, 0, 0);
-      return added;
+      if (added.length > 0) this.#addCounts.run(added.length - counts.delivered, counts.delivered, 0, 0);
+      return { added, merged };
     });
+  }
+
+  async attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
+    return this.#writeWhenResumed('attachSolverTaskId', () => {
+      const result = this.#linkSolverId(id, solverTaskId);
+      if (result.kind === 'merged') {
+        const kind = result.transition.kind;
+        if (kind === 'delivered') this.#addCounts.run(-1, 1, 0, 0);
+        else if (kind === 'late') this.#addCounts.run(0, 0, -1, 1);
+      }
+      return result;
+    });
+  }
+
+  /**
+   * Links a solver id to a registered task inside the caller's transaction, merging the unregistered callback stored
+   * under it (the row is deleted first, which frees the solver id for the UNIQUE index). The caller updates counts.
+   */
+  #linkSolverId(id: string, solverTaskId: string): AttachResult {
+    const task = this.#selectLinkTarget.get(id) as
+      | { registered: number; state: TaskState; submitted_at: number | null; solver_task_id: string | null }
+      | undefined;
+    if (task?.registered !== 1) return { kind: 'unknown' };
+    if (task.solver_task_id === solverTaskId) return { kind: 'unchanged' };
+    if (task.solver_task_id !== null) return { kind: 'conflict' };
+    const holder = this.#selectHolder.get(solverTaskId) as Row | undefined;
+    if (!holder) {
+      this.#link.run(solverTaskId, id);
+      return { kind: 'attached' };
+    }
+    if (holder.registered === 1) return { kind: 'conflict' };
+    // The callback came before the app told us the solver's id: it becomes this task's callback.
+    this.#deleteOne.run(holder.id);
+    const result: CallbackResult = {
+      taskId: id,
+      solverTaskId,
+      outcome: holder.outcome ?? 'solved',
+      code: holder.code ?? '',
+      format: holder.format ?? 'query',
+      receivedAt: holder.received_at ?? 0,
+      solution: parseJson(holder.solution),
+      metadata: parseJson(holder.metadata),
+    };
+    if (task.state === 'delivered' || task.state === 'late') {
+      this.#mergeDuplicate.run(solverTaskId, holder.callbacks, id);
+      return { kind: 'merged', transition: { kind: 'duplicate', id }, result };
+    }
+    const kind = task.state === 'pending' ? 'delivered' : 'late';
+    this.#mergeSettle.run(
+      solverTaskId,
+      kind,
+      result.outcome,
+      result.code,
+      result.format,
+      result.receivedAt,
+      holder.solution,
+      holder.metadata,
+      holder.callbacks,
+      id,
+    );
+    return { kind: 'merged', transition: { kind, id, submittedAt: task.submitted_at ?? result.receivedAt }, result };
   }
 
   /**
@@ -276,6 +427,10 @@ export class SqliteTaskStore implements TaskStore {
    */
   recordCallback(r: CallbackResult): Promise<CallbackTransition> {
     if (this.#closed) return Promise.reject(new StoreUnavailableError('SQLite store is closed'));
+    // Refused here, alone: inside the batch it would fail the group's transaction and every callback with it.
+    if (r.taskId === undefined && r.solverTaskId === undefined) {
+      return Promise.reject(new StoreUnavailableError('SQLite store: a callback needs a task id or a solver id'));
+    }
     return new Promise((resolve, reject) => {
       this.#batch.push({ result: r, resolve, reject });
       this.#scheduleFlush();
@@ -350,23 +505,52 @@ export class SqliteTaskStore implements TaskStore {
     // A read, then a plain UPDATE: inside the write transaction nothing can change the row in between. Against one
     // `UPDATE … RETURNING` (which SQLite runs through a temporary table of the returned rows) this is the cheaper
     // shape now that the CHECK no longer builds a b-tree per row: 8.8 → 6.1 µs of CPU per callback
-    // (`node bench/micro/callback-statement.ts`).
-    const row = this.#selectForCallback.get(r.taskId) as [state: TaskState, submittedAt: number | null] | undefined;
+    // (`node bench/micro/callback-statement.ts`). A callback with the app's id reads by primary key only; the solver
+    // id index is read only when that id is unknown, or when the callback carries no app id (then one statement
+    // tries the solver id's link, then the solver id as an app id: apps that register the solver's id as their own).
+    let id: string;
+    let row: CallbackRow | undefined;
+    const solverTaskId = r.solverTaskId;
+    if (r.taskId !== undefined) {
+      id = r.taskId;
+      const byId = this.#selectById.get(id) as [TaskState, number | null, string | null] | undefined;
+      if (byId) row = [id, byId[0], byId[1], byId[2]];
+      else if (solverTaskId !== undefined) row = this.#selectBySolver.get(solverTaskId) as CallbackRow | undefined;
+    } else {
+      id = solverTaskId!;
+      row = this.#selectBySolverOrId.get(id) as CallbackRow | undefined;
+    }
+    const solution = r.solution == null ? null : JSON.stringify(r.solution);
+    const metadata = r.metadata == null ? null : JSON.stringify(r.metadata);
     if (!row) {
-      this.#insertUnregistered.run(r.taskId, r.outcome, r.code, r.format, r.receivedAt);
-      return { kind: 'unregistered' };
+      // Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
+      this.#insertUnregistered.run(
+        id,
+        r.outcome,
+        r.code,
+        r.format,
+        r.receivedAt,
+        solverTaskId ?? null,
+        solution,
+        metadata,
+      );
+      return { kind: 'unregistered', id };
     }
-    const [state, submittedAt] = row;
-    if (state === 'pending') {
-      this.#settle.run('delivered', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
-      return { kind: 'delivered', submittedAt: submittedAt ?? r.receivedAt };
-    }
+    const [taskId, state, submittedAt, linked] = row;
+    // Found by the app's id with no solver id yet: the callback's solver id is linked in the same UPDATE.
+    const link = linked === null && solverTaskId !== undefined && taskId === r.taskId;
     if (state === 'delivered' || state === 'late') {
-      this.#countDuplicate.run(r.taskId);
-      return { kind: 'duplicate' };
+      if (link) this.#countDuplicateLink.run(solverTaskId, taskId);
+      else this.#countDuplicate.run(taskId);
+      return { kind: 'duplicate', id: taskId };
     }
-    this.#settle.run('late', r.outcome, r.code, r.format, r.receivedAt, r.taskId);
-    return { kind: 'late', submittedAt: submittedAt ?? r.receivedAt };
+    const kind = state === 'pending' ? 'delivered' : 'late';
+    if (link) {
+      this.#settleLink.run(solverTaskId, kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, taskId);
+    } else {
+      this.#settle.run(kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, taskId);
+    }
+    return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }
 
   async expireDue(now: number, limit: number): Promise<string[]> {
@@ -474,10 +658,11 @@ export class SqliteTaskStore implements TaskStore {
 }
 
 /**
- * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. A CHECK
+ * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Version 4 only
+ * lacks version 5's three columns, which `ALTER TABLE … ADD COLUMN` appends in place (no row is rewritten). A CHECK
  * constraint cannot be altered in place, so a file from version 3 or older is copied into a new table once (about a
- * second per million tasks); version 2's virtual `sort_at` column goes with it. The indexes are created afterwards by
- * the schema itself.
+ * second per million tasks), taking the columns the old table has; version 2's virtual `sort_at` column stays behind.
+ * The indexes are created afterwards by the schema itself.
  */
 function migrate(db: DatabaseSync): void {
   const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
@@ -487,9 +672,24 @@ function migrate(db: DatabaseSync): void {
   }
   const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
   if (!exists || version === SCHEMA_VERSION) return;
+  if (version === 4) {
+    db.exec(`
+      ALTER TABLE tasks ADD COLUMN solver_task_id TEXT;
+      ALTER TABLE tasks ADD COLUMN solution TEXT;
+      ALTER TABLE tasks ADD COLUMN metadata TEXT;
+    `);
+    return;
+  }
+  // table_info lists stored columns only, so a generated column (version 2's sort_at) is never copied.
+  const old = new Set(
+    (db.prepare("SELECT name FROM pragma_table_info('tasks')").all() as Array<{ name: string }>).map((c) => c.name),
+  );
+  const copied = COLUMNS.split(', ')
+    .filter((c) => old.has(c))
+    .join(', ');
   db.exec(`
     CREATE TABLE tasks_next ${TASKS_TABLE.slice('tasks '.length)};
-    INSERT INTO tasks_next (${COLUMNS}) SELECT ${COLUMNS} FROM tasks;
+    INSERT INTO tasks_next (${copied}) SELECT ${copied} FROM tasks;
     DROP TABLE tasks;
     ALTER TABLE tasks_next RENAME TO tasks;
   `);
@@ -511,5 +711,12 @@ function toRecord(row: Row): TaskRecord {
     deadlineAt: row.deadline_at,
     receivedAt: row.received_at,
     callbacks: row.callbacks,
+    solverTaskId: row.solver_task_id,
+    solution: parseJson(row.solution),
+    metadata: parseJson(row.metadata),
   };
+}
+
+function parseJson(text: string | null): ResultDetails | null {
+  return text === null ? null : (JSON.parse(text) as ResultDetails);
 }
