@@ -92,11 +92,13 @@ describe('check against an embedded receiver', () => {
   });
 
   it('fewer than 90 % of at least 20 settled tasks delivered is CRITICAL', async () => {
-    const r = await host({ deliveryTimeoutSeconds: 1 });
+    // A deadline long enough for 20 loopback callbacks on a busy machine, short enough to wait out.
+    const r = await host({ deliveryTimeoutSeconds: 5 });
     const ids = Array.from({ length: 25 }, (_, i) => `d-${i}`);
     await r.monitor.trackSubmitted(ids);
-    // 20 callbacks arrive; 5 tasks miss their 1 s deadline (the sweeper runs every second).
+    // 20 callbacks arrive; 5 tasks miss their deadline (the sweeper runs every second).
     await burst(20, (i) => `${r.base}/callback?id=d-${i}&code=ok`);
+    expect(r.monitor.health().delivery.delivered).toBe(20);
     await waitFor(() => r.monitor.health().delivery.missed === 5, 30_000, 'five missed tasks');
     const run = await runCheckCli(['--url', r.health, '--state', state()]);
     expect(run.code).toBe(2);

@@ -16,14 +16,12 @@ export interface ProbeOptions {
   /** `/healthz` to probe as well; null to skip. */
   readonly healthzUrl: string | null;
   readonly timeoutMs: number;
-  readonly signal?: AbortSignal;
 }
 
 /** Why a request got no answer, in a few words (the error code, never a message that could carry a URL). */
 export function networkReason(error: unknown, timeoutMs: number): string {
   const e = error as { name?: string; cause?: { code?: unknown; name?: string } };
   if (e.name === 'TimeoutError' || e.cause?.name === 'TimeoutError') return `no answer within ${timeoutMs / 1000} s`;
-  if (e.name === 'AbortError') return 'stopped';
   const code = e.cause?.code;
   return typeof code === 'string' && /^[A-Z0-9_]+$/.test(code) ? `unreachable (${code})` : 'unreachable';
 }
@@ -51,11 +49,10 @@ export function isHealthReport(body: unknown): body is HealthReport {
 }
 
 async function get(url: string, o: ProbeOptions): Promise<Response> {
-  const timeout = AbortSignal.timeout(o.timeoutMs);
   return fetch(url, {
     headers: { accept: 'application/json' },
     redirect: 'manual',
-    signal: o.signal ? AbortSignal.any([o.signal, timeout]) : timeout,
+    signal: AbortSignal.timeout(o.timeoutMs),
   });
 }
 
