@@ -1,8 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { CallbackFormat, Outcome } from '../../metrics/contract.ts';
 import {
+  type AttachResult,
   type CallbackResult,
   type CallbackTransition,
+  type NewTask,
+  type RegisterResult,
+  type ResultDetails,
   StoreUnavailableError,
   TASK_STATES,
   type TaskCounts,
@@ -20,80 +25,224 @@ export interface RedisTaskStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Connection errors (ioredis reports them as events while it reconnects); for logging. */
   readonly onConnectionError?: (error: Error) => void;
+  /**
+   * How long Redis keeps the note of each applied callback (`<prefix>applied:<token>`) for `reconcile`, seconds: the
+   * longest outage after which a callback applied just before it can still be counted. Each note is a small key, so
+   * Redis holds about (callbacks per second × this) of them. Default 3600.
+   */
+  readonly appliedTtlSeconds?: number;
+  /**
+   * How many callbacks whose `recordCallback` rejected are remembered until `reconcile` settles them. Beyond it the
+   * oldest is forgotten (counted in `unconfirmedDropped` and reported through `onWarning`): if Redis had applied it,
+   * no instance counts it. Default 10,000.
+   */
+  readonly unconfirmedLimit?: number;
+  /** Conditions worth a log line that are not errors of a call (an unconfirmed callback forgotten). */
+  readonly onWarning?: (message: string) => void;
 }
 
 /** Ids registered per script call: large batches are split so one script never blocks Redis for long. */
 const REGISTER_CHUNK = 1000;
+/** Tokens asked for per MGET in `reconcile`. */
+const RECONCILE_CHUNK = 1000;
 
 /*
  * Key layout (P = key prefix):
  *   P task:<id>        hash: state, registered (1/0), outcome, code, format, submittedAt, deadlineAt, receivedAt,
- *                      callbacks
+ *                      callbacks, solverTaskId, solution and metadata (JSON text; absent when null)
+ *   P solver:<sid>     string: the app id of the task (or unregistered record) the solver task id is linked to; set
+ *                      and deleted together with the hash's solverTaskId field, so the two always agree
  *   P state:<state>    sorted set of ids per state: pending scored by deadline (it doubles as the deadline queue
  *                      that expiry pops from), settled states by settling time (the callback's receipt, or the
  *                      deadline when missed)
  *   P settled          sorted set of every settled id (delivered, missed, late, unregistered), scored by its
  *                      settling time: the callback's receipt, or the deadline when missed. The retention queue.
  *   P counts           hash: pending, delivered, missed, late (registered tasks only)
+ *   P applied:<token>  string, with a TTL: the transition one recordCallback call made (JSON), for `reconcile`
  *   P ping             written by ping()
- * Each transition is one Lua script, which Redis runs atomically: the state check and every write it implies
- * (hash, per-state sets, counts) happen with no other command in between, so with several receivers on one Redis
- * each transition happens, and is reported to a caller, exactly once.
+ * Each operation is one Lua script, which Redis runs atomically: resolving a callback's task by either id, linking
+ * a solver id, merging an unregistered result into a task, the state check and every write it implies (hash, links,
+ * per-state sets, counts) happen with no other command in between, so with several receivers on one Redis each
+ * transition happens, and is reported to a caller, exactly once.
  *
- * Scripts that discover ids inside Redis (register, expire, list) build task keys from the prefix, so this store
- * needs one Redis (primary), not Redis Cluster.
+ * Scripts that discover ids inside Redis (a task by its solver id, register, expire, list, purge) build keys from the
+ * prefix, so this store needs one Redis (primary), not Redis Cluster.
  */
 
-/** KEYS: counts, state:pending. ARGV: task key prefix, submittedAt, deadlineAt, ids… → newly registered ids. */
-const REGISTER = `
-local added = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local key = ARGV[1] .. id
-  if redis.call('HSETNX', key, 'state', 'pending') == 1 then
-    redis.call('HSET', key, 'registered', '1', 'submittedAt', ARGV[2], 'deadlineAt', ARGV[3], 'callbacks', '0')
-    redis.call('ZADD', KEYS[2], ARGV[3], id)
-    added[#added + 1] = id
-  end
-end
-if #added > 0 then redis.call('HINCRBY', KEYS[1], 'pending', #added) end
-return added
+/** Every script that changes states receives these keys first, in this order. */
+const STATE_KEYS = `
+local K = { counts = KEYS[1], pending = KEYS[2], delivered = KEYS[3], missed = KEYS[4], late = KEYS[5],
+  settled = KEYS[6] }
 `;
 
 /**
- * KEYS: task, counts, state:pending, state:delivered, state:missed, state:late, settled.
- * ARGV: id, outcome, code, format, receivedAt → { kind, submittedAt? }.
+ * Links solver id `sid` to registered task `id` (see AttachResult), merging the unregistered record that holds it:
+ * that record is deleted and its result applied to the task (its callbacks added up). Returns
+ * {'attached'|'unchanged'|'unknown'|'conflict'} or {'merged', kind, submittedAt, outcome, code, format, receivedAt,
+ * solution, metadata} (false for a missing field).
  */
-const RECORD_CALLBACK = `
-local task = KEYS[1]
-local id = ARGV[1]
-local state = redis.call('HGET', task, 'state')
-if not state then
-  redis.call('HSET', task, 'state', 'delivered', 'registered', '0', 'outcome', ARGV[2], 'code', ARGV[3],
-    'format', ARGV[4], 'receivedAt', ARGV[5], 'callbacks', '1')
-  redis.call('ZADD', KEYS[4], ARGV[5], id)
-  redis.call('ZADD', KEYS[7], ARGV[5], id)
-  return {'unregistered'}
+const LINK = `
+local function link(tp, sp, id, sid)
+  local key = tp .. id
+  local t = redis.call('HMGET', key, 'state', 'registered', 'solverTaskId', 'submittedAt')
+  if not t[1] or t[2] ~= '1' then return {'unknown'} end
+  if t[3] == sid then return {'unchanged'} end
+  if t[3] then return {'conflict'} end
+  local holder = redis.call('GET', sp .. sid)
+  local h
+  if holder then
+    h = redis.call('HMGET', tp .. holder, 'state', 'registered', 'outcome', 'code', 'format', 'receivedAt',
+      'callbacks', 'solution', 'metadata')
+    if not h[1] then holder = nil elseif h[2] == '1' then return {'conflict'} end
+  end
+  redis.call('HSET', key, 'solverTaskId', sid)
+  redis.call('SET', sp .. sid, id)
+  if not holder then return {'attached'} end
+  -- The callback came before the app told us the solver's id: it becomes this task's callback.
+  redis.call('DEL', tp .. holder)
+  redis.call('ZREM', K.delivered, holder)
+  redis.call('ZREM', K.settled, holder)
+  local received = h[6]
+  redis.call('HINCRBY', key, 'callbacks', tonumber(h[7]))
+  local state = t[1]
+  local kind = 'duplicate'
+  if state == 'pending' or state == 'missed' then
+    redis.call('HSET', key, 'outcome', h[3], 'code', h[4], 'format', h[5], 'receivedAt', received)
+    if h[8] then redis.call('HSET', key, 'solution', h[8]) end
+    if h[9] then redis.call('HSET', key, 'metadata', h[9]) end
+    redis.call('ZADD', K.settled, received, id)
+    if state == 'pending' then
+      kind = 'delivered'
+      redis.call('HSET', key, 'state', 'delivered')
+      redis.call('ZREM', K.pending, id)
+      redis.call('ZADD', K.delivered, received, id)
+      redis.call('HINCRBY', K.counts, 'pending', -1)
+      redis.call('HINCRBY', K.counts, 'delivered', 1)
+    else
+      kind = 'late'
+      redis.call('HSET', key, 'state', 'late')
+      redis.call('ZREM', K.missed, id)
+      redis.call('ZADD', K.late, received, id)
+      redis.call('HINCRBY', K.counts, 'missed', -1)
+      redis.call('HINCRBY', K.counts, 'late', 1)
+    end
+  end
+  return {'merged', kind, t[4] or received, h[3], h[4], h[5], received, h[8], h[9]}
 end
-redis.call('HINCRBY', task, 'callbacks', 1)
-if state ~= 'pending' and state ~= 'missed' then return {'duplicate'} end
-local submitted = redis.call('HGET', task, 'submittedAt') or ARGV[5]
-redis.call('HSET', task, 'outcome', ARGV[2], 'code', ARGV[3], 'format', ARGV[4], 'receivedAt', ARGV[5])
-redis.call('ZADD', KEYS[7], ARGV[5], id)
-if state == 'pending' then
-  redis.call('HSET', task, 'state', 'delivered')
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('ZADD', KEYS[4], ARGV[5], id)
-  redis.call('HINCRBY', KEYS[2], 'pending', -1)
-  redis.call('HINCRBY', KEYS[2], 'delivered', 1)
-  return {'delivered', submitted}
+`;
+
+/**
+ * KEYS: the state keys. ARGV: task key prefix, solver key prefix, submittedAt, deadlineAt, then per task: id, solver
+ * id ('' for none), deadline ('' for the call's) → { added ids, merges: { id, link reply }… }.
+ */
+const REGISTER = `${STATE_KEYS}${LINK}
+local added, merges = {}, {}
+for i = 5, #ARGV, 3 do
+  local id, sid, deadline = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if deadline == '' then deadline = ARGV[4] end
+  local key = ARGV[1] .. id
+  if redis.call('HSETNX', key, 'state', 'pending') == 1 then
+    redis.call('HSET', key, 'registered', '1', 'submittedAt', ARGV[3], 'deadlineAt', deadline, 'callbacks', '0')
+    redis.call('ZADD', K.pending, deadline, id)
+    added[#added + 1] = id
+    if sid ~= '' then
+      local linked = link(ARGV[1], ARGV[2], id, sid)
+      if linked[1] == 'merged' then merges[#merges + 1] = id; merges[#merges + 1] = linked end
+    end
+  end
 end
-redis.call('HSET', task, 'state', 'late')
-redis.call('ZREM', KEYS[5], id)
-redis.call('ZADD', KEYS[6], ARGV[5], id)
-redis.call('HINCRBY', KEYS[2], 'missed', -1)
-redis.call('HINCRBY', KEYS[2], 'late', 1)
-return {'late', submitted}
+-- One counts update for the new tasks; a merge above already moved its task on (the script is atomic either way).
+if #added > 0 then redis.call('HINCRBY', K.counts, 'pending', #added) end
+return {added, merges}
+`;
+
+/** KEYS: the state keys. ARGV: task key prefix, solver key prefix, id, solver id → the link reply. */
+const ATTACH = `${STATE_KEYS}${LINK}
+return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+`;
+
+/**
+ * KEYS: the state keys. ARGV: task key prefix, solver key prefix, applied key prefix, app id, solver id (each '' for
+ * none), outcome, code, format, receivedAt, solution, metadata ('' for none), token ('' for none), its TTL in
+ * seconds → { kind, id, submittedAt? }.
+ *
+ * The task is the one with the app id; else the one the solver id is linked to; else, with no app id, the one whose
+ * app id is the solver id. With a token, the transition is also written to `applied:<token>` in the same script, so
+ * a caller whose reply was lost can learn later whether (and how) it was applied.
+ */
+const RECORD_CALLBACK = `${STATE_KEYS}
+local tp, sp = ARGV[1], ARGV[2]
+local app, sid = ARGV[4], ARGV[5]
+local received = ARGV[9]
+local id, state
+local byApp = false
+if app ~= '' then
+  state = redis.call('HGET', tp .. app, 'state')
+  if state then id = app; byApp = true end
+end
+if not id and sid ~= '' then
+  local linked = redis.call('GET', sp .. sid)
+  if linked then
+    state = redis.call('HGET', tp .. linked, 'state')
+    if state then id = linked end
+  end
+  if not id and app == '' then
+    state = redis.call('HGET', tp .. sid, 'state')
+    if state then id = sid end
+  end
+end
+local reply
+if not id then
+  -- Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
+  if app ~= '' then id = app else id = sid end
+  local key = tp .. id
+  redis.call('HSET', key, 'state', 'delivered', 'registered', '0', 'outcome', ARGV[6], 'code', ARGV[7],
+    'format', ARGV[8], 'receivedAt', received, 'callbacks', '1')
+  if ARGV[10] ~= '' then redis.call('HSET', key, 'solution', ARGV[10]) end
+  if ARGV[11] ~= '' then redis.call('HSET', key, 'metadata', ARGV[11]) end
+  if sid ~= '' then
+    redis.call('HSET', key, 'solverTaskId', sid)
+    redis.call('SET', sp .. sid, id)
+  end
+  redis.call('ZADD', K.delivered, received, id)
+  redis.call('ZADD', K.settled, received, id)
+  reply = {'unregistered', id}
+else
+  local key = tp .. id
+  -- Found by the app's id with no solver id yet: the callback's is linked, unless another task holds it.
+  if byApp and sid ~= '' and redis.call('HEXISTS', key, 'solverTaskId') == 0
+    and redis.call('EXISTS', sp .. sid) == 0 then
+    redis.call('HSET', key, 'solverTaskId', sid)
+    redis.call('SET', sp .. sid, id)
+  end
+  redis.call('HINCRBY', key, 'callbacks', 1)
+  if state ~= 'pending' and state ~= 'missed' then
+    reply = {'duplicate', id}
+  else
+    local submitted = redis.call('HGET', key, 'submittedAt') or received
+    redis.call('HSET', key, 'outcome', ARGV[6], 'code', ARGV[7], 'format', ARGV[8], 'receivedAt', received)
+    if ARGV[10] ~= '' then redis.call('HSET', key, 'solution', ARGV[10]) end
+    if ARGV[11] ~= '' then redis.call('HSET', key, 'metadata', ARGV[11]) end
+    redis.call('ZADD', K.settled, received, id)
+    if state == 'pending' then
+      redis.call('HSET', key, 'state', 'delivered')
+      redis.call('ZREM', K.pending, id)
+      redis.call('ZADD', K.delivered, received, id)
+      redis.call('HINCRBY', K.counts, 'pending', -1)
+      redis.call('HINCRBY', K.counts, 'delivered', 1)
+      reply = {'delivered', id, submitted}
+    else
+      redis.call('HSET', key, 'state', 'late')
+      redis.call('ZREM', K.missed, id)
+      redis.call('ZADD', K.late, received, id)
+      redis.call('HINCRBY', K.counts, 'missed', -1)
+      redis.call('HINCRBY', K.counts, 'late', 1)
+      reply = {'late', id, submitted}
+    end
+  end
+end
+if ARGV[12] ~= '' then redis.call('SET', ARGV[3] .. ARGV[12], cjson.encode(reply), 'EX', tonumber(ARGV[13])) end
+return reply
 `;
 
 /**
@@ -122,8 +271,9 @@ return moved
 `;
 
 /**
- * KEYS: settled, state:delivered, state:missed, state:late. ARGV: task key prefix, olderThan (exclusive), limit →
- * how many tasks were deleted. Reads only the oldest `limit` entries of the settled set. Counts stay as they are.
+ * KEYS: settled, state:delivered, state:missed, state:late. ARGV: task key prefix, olderThan (exclusive), limit,
+ * solver key prefix → how many tasks were deleted. Reads only the oldest `limit` entries of the settled set. A
+ * deleted task's solver id link goes with it. Counts stay as they are.
  */
 const PURGE = `
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -131,11 +281,12 @@ local sets = { delivered = KEYS[2], missed = KEYS[3], late = KEYS[4] }
 local deleted = 0
 for _, id in ipairs(old) do
   local key = ARGV[1] .. id
-  local state = redis.call('HGET', key, 'state')
+  local t = redis.call('HMGET', key, 'state', 'solverTaskId')
   redis.call('ZREM', KEYS[1], id)
-  if state and sets[state] then
+  if t[1] and sets[t[1]] then
+    if t[2] and redis.call('GET', ARGV[4] .. t[2]) == id then redis.call('DEL', ARGV[4] .. t[2]) end
     redis.call('DEL', key)
-    redis.call('ZREM', sets[state], id)
+    redis.call('ZREM', sets[t[1]], id)
     deleted = deleted + 1
   end
 end
@@ -153,12 +304,47 @@ end
 return out
 `;
 
+/** ARGV: task key prefix, solver key prefix, id → { app id, {field, value, …} } by app id, else by solver id; or {}. */
+const GET = `
+local h = redis.call('HGETALL', ARGV[1] .. ARGV[3])
+if #h > 0 then return {ARGV[3], h} end
+local linked = redis.call('GET', ARGV[2] .. ARGV[3])
+if not linked then return {} end
+h = redis.call('HGETALL', ARGV[1] .. linked)
+if #h == 0 then return {} end
+return {linked, h}
+`;
+
+type LinkReply =
+  | [kind: 'attached' | 'unchanged' | 'unknown' | 'conflict']
+  | [
+      kind: 'merged',
+      transition: 'delivered' | 'late' | 'duplicate',
+      submittedAt: string,
+      outcome: string,
+      code: string,
+      format: string,
+      receivedAt: string,
+      solution: string | null,
+      metadata: string | null,
+    ];
+
 interface Scripts {
-  ccmRegister(...args: string[]): Promise<string[]>;
-  ccmRecordCallback(...args: string[]): Promise<[string, string?]>;
+  ccmRegister(...args: string[]): Promise<[added: string[], merges: Array<string | LinkReply>]>;
+  ccmAttach(...args: string[]): Promise<LinkReply>;
+  ccmRecordCallback(...args: string[]): Promise<[string, string, string?]>;
   ccmExpireDue(...args: string[]): Promise<string[]>;
   ccmList(...args: string[]): Promise<Array<string | string[]>>;
+  ccmGet(...args: string[]): Promise<[string, string[]] | []>;
   ccmPurge(...args: string[]): Promise<number>;
+}
+
+/** A callback whose `recordCallback` rejected: Redis may have applied it all the same. */
+interface Unconfirmed {
+  readonly token: string;
+  readonly result: CallbackResult;
+  /** Date.now() when the call rejected. */
+  readonly failedAt: number;
 }
 
 /**
@@ -168,6 +354,11 @@ interface Scripts {
  * by the command timeout. ioredis keeps reconnecting in the background (at least once a second), so the store
  * recovers by itself when Redis returns.
  *
+ * A rejected call is not proof that nothing happened: the script may have run with its reply lost (the connection
+ * dropped after Redis read the command, or the reply came after the command timeout). So every recordCallback
+ * passes a fresh token, the script notes its transition under it, and a rejected call's token is kept (in memory,
+ * bounded) until `reconcile` finds out from Redis whether it was applied.
+ *
  * Durability is Redis's: run it with `appendonly yes` (fsync every second, or `appendfsync always`) so that an
  * acknowledged result survives a Redis restart.
  */
@@ -175,7 +366,22 @@ export class RedisTaskStore implements TaskStore {
   readonly #redis: Redis & Scripts;
   readonly #prefix: string;
   readonly #taskPrefix: string;
+  readonly #solverPrefix: string;
+  readonly #appliedPrefix: string;
+  readonly #stateKeys: string[];
   readonly #keys: { counts: string; ping: string; settled: string; state: Record<TaskState, string> };
+  readonly #commandTimeoutMs: number;
+  readonly #appliedTtl: string;
+  readonly #unconfirmedLimit: number;
+  readonly #onWarning: ((message: string) => void) | undefined;
+  /** Tokens are this instance's random prefix and a counter: unique across instances, cheap per call. */
+  readonly #tokenPrefix = randomBytes(9).toString('base64url');
+  #tokenCounter = 0;
+  /** Oldest first. */
+  #unconfirmed: Unconfirmed[] = [];
+  #dropped = 0;
+  /** reconcile() calls run one after another, so a token is never reported by two of them. */
+  #reconciling: Promise<unknown> = Promise.resolve();
   #closed = false;
 
   /** Creates the store without waiting for a connection; prefer `RedisTaskStore.open`. */
@@ -183,28 +389,38 @@ export class RedisTaskStore implements TaskStore {
     const p = options.keyPrefix ?? 'ccm:';
     this.#prefix = p;
     this.#taskPrefix = `${p}task:`;
+    this.#solverPrefix = `${p}solver:`;
+    this.#appliedPrefix = `${p}applied:`;
     this.#keys = {
       counts: `${p}counts`,
       ping: `${p}ping`,
       settled: `${p}settled`,
       state: Object.fromEntries(TASK_STATES.map((s) => [s, `${p}state:${s}`])) as Record<TaskState, string>,
     };
+    const k = this.#keys;
+    this.#stateKeys = [k.counts, k.state.pending, k.state.delivered, k.state.missed, k.state.late, k.settled];
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? 1000;
+    this.#appliedTtl = String(options.appliedTtlSeconds ?? 3600);
+    this.#unconfirmedLimit = options.unconfirmedLimit ?? 10_000;
+    this.#onWarning = options.onWarning;
     const redis = new Redis(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      commandTimeout: options.commandTimeoutMs ?? 1000,
+      commandTimeout: this.#commandTimeoutMs,
       connectTimeout: options.connectTimeoutMs ?? 2000,
       retryStrategy: (attempt) => Math.min(100 * attempt, 1000),
     });
     // Without a listener ioredis prints every reconnect failure; the failures themselves surface as rejections.
     redis.on('error', (error: Error) => options.onConnectionError?.(error));
-    redis.defineCommand('ccmRegister', { numberOfKeys: 2, lua: REGISTER });
-    redis.defineCommand('ccmRecordCallback', { numberOfKeys: 7, lua: RECORD_CALLBACK });
+    redis.defineCommand('ccmRegister', { numberOfKeys: 6, lua: REGISTER });
+    redis.defineCommand('ccmAttach', { numberOfKeys: 6, lua: ATTACH });
+    redis.defineCommand('ccmRecordCallback', { numberOfKeys: 6, lua: RECORD_CALLBACK });
     redis.defineCommand('ccmExpireDue', { numberOfKeys: 4, lua: EXPIRE_DUE });
     redis.defineCommand('ccmPurge', { numberOfKeys: 4, lua: PURGE });
     redis.defineCommand('ccmList', { numberOfKeys: 1, lua: LIST, readOnly: true });
+    redis.defineCommand('ccmGet', { numberOfKeys: 0, lua: GET, readOnly: true });
     this.#redis = redis as Redis & Scripts;
   }
 
@@ -226,39 +442,139 @@ export class RedisTaskStore implements TaskStore {
     return this.#prefix;
   }
 
-  async register(ids: readonly string[], submittedAt: number, deadlineAt: number): Promise<string[]> {
+  /** Callbacks whose call rejected and whose fate `reconcile` has not settled yet. */
+  get unconfirmedCount(): number {
+    return this.#unconfirmed.length;
+  }
+
+  /** Unconfirmed callbacks forgotten because the list was full (see `unconfirmedLimit`). */
+  get unconfirmedDropped(): number {
+    return this.#dropped;
+  }
+
+  async register(
+    tasks: readonly (string | NewTask)[],
+    submittedAt: number,
+    deadlineAt: number,
+  ): Promise<RegisterResult> {
     const added: string[] = [];
-    for (let i = 0; i < ids.length; i += REGISTER_CHUNK) {
-      const chunk = ids.slice(i, i + REGISTER_CHUNK);
-      const k = this.#keys;
-      const args = [k.counts, k.state.pending, this.#taskPrefix, String(submittedAt), String(deadlineAt), ...chunk];
-      added.push(...(await this.#call('register', () => this.#redis.ccmRegister(...args))));
+    const merged: RegisterResult['merged'][number][] = [];
+    for (let i = 0; i < tasks.length; i += REGISTER_CHUNK) {
+      const args = [...this.#stateKeys, this.#taskPrefix, this.#solverPrefix, String(submittedAt), String(deadlineAt)];
+      for (const item of tasks.slice(i, i + REGISTER_CHUNK)) {
+        const task: NewTask = typeof item === 'string' ? { id: item } : item;
+        args.push(task.id, task.solverTaskId ?? '', task.deadlineAt === undefined ? '' : String(task.deadlineAt));
+      }
+      const [chunkAdded, merges] = await this.#call('register', () => this.#redis.ccmRegister(...args));
+      added.push(...chunkAdded);
+      for (let j = 0; j + 1 < merges.length; j += 2) {
+        const id = merges[j] as string;
+        const reply = merges[j + 1] as LinkReply;
+        const task = tasks.find((t) => typeof t !== 'string' && t.id === id) as NewTask;
+        const linked = toAttachResult(id, task.solverTaskId!, reply);
+        if (linked.kind === 'merged') merged.push({ transition: linked.transition, result: linked.result });
+      }
     }
-    return added;
+    return { added, merged };
+  }
+
+  async attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
+    const reply = await this.#call('attachSolverTaskId', () =>
+      this.#redis.ccmAttach(...this.#stateKeys, this.#taskPrefix, this.#solverPrefix, id, solverTaskId),
+    );
+    return toAttachResult(id, solverTaskId, reply);
   }
 
   async recordCallback(r: CallbackResult): Promise<CallbackTransition> {
-    const s = this.#keys.state;
-    const reply = await this.#call('recordCallback', () =>
-      this.#redis.ccmRecordCallback(
-        this.#taskPrefix + r.taskId,
-        this.#keys.counts,
-        s.pending,
-        s.delivered,
-        s.missed,
-        s.late,
-        this.#keys.settled,
-        r.taskId,
+    this.#assertOpen();
+    if (r.taskId === undefined && r.solverTaskId === undefined) {
+      throw new StoreUnavailableError('Redis store: a callback needs a task id or a solver id');
+    }
+    const token = `${this.#tokenPrefix}${(this.#tokenCounter++).toString(36)}`;
+    let reply: [string, string, string?];
+    try {
+      reply = await this.#redis.ccmRecordCallback(
+        ...this.#stateKeys,
+        this.#taskPrefix,
+        this.#solverPrefix,
+        this.#appliedPrefix,
+        r.taskId ?? '',
+        r.solverTaskId ?? '',
         r.outcome,
         r.code,
         r.format,
         String(r.receivedAt),
-      ),
+        r.solution == null ? '' : JSON.stringify(r.solution),
+        r.metadata == null ? '' : JSON.stringify(r.metadata),
+        token,
+        this.#appliedTtl,
+      );
+    } catch (error) {
+      // The script may have run although the reply never came: reconcile() finds out.
+      this.#remember({ token, result: r, failedAt: Date.now() });
+      throw new StoreUnavailableError(`Redis store: recordCallback failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    return toTransition(reply);
+  }
+
+  #remember(entry: Unconfirmed): void {
+    this.#unconfirmed.push(entry);
+    const excess = this.#unconfirmed.length - this.#unconfirmedLimit;
+    if (excess <= 0) return;
+    this.#unconfirmed.splice(0, excess);
+    this.#dropped += excess;
+    this.#onWarning?.(
+      `Redis store: ${excess} unconfirmed callback(s) forgotten (limit ${this.#unconfirmedLimit}); if Redis applied ` +
+        `them, no instance counts them (${this.#dropped} so far)`,
     );
-    const [kind, submittedAt] = reply;
-    if (kind === 'delivered' || kind === 'late') return { kind, submittedAt: Number(submittedAt) };
-    if (kind === 'unregistered' || kind === 'duplicate') return { kind };
-    throw new StoreUnavailableError(`Redis store: unexpected reply to recordCallback: ${String(kind)}`);
+  }
+
+  /**
+   * Asks Redis which rejected callbacks it applied after all, and reports each of those exactly once. A token Redis
+   * does not have is forgotten only once it cannot appear any more: its script may still be queued in Redis (a hung
+   * server runs what it had read when it resumes), so only when Redis has answered for it more than twice the command
+   * timeout after its call rejected. Until then it is asked for again on the next call.
+   */
+  reconcile(): Promise<ReadonlyArray<{ readonly transition: CallbackTransition; readonly result: CallbackResult }>> {
+    const run = this.#reconciling.then(
+      () => this.#reconcileOnce(),
+      () => this.#reconcileOnce(),
+    );
+    this.#reconciling = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reconcileOnce(): Promise<Array<{ transition: CallbackTransition; result: CallbackResult }>> {
+    this.#assertOpen();
+    const asked = this.#unconfirmed.slice();
+    if (asked.length === 0) return [];
+    // Read before the question goes out: a token missing from an answer to a question sent after this moment.
+    const askedAt = Date.now();
+    const answers: Array<string | null> = [];
+    for (let i = 0; i < asked.length; i += RECONCILE_CHUNK) {
+      const keys = asked.slice(i, i + RECONCILE_CHUNK).map((u) => this.#appliedPrefix + u.token);
+      answers.push(...(await this.#call('reconcile', () => this.#redis.mget(...keys))));
+    }
+    const grace = 2 * this.#commandTimeoutMs;
+    const settled = new Set<Unconfirmed>();
+    const applied: Array<{ transition: CallbackTransition; result: CallbackResult }> = [];
+    for (const [i, entry] of asked.entries()) {
+      const answer = answers[i];
+      if (answer != null) {
+        applied.push({
+          transition: toTransition(JSON.parse(answer) as [string, string, string?]),
+          result: entry.result,
+        });
+        settled.add(entry);
+      } else if (askedAt - entry.failedAt > grace) {
+        settled.add(entry);
+      }
+    }
+    // Entries added while the question was out are not in `asked` and stay.
+    if (settled.size > 0) this.#unconfirmed = this.#unconfirmed.filter((u) => !settled.has(u));
+    return applied;
   }
 
   async expireDue(now: number, limit: number): Promise<string[]> {
@@ -295,14 +611,16 @@ export class RedisTaskStore implements TaskStore {
         this.#taskPrefix,
         String(olderThan),
         String(limit),
+        this.#solverPrefix,
       ),
     );
     return Number(deleted);
   }
 
   async get(id: string): Promise<TaskRecord | undefined> {
-    const hash = await this.#call('get', () => this.#redis.hgetall(this.#taskPrefix + id));
-    return toRecord(id, hash);
+    const reply = await this.#call('get', () => this.#redis.ccmGet(this.#taskPrefix, this.#solverPrefix, id));
+    if (reply.length === 0) return undefined;
+    return toRecord(reply[0], pairs(reply[1]));
   }
 
   async list(state: TaskState, limit: number): Promise<TaskRecord[]> {
@@ -315,10 +633,7 @@ export class RedisTaskStore implements TaskStore {
     );
     const out: TaskRecord[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
-      const fields = flat[i + 1] as string[];
-      const hash: Record<string, string> = {};
-      for (let j = 0; j + 1 < fields.length; j += 2) hash[fields[j]!] = fields[j + 1]!;
-      const record = toRecord(flat[i] as string, hash);
+      const record = toRecord(flat[i] as string, pairs(flat[i + 1] as string[]));
       if (record) out.push(record);
     }
     return out;
@@ -370,21 +685,58 @@ export class RedisTaskStore implements TaskStore {
   }
 }
 
+function toTransition([kind, id, submittedAt]: [string, string, string?]): CallbackTransition {
+  if (kind === 'delivered' || kind === 'late') return { kind, id, submittedAt: Number(submittedAt) };
+  if (kind === 'unregistered' || kind === 'duplicate') return { kind, id };
+  throw new StoreUnavailableError(`Redis store: unexpected reply to recordCallback: ${String(kind)}`);
+}
+
+function toAttachResult(id: string, solverTaskId: string, reply: LinkReply): AttachResult {
+  if (reply[0] !== 'merged') return { kind: reply[0] };
+  const [, kind, submittedAt, outcome, code, format, receivedAt, solution, metadata] = reply;
+  const result: CallbackResult = {
+    taskId: id,
+    solverTaskId,
+    outcome: outcome as Outcome,
+    code,
+    format: format as CallbackFormat,
+    receivedAt: Number(receivedAt),
+    solution: parseJson(solution ?? undefined),
+    metadata: parseJson(metadata ?? undefined),
+  };
+  const transition: CallbackTransition =
+    kind === 'duplicate' ? { kind, id } : { kind, id, submittedAt: Number(submittedAt) };
+  return { kind: 'merged', transition, result };
+}
+
+function pairs(fields: string[]): Record<string, string> {
+  const hash: Record<string, string> = {};
+  for (let j = 0; j + 1 < fields.length; j += 2) hash[fields[j]!] = fields[j + 1]!;
+  return hash;
+}
+
 function toRecord(id: string, h: Record<string, string>): TaskRecord | undefined {
   const state = h.state as TaskState | undefined;
   if (state === undefined) return undefined;
   return {
     id,
+    solverTaskId: h.solverTaskId ?? null,
     state,
     registered: h.registered === '1',
     outcome: (h.outcome as Outcome | undefined) ?? null,
     code: h.code ?? null,
     format: (h.format as CallbackFormat | undefined) ?? null,
+    solution: parseJson(h.solution),
+    metadata: parseJson(h.metadata),
     submittedAt: num(h.submittedAt),
     deadlineAt: num(h.deadlineAt),
     receivedAt: num(h.receivedAt),
     callbacks: Number(h.callbacks ?? 0),
   };
+}
+
+function parseJson(text: string | undefined): ResultDetails | null {
+  return text === undefined ? null : (JSON.parse(text) as ResultDetails);
 }
 
 function num(value: string | undefined): number | null {
