@@ -868,6 +868,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await expect(s.counts()).rejects.toEqual(unavailable);
       await expect(s.expireDue(T, 10)).rejects.toEqual(unavailable);
       await expect(s.purge(T, 10)).rejects.toEqual(unavailable);
+      if (s.reconcile) await expect(s.reconcile()).rejects.toEqual(unavailable);
       await s.close(); // idempotent
     });
   });
