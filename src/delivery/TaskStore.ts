@@ -134,7 +134,9 @@ export interface TaskStore {
   attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult>;
   /**
    * Durably stores a callback and applies its state transition. Resolves only once the result is durable.
-   * The task is found by `taskId`, or else by `solverTaskId` (the task registered or attached with it). When
+   * The task is found by `taskId` (its app id), or else by `solverTaskId` (the task registered or attached with it),
+   * or else, for a callback without `taskId`, by `solverTaskId` as an app id: apps that register the id the solver
+   * returned as their own keep working (that solver id is not linked then; the app id already finds the task). When
    * `taskId` finds a task that has no solver id yet, the callback's `solverTaskId` is linked to it (if no other task
    * holds it). A callback that finds no task is stored as unregistered under `taskId ?? solverTaskId`, with its
    * solver id linked, so a later `attachSolverTaskId` or `register` with that solver id can merge it.
