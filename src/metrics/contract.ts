@@ -18,6 +18,10 @@ export const INSTRUMENT = {
   tasksPending: 'captcha.tasks.pending',
   taskDeliveryDuration: 'captcha.task.delivery.duration',
   callbackFailures: 'captcha.callback.failures',
+  tasksRecovered: 'captcha.tasks.recovered',
+  solverRequests: 'captcha.solver.requests',
+  solverRequestDuration: 'captcha.solver.request.duration',
+  solverBalance: 'captcha.solver.balance',
 } as const;
 
 /**
@@ -42,6 +46,11 @@ export const PROM = {
   taskDeliveryDurationSum: 'captcha_task_delivery_duration_sum',
   taskDeliveryDurationCount: 'captcha_task_delivery_duration_count',
   callbackFailuresTotal: 'captcha_callback_failures_total',
+  tasksRecoveredTotal: 'captcha_tasks_recovered_total',
+  solverRequestsTotal: 'captcha_solver_requests_total',
+  solverRequestDurationBucket: 'captcha_solver_request_duration_bucket',
+  solverRequestDurationCount: 'captcha_solver_request_duration_count',
+  solverBalance: 'captcha_solver_balance',
 } as const;
 
 /** Prometheus label names (OpenTelemetry attribute keys with dots replaced). */
@@ -51,6 +60,8 @@ export const LABEL = {
   errorType: 'error_type',
   statusCode: 'http_response_status_code',
   reason: 'reason',
+  solver: 'solver',
+  endpoint: 'endpoint',
 } as const;
 
 /** Attribute keys as OpenTelemetry sees them. */
@@ -60,6 +71,8 @@ export const ATTR = {
   errorType: 'error.type',
   statusCode: 'http.response.status_code',
   reason: 'reason',
+  solver: 'solver',
+  endpoint: 'endpoint',
 } as const;
 
 export const OUTCOMES = ['solved', 'failed'] as const;
@@ -162,6 +175,41 @@ export function failureReason(code: string): FailureReason {
  */
 export const CALLBACK_STATUS_CODES = [200, 400, 404, 405, 413, 414, 415, 500, 503] as const;
 export type CallbackStatusCode = (typeof CALLBACK_STATUS_CODES)[number];
+
+/**
+ * The solver API calls the receiver makes (src/solver/): `get_result` (res.php `action=get`, createTask
+ * `getTaskResult`), `get_balance` (`action=getbalance`, `getBalance`) and the res.php pingback-address calls.
+ * `solver` takes the configured solver names only (at most 16, see src/solver/config.ts), never free text.
+ */
+export const SOLVER_ENDPOINTS = ['get_result', 'get_balance', 'add_pingback', 'get_pingbacks', 'del_pingback'] as const;
+export type SolverEndpoint = (typeof SOLVER_ENDPOINTS)[number];
+
+/**
+ * How one request to a solver ended, a closed set: `ok` (an answer with a result, a balance, or the pingback call
+ * done), `not_ready` (CAPCHA_NOT_READY / status processing), `solver_error` (the solver answered with an error code:
+ * ERROR_…, errorId > 0), `http_error` (a non-2xx status), `timeout` (no answer in time), `network_error` (refused,
+ * reset, DNS), `bad_response` (2xx but not a body of the documented shape).
+ */
+export const SOLVER_REQUEST_OUTCOMES = [
+  'ok',
+  'not_ready',
+  'solver_error',
+  'http_error',
+  'timeout',
+  'network_error',
+  'bad_response',
+] as const;
+export type SolverRequestOutcome = (typeof SOLVER_REQUEST_OUTCOMES)[number];
+/** The outcomes that mean the solver's API did not do its job (the CaptchaSolverApiErrors alert's numerator). */
+export const SOLVER_FAILED_OUTCOMES: readonly SolverRequestOutcome[] = [
+  'http_error',
+  'timeout',
+  'network_error',
+  'bad_response',
+];
+
+/** Solver request latency in seconds: loopback milliseconds to the client's 10 s timeout. */
+export const SOLVER_REQUEST_DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
 /** Handling-latency buckets in seconds; 0.5 and 1 are alert and dashboard thresholds, so they must be edges. */
 export const CALLBACK_DURATION_BUCKETS = [
@@ -296,6 +344,40 @@ export const CONTRACT: readonly InstrumentSpec[] = [
       'Accepted callbacks that report a failed task, by solver error code (a closed set; any other code is other).',
     prom: PROM.callbackFailuresTotal,
     labels: [LABEL.reason],
+  },
+  {
+    name: INSTRUMENT.tasksRecovered,
+    kind: 'observable_counter',
+    unit: '{task}',
+    description:
+      'Registered tasks whose missed callback was recovered by asking the solver, before the deadline (counted in delivered too).',
+    prom: PROM.tasksRecoveredTotal,
+    labels: [],
+  },
+  {
+    name: INSTRUMENT.solverRequests,
+    kind: 'observable_counter',
+    unit: '{request}',
+    description: 'Requests this instance made to a configured solver API, by solver, endpoint and closed outcome.',
+    prom: PROM.solverRequestsTotal,
+    labels: [LABEL.solver, LABEL.endpoint, LABEL.outcome],
+  },
+  {
+    name: INSTRUMENT.solverRequestDuration,
+    kind: 'histogram',
+    unit: 's',
+    description: 'Time a request to a solver API took, until its answer or its timeout, by solver and endpoint.',
+    prom: 'captcha_solver_request_duration',
+    labels: [LABEL.solver, LABEL.endpoint],
+    buckets: SOLVER_REQUEST_DURATION_BUCKETS,
+  },
+  {
+    name: INSTRUMENT.solverBalance,
+    kind: 'observable_gauge',
+    unit: '{currency}',
+    description: "The solver account's balance from its getBalance, by solver (absent until the first answer).",
+    prom: PROM.solverBalance,
+    labels: [LABEL.solver],
   },
 ];
 

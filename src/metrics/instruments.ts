@@ -13,6 +13,9 @@ import {
   INSTRUMENT,
   OUTCOMES,
   type Outcome,
+  SOLVER_REQUEST_OUTCOMES,
+  type SolverEndpoint,
+  type SolverRequestOutcome,
 } from './contract.ts';
 
 /** Values the observable gauges read at collection time; both must be O(1). */
@@ -76,6 +79,7 @@ export class ReceiverMetrics {
   readonly #delivered = single();
   readonly #missed = single();
   readonly #late = single();
+  readonly #recovered = single();
   #lastReceived: number | undefined;
 
   readonly #statusAttrs = frozenTable(CALLBACK_STATUS_CODES, (c) => ({ [ATTR.statusCode]: c }));
@@ -118,6 +122,7 @@ export class ReceiverMetrics {
     gauge(INSTRUMENT.tasksPending, (r) => r.observe(sources.pendingTasks()));
     this.#deliveryDuration = histogram(INSTRUMENT.taskDeliveryDuration);
     counter(INSTRUMENT.callbackFailures, this.#failures);
+    counter(INSTRUMENT.tasksRecovered, this.#recovered);
   }
 
   callback(outcome: Outcome, format: CallbackFormat): void {
@@ -166,5 +171,76 @@ export class ReceiverMetrics {
 
   late(): void {
     this.#late.add(NONE, 1);
+  }
+
+  /** One pending task delivered by asking the solver (src/solver/RecoveryPoller.ts); `delivered` counts it too. */
+  recovered(): void {
+    this.#recovered.add(NONE, 1);
+  }
+}
+
+/** One configured solver as the metrics see it: its name (a label value) and the endpoints its protocol has. */
+export interface SolverMetricsEntry {
+  readonly name: string;
+  readonly endpoints: readonly SolverEndpoint[];
+}
+
+/**
+ * The solver API instruments (requests by solver, endpoint and outcome; latency; balance). Separate from
+ * ReceiverMetrics because their label values come from configuration: every solver × endpoint × outcome series exists
+ * at 0 from start-up (so `increase()` sees the first failure), and a name outside the configured set records nothing.
+ */
+export class SolverMetrics {
+  readonly #requests: Totals<string>;
+  readonly #duration: Histogram;
+  readonly #durationAttrs = new Map<string, Attributes>();
+  readonly #balances = new Map<string, number>();
+  readonly #balanceAttrs = new Map<string, Attributes>();
+
+  constructor(meter: Meter, solvers: readonly SolverMetricsEntry[]) {
+    this.#requests = new Totals(
+      solvers.flatMap((s) =>
+        s.endpoints.flatMap((e) =>
+          SOLVER_REQUEST_OUTCOMES.map(
+            (o) => [`${s.name}/${e}/${o}`, { [ATTR.solver]: s.name, [ATTR.endpoint]: e, [ATTR.outcome]: o }] as const,
+          ),
+        ),
+      ),
+    );
+    for (const s of solvers) {
+      this.#balanceAttrs.set(s.name, Object.freeze({ [ATTR.solver]: s.name }));
+      for (const e of s.endpoints) {
+        this.#durationAttrs.set(`${s.name}/${e}`, Object.freeze({ [ATTR.solver]: s.name, [ATTR.endpoint]: e }));
+      }
+    }
+    const requests = spec(INSTRUMENT.solverRequests);
+    meter
+      .createObservableCounter(requests.name, { unit: requests.unit, description: requests.description })
+      .addCallback((r) => this.#requests.observe(r));
+    const duration = spec(INSTRUMENT.solverRequestDuration);
+    this.#duration = meter.createHistogram(duration.name, {
+      unit: duration.unit,
+      description: duration.description,
+      advice: { explicitBucketBoundaries: [...(duration.buckets ?? [])] },
+    });
+    const balance = spec(INSTRUMENT.solverBalance);
+    meter
+      .createObservableGauge(balance.name, { unit: balance.unit, description: balance.description })
+      .addCallback((r) => {
+        for (const [name, value] of this.#balances) r.observe(value, this.#balanceAttrs.get(name));
+      });
+  }
+
+  /** Counts one request and records its latency; unknown solver or endpoint: nothing (series stay bounded). */
+  request(solver: string, endpoint: SolverEndpoint, outcome: SolverRequestOutcome, seconds: number): void {
+    const attrs = this.#durationAttrs.get(`${solver}/${endpoint}`);
+    if (!attrs) return;
+    this.#requests.add(`${solver}/${endpoint}/${outcome}`, 1);
+    this.#duration.record(Math.max(0, seconds), attrs);
+  }
+
+  /** The balance the solver last reported; shown from its first answer on. */
+  balance(solver: string, value: number): void {
+    if (this.#balanceAttrs.has(solver) && Number.isFinite(value)) this.#balances.set(solver, value);
   }
 }
