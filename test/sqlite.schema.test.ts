@@ -213,7 +213,7 @@ describe('SqliteTaskStore schema', () => {
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
     const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
-    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 5/);
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 6/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
@@ -240,11 +240,19 @@ function columns(db: DatabaseSync): string[] {
 }
 
 /**
- * Version 5: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
- * solver id, solution and metadata columns last, and solver ids unique.
+ * Version 6: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
+ * solver id, solution and metadata columns last (version 5), solver ids unique, and the forwarding outbox (version 6).
  */
 function expectCurrentSchema(db: DatabaseSync): void {
-  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 5 });
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 6 });
+  expect(
+    db.prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'forwards' OR type = 'trigger' ORDER BY name").all(),
+  ).toEqual([
+    { name: 'forwards' },
+    { name: 'forwards_created' },
+    { name: 'forwards_due' },
+    { name: 'forwards_with_task' },
+  ]);
   expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at', 'tasks_solver']);
   expect(columns(db).slice(-3)).toEqual(['solver_task_id', 'solution', 'metadata']);
   db.exec("INSERT INTO tasks (id, state, registered, callbacks, solver_task_id) VALUES ('s1', 'pending', 1, 0, 'dup')");

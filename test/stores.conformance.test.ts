@@ -27,6 +27,8 @@ interface StoreFactory {
   fresh(): Promise<TaskStore>;
   /** Two instances on one new, empty backing (one file, one Redis key space), as two receivers would share it. */
   pair(): Promise<[TaskStore, TaskStore]>;
+  /** False for a store that does not have the forwarding outbox yet: its outbox cases are skipped, loudly. */
+  readonly outbox?: boolean;
 }
 
 /**
@@ -854,6 +856,262 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await a.list('delivered', 2 * n)).toHaveLength(n);
     });
 
+    // ---- the forwarding outbox ----
+    const itOutbox = (title: string, fn: () => Promise<void>) =>
+      it(title, async (ctx) => {
+        if (factory.outbox === false) ctx.skip();
+        await fn();
+      });
+
+    /** The store's outbox; every store must have one (a store without it cannot forward, and fails here). */
+    const outbox = (s: TaskStore) => {
+      expect(s.forwards, 'the store has a forwarding outbox').toBeDefined();
+      return s.forwards!;
+    };
+    const settleOk = (taskId: string, lease: string, at: number) => ({
+      taskId,
+      event: 'delivered' as const,
+      lease,
+      at,
+      result: { state: 'delivered' as const, status: 200, error: null },
+    });
+
+    itOutbox('writes no forward while forwarding is off', async () => {
+      const s = await fresh();
+      await s.register(['a', 'm'], T, T + MIN);
+      await s.recordCallback(callback('a', T + 1));
+      await s.recordCallback(callback('ghost', T + 2));
+      await s.expireDue(T + MIN, 10);
+      for (const id of ['a', 'ghost', 'm']) expect(await outbox(s).forwardsOf(id)).toEqual([]);
+      expect(await outbox(s).claimDue(T + 10 * MIN, 10, 1000)).toEqual([]);
+      expect(await outbox(s).backlog(100)).toEqual({ pending: 0, oldestCreatedAt: null });
+    });
+
+    itOutbox(
+      'writes one pending forward per enabled event with the transition: delivered, unregistered, missed, late',
+      async () => {
+        const s = await fresh();
+        outbox(s).enable(['delivered', 'missed', 'late']);
+        await s.register(['d', 'm', 'l'], T, T + MIN);
+        await s.recordCallback(callback('d', T + 1000));
+        await s.recordCallback(callback('d', T + 2000)); // a duplicate writes nothing
+        await s.recordCallback(callback('ghost', T + 3000));
+        expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['l', 'm']);
+        await s.recordCallback(callback('l', T + 2 * MIN));
+        const d = await outbox(s).forwardsOf('d');
+        expect(d).toEqual([
+          {
+            taskId: 'd',
+            event: 'delivered',
+            webhookId: expect.stringMatching(/^msg_[A-Za-z0-9_-]{22}$/),
+            state: 'pending',
+            createdAt: T + 1000,
+            since: T + 1000,
+            attempts: 0,
+            nextAttemptAt: T + 1000,
+            leased: false,
+            lastAttemptAt: null,
+            lastStatus: null,
+            lastError: null,
+            doneAt: null,
+          },
+        ]);
+        expect(await outbox(s).forwardsOf('ghost')).toMatchObject([{ event: 'delivered', createdAt: T + 3000 }]);
+        expect(await outbox(s).forwardsOf('m')).toMatchObject([{ event: 'missed', createdAt: T + MIN }]);
+        const l = await outbox(s).forwardsOf('l');
+        expect(l.map((f) => [f.event, f.createdAt]).sort()).toEqual([
+          ['late', T + 2 * MIN],
+          ['missed', T + MIN],
+        ]);
+        const ids = new Set([...d, ...l].map((f) => f.webhookId));
+        expect(ids.size).toBe(3);
+        expect(await outbox(s).backlog(100)).toEqual({ pending: 5, oldestCreatedAt: T + 1000 });
+        expect(await outbox(s).backlog(2)).toMatchObject({ pending: 2 });
+      },
+    );
+
+    itOutbox('forwards only the enabled events', async () => {
+      const s = await fresh();
+      outbox(s).enable(['delivered']);
+      await s.register(['d', 'm'], T, T + MIN);
+      await s.recordCallback(callback('d', T + 1));
+      await s.expireDue(T + MIN, 10);
+      await s.recordCallback(callback('m', T + 2 * MIN));
+      expect(await outbox(s).forwardsOf('d')).toHaveLength(1);
+      expect(await outbox(s).forwardsOf('m')).toEqual([]);
+    });
+
+    itOutbox(
+      'claims due forwards under a lease, bounded, oldest due first; only the current lease settles',
+      async () => {
+        const s = await fresh();
+        outbox(s).enable(['delivered']);
+        for (let i = 0; i < 5; i++) await s.recordCallback(callback(`f${i}`, T + 1000 * (5 - i)));
+        expect(await outbox(s).claimDue(T, 10, 5000)).toEqual([]); // none due yet
+        const first = await outbox(s).claimDue(T + 4000, 2, 5000);
+        expect(first.map((j) => j.forward.taskId)).toEqual(['f4', 'f3']);
+        expect(first[0]).toMatchObject({
+          forward: { attempts: 1, leased: true, nextAttemptAt: T + 9000, state: 'pending' },
+          task: { id: 'f4', state: 'delivered', code: 'code-f4' },
+        });
+        // Leased rows are not due again until the lease runs out.
+        const second = await outbox(s).claimDue(T + 8000, 10, 5000);
+        expect(second.map((j) => j.forward.taskId).sort()).toEqual(['f0', 'f1', 'f2']);
+        expect(await outbox(s).claimDue(T + 8999, 10, 5000)).toEqual([]);
+        // f4's holder died: its lease ran out, another claim takes it over with a new lease and a second attempt.
+        const takeover = await outbox(s).claimDue(T + 9000, 1, 5000);
+        expect(takeover.map((j) => [j.forward.taskId, j.forward.attempts])).toEqual([['f4', 2]]);
+        expect(takeover[0]!.lease).not.toBe(first[0]!.lease);
+        expect(await outbox(s).settle([settleOk('f4', first[0]!.lease, T + 9001)])).toBe(0); // the old lease: refused
+        expect(await outbox(s).settle([settleOk('f4', takeover[0]!.lease, T + 9002)])).toBe(1);
+        expect(await outbox(s).settle([settleOk('f4', takeover[0]!.lease, T + 9003)])).toBe(0); // once
+        expect(await outbox(s).forwardsOf('f4')).toMatchObject([
+          { state: 'delivered', attempts: 2, doneAt: T + 9002, lastStatus: 200, nextAttemptAt: null, leased: false },
+        ]);
+      },
+    );
+
+    itOutbox('settles retries, gone and dead letters; a retry is due at its time', async () => {
+      const s = await fresh();
+      outbox(s).enable(['delivered']);
+      for (const id of ['r', 'g', 'x']) await s.recordCallback(callback(id, T));
+      const jobs = await outbox(s).claimDue(T, 10, 1000);
+      const lease = (id: string) => jobs.find((j) => j.forward.taskId === id)!.lease;
+      const at = T + 100;
+      expect(
+        await outbox(s).settle([
+          {
+            taskId: 'r',
+            event: 'delivered',
+            lease: lease('r'),
+            at,
+            result: { state: 'pending', nextAttemptAt: T + 5000, status: 503, error: 'HTTP 503' },
+          },
+          {
+            taskId: 'g',
+            event: 'delivered',
+            lease: lease('g'),
+            at,
+            result: { state: 'gone', status: 410, error: 'HTTP 410' },
+          },
+          {
+            taskId: 'x',
+            event: 'delivered',
+            lease: lease('x'),
+            at,
+            result: { state: 'dead', status: null, error: 'timeout' },
+          },
+        ]),
+      ).toBe(3);
+      expect(await outbox(s).forwardsOf('r')).toMatchObject([
+        {
+          state: 'pending',
+          attempts: 1,
+          nextAttemptAt: T + 5000,
+          lastStatus: 503,
+          lastError: 'HTTP 503',
+          lastAttemptAt: at,
+          leased: false,
+        },
+      ]);
+      expect(await outbox(s).forwardsOf('g')).toMatchObject([{ state: 'gone', doneAt: at, lastStatus: 410 }]);
+      expect(await outbox(s).forwardsOf('x')).toMatchObject([{ state: 'dead', doneAt: at, lastError: 'timeout' }]);
+      expect(await outbox(s).claimDue(T + 4999, 10, 1000)).toEqual([]);
+      expect((await outbox(s).claimDue(T + 5000, 10, 1000)).map((j) => [j.forward.taskId, j.forward.attempts])).toEqual(
+        [['r', 2]],
+      );
+      expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: T });
+    });
+
+    itOutbox(
+      'redelivers one task and replays dead letters by event time, as new rounds with the same webhook id',
+      async () => {
+        const s = await fresh();
+        outbox(s).enable(['delivered']);
+        for (let i = 0; i < 6; i++) await s.recordCallback(callback(`k${i}`, T + i * 1000));
+        const jobs = await outbox(s).claimDue(T + 10_000, 10, 1000);
+        const now = T + 20_000;
+        await outbox(s).settle(
+          jobs.map((j) => ({
+            taskId: j.forward.taskId,
+            event: 'delivered' as const,
+            lease: j.lease,
+            at: now,
+            result:
+              j.forward.taskId === 'k5'
+                ? { state: 'delivered' as const, status: 200, error: null }
+                : { state: 'dead' as const, status: 500, error: 'HTTP 500' },
+          })),
+        );
+        const before = (await outbox(s).forwardsOf('k5'))[0]!;
+        expect(await outbox(s).redeliver('k5', now + 1)).toBe(1);
+        expect(await outbox(s).forwardsOf('k5')).toEqual([
+          { ...before, state: 'pending', since: now + 1, attempts: 0, nextAttemptAt: now + 1, doneAt: null },
+        ]);
+        expect(await outbox(s).redeliver('nobody', now + 1)).toBe(0);
+        // Dead ones with event time in [T+1s, T+4s): k1, k2, k3; the limit takes the oldest two.
+        expect(await outbox(s).replay({ state: 'dead', from: T + 1000, to: T + 4000, limit: 2 }, now + 2)).toBe(2);
+        const state = async (id: string) => (await outbox(s).forwardsOf(id))[0]!.state;
+        expect([await state('k0'), await state('k1'), await state('k2'), await state('k3')]).toEqual([
+          'dead',
+          'pending',
+          'pending',
+          'dead',
+        ]);
+        // `all` takes every settled state (here the dead k0, k3, k4), never a pending one (k1, k2, k5).
+        expect(await outbox(s).replay({ state: 'all', from: T, to: T + 60_000, limit: 100 }, now + 3)).toBe(3);
+        expect(await outbox(s).replay({ state: 'dead', from: T, to: T + 60_000, limit: 100 }, now + 3)).toBe(0);
+        const due = await outbox(s).claimDue(now + 3, 100, 1000);
+        expect(due.map((j) => j.forward.taskId).sort()).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
+        expect(due.every((j) => j.forward.attempts === 1)).toBe(true);
+        // A forward under a live lease is left to its attempt.
+        expect(await outbox(s).redeliver('k0', now + 4)).toBe(0);
+      },
+    );
+
+    itOutbox(
+      "deletes a task's forwards with it: retention, and an unregistered record merged into its task",
+      async () => {
+        const s = await fresh();
+        outbox(s).enable(['delivered']);
+        await s.recordCallback(callback('old', T));
+        await s.recordCallback(bySolver('s-1', T + 1));
+        expect(await s.purge(T + 1, 10)).toBe(1);
+        expect(await outbox(s).forwardsOf('old')).toEqual([]);
+        await s.register(['app-1'], T + 2, T + MIN);
+        expect(await s.attachSolverTaskId('app-1', 's-1')).toMatchObject({ kind: 'merged' });
+        expect(await outbox(s).forwardsOf('s-1')).toEqual([]);
+        expect(await outbox(s).forwardsOf('app-1')).toMatchObject([
+          { event: 'delivered', state: 'pending', createdAt: T + 1 },
+        ]);
+        // Registered again after retention, an id gets a new forward with a new webhook id.
+        const first = (await outbox(s).forwardsOf('app-1'))[0]!.webhookId;
+        expect(await s.purge(T + 10, 10)).toBe(1);
+        await s.recordCallback(callback('app-1', T + 20));
+        expect((await outbox(s).forwardsOf('app-1'))[0]!.webhookId).not.toBe(first);
+      },
+    );
+
+    itOutbox('lets two instances claiming at once take each due forward exactly once', async () => {
+      const [a, b] = await pair();
+      outbox(a).enable(['delivered']);
+      outbox(b).enable(['delivered']);
+      const n = 60;
+      await Promise.all(Array.from({ length: n }, (_, i) => (i % 2 ? a : b).recordCallback(callback(`c${i}`, T + i))));
+      const claims = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => outbox(i % 2 ? a : b).claimDue(T + n, 10, 60_000)),
+      );
+      const ids = claims.flat().map((j) => j.forward.taskId);
+      expect(new Set(ids).size).toBe(ids.length);
+      const rest = [
+        ...(await outbox(a).claimDue(T + n, 100, 60_000)),
+        ...(await outbox(b).claimDue(T + n, 100, 60_000)),
+      ];
+      expect([...ids, ...rest.map((j) => j.forward.taskId)].sort()).toEqual(
+        Array.from({ length: n }, (_, i) => `c${i}`).sort(),
+      );
+    });
+
     it('rejects every call with StoreUnavailableError once closed', async () => {
       const s = await factory.fresh();
       await expect(s.ping()).resolves.toBeUndefined();
@@ -869,6 +1127,14 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await expect(s.expireDue(T, 10)).rejects.toEqual(unavailable);
       await expect(s.purge(T, 10)).rejects.toEqual(unavailable);
       if (s.reconcile) await expect(s.reconcile()).rejects.toEqual(unavailable);
+      if (factory.outbox === false) return;
+      const o = outbox(s);
+      await expect(o.claimDue(T, 10, 1000)).rejects.toEqual(unavailable);
+      await expect(o.settle([])).rejects.toEqual(unavailable);
+      await expect(o.forwardsOf('x')).rejects.toEqual(unavailable);
+      await expect(o.redeliver('x', T)).rejects.toEqual(unavailable);
+      await expect(o.replay({ state: 'dead', from: 0, to: T, limit: 10 }, T)).rejects.toEqual(unavailable);
+      await expect(o.backlog(10)).rejects.toEqual(unavailable);
       await s.close(); // idempotent
     });
   });
@@ -922,6 +1188,8 @@ storeConformance(
     // Each test gets its own key prefix on the one server, so no test sees another's keys.
     const open = (prefix: string) => RedisTaskStore.open(server.url, { keyPrefix: prefix });
     return {
+      // The Redis outbox is not written yet: its cases show as skipped.
+      outbox: false,
       fresh: () => open(`t${++prefixes}:`),
       pair: async () => {
         const prefix = `t${++prefixes}:`;

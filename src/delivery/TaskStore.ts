@@ -107,6 +107,125 @@ export interface TaskCounts {
 }
 
 /**
+ * What a forward hands to the app: `delivered` (the first result of a task that was pending, or of a callback nobody
+ * registered), `late` (the first result of a task already marked missed), `missed` (the deadline passed with no
+ * callback). The webhook's event type is `task.<event>`.
+ */
+export type ForwardEvent = 'delivered' | 'late' | 'missed';
+export const FORWARD_EVENTS: readonly ForwardEvent[] = ['delivered', 'late', 'missed'];
+
+/**
+ * A forward's state: `pending` (due at `nextAttemptAt`, or being attempted while leased), `delivered` (the app answered
+ * 2xx), `gone` (the app answered 410: never sent again unless redelivered), `dead` (no 2xx within the maximum age: a
+ * dead letter, replayable).
+ */
+export type ForwardState = 'pending' | 'delivered' | 'gone' | 'dead';
+export const FORWARD_STATES: readonly ForwardState[] = ['pending', 'delivered', 'gone', 'dead'];
+
+/** One outbox row: one event of one task, to be handed to the app at least once. */
+export interface ForwardRecord {
+  /** The task's app id (for a callback nobody registered, the id it was stored under). */
+  readonly taskId: string;
+  readonly event: ForwardEvent;
+  /** `msg_…`, random, fixed when the row is written: the `webhook-id` of every attempt, so the app can deduplicate. */
+  readonly webhookId: string;
+  readonly state: ForwardState;
+  /** Unix ms of the event (the callback's receipt, or the deadline for `missed`). */
+  readonly createdAt: number;
+  /** Unix ms the current round began: the event, or the last redeliver/replay. The maximum age counts from here. */
+  readonly since: number;
+  /** Attempts started in the current round (an attempt cut short by a crash counts). */
+  readonly attempts: number;
+  /** Unix ms of the next attempt while pending (while an attempt runs: when its lease expires); null otherwise. */
+  readonly nextAttemptAt: number | null;
+  /** True while an instance holds the lease (an attempt is running, or its holder died and the lease is running out). */
+  readonly leased: boolean;
+  readonly lastAttemptAt: number | null;
+  /** HTTP status of the last attempt, null when it got none (timeout, network error) or none was made. */
+  readonly lastStatus: number | null;
+  /** A short, fixed-form reason (`HTTP 503`, `timeout`, `network error: ECONNREFUSED`); never a URL or a body. */
+  readonly lastError: string | null;
+  /** Unix ms it became delivered, gone or dead; null while pending. */
+  readonly doneAt: number | null;
+}
+
+/** A claimed forward: its row (attempts already counting this one), the lease token to settle it with, and the task. */
+export interface ForwardJob {
+  readonly forward: ForwardRecord;
+  readonly lease: string;
+  /** The task as stored now; undefined if it was purged meanwhile (the forward is then settled as dead). */
+  readonly task: TaskRecord | undefined;
+}
+
+/** How an attempt ended, as the worker settles it. */
+export type ForwardSettlement =
+  | { readonly state: 'delivered' | 'gone' | 'dead'; readonly status: number | null; readonly error: string | null }
+  | {
+      readonly state: 'pending';
+      readonly nextAttemptAt: number;
+      readonly status: number | null;
+      readonly error: string | null;
+    };
+
+/** One attempt's end, for `settle`: which forward, under which lease, when, and how. */
+export interface ForwardSettleItem {
+  readonly taskId: string;
+  readonly event: ForwardEvent;
+  readonly lease: string;
+  /** Unix ms the attempt ended. */
+  readonly at: number;
+  readonly result: ForwardSettlement;
+}
+
+/** Which forwards a bulk replay picks: by state, and by event time in `[from, to)`. */
+export interface ReplayFilter {
+  /** `dead` (the default use), `gone`, `delivered`, or `all` settled ones (pending forwards are never touched). */
+  readonly state: Exclude<ForwardState, 'pending'> | 'all';
+  readonly from: number;
+  readonly to: number;
+  readonly limit: number;
+}
+
+/**
+ * The forwarding outbox, kept by the store itself so that a forward is written in the SAME atomic operation as the
+ * transition that makes it: once `recordCallback` (or a merge, or `expireDue` for `missed`) resolves, the forward is as
+ * durable as the result. Off until `enable` is called (nothing is written then, so the hot path is unchanged).
+ *
+ * Forwards are worked under a lease: `claimDue` takes due rows for `leaseMs` (the row's next attempt time moves to the
+ * lease's end, so a holder that dies simply lets the row fall due again and another instance takes it over), and only
+ * the holder of the current lease token can settle it. Forwards are deleted with their task (retention, merges).
+ */
+export interface ForwardOutbox {
+  /** From now on, transitions of these kinds write a pending forward. Call before serving callbacks. */
+  enable(events: readonly ForwardEvent[]): void;
+  /**
+   * Leases at most `limit` pending forwards due at `now` (next attempt ≤ now), oldest due first, for `leaseMs`; each
+   * claim counts one attempt. Cost bounded by `limit`.
+   */
+  claimDue(now: number, limit: number, leaseMs: number): Promise<ForwardJob[]>;
+  /**
+   * Settles claimed forwards, each only if its lease token is still the current one (a forward whose lease expired and
+   * was claimed again is left to its new holder). Resolves to how many were settled.
+   */
+  settle(items: readonly ForwardSettleItem[]): Promise<number>;
+  /** The task's forwards (at most one per event), by event. */
+  forwardsOf(taskId: string): Promise<ForwardRecord[]>;
+  /**
+   * Makes every settled forward of the task pending again, due at `now`, as a new round (attempts 0, max age from
+   * `now`), keeping its webhook id; a pending one is made due at `now`, unless an attempt holds a live lease (it is
+   * left to finish). Resolves to how many it changed (0: no forwards, or all in flight).
+   */
+  redeliver(taskId: string, now: number): Promise<number>;
+  /** The same for at most `filter.limit` settled forwards picked by state and event time, oldest first. */
+  replay(filter: ReplayFilter, now: number): Promise<number>;
+  /**
+   * Pending forwards, counted up to `cap` (the count stops there), and the event time of the oldest one (null when
+   * none). Cost bounded by `cap`.
+   */
+  backlog(cap: number): Promise<{ readonly pending: number; readonly oldestCreatedAt: number | null }>;
+}
+
+/**
  * Durable task storage. Every method that changes state does so atomically in the store, so that several receiver
  * instances sharing one store each see a given transition happen exactly once (and only the one that made it counts
  * it). Implementations: MemoryTaskStore (tests), SqliteTaskStore (default), RedisTaskStore (shared).
@@ -122,11 +241,7 @@ export interface TaskStore {
    * another registered task is left off. Resolves to the ids this call newly registered, and the merges it made (a
    * callback that had come first under the solver id; see AttachResult).
    */
-  register(
-    tasks: readonly (string | NewTask)[],
-    submittedAt: number,
-    deadlineAt: number,
-  ): Promise<RegisterResult>;
+  register(tasks: readonly (string | NewTask)[], submittedAt: number, deadlineAt: number): Promise<RegisterResult>;
   /**
    * Links the solver's task id to a registered task, so a callback carrying only the solver id finds it, atomically
    * (see AttachResult).
@@ -173,6 +288,8 @@ export interface TaskStore {
    * is unreachable (the unconfirmed callbacks are kept for a later call, in a bounded list).
    */
   reconcile?(): Promise<ReadonlyArray<{ readonly transition: CallbackTransition; readonly result: CallbackResult }>>;
+  /** The forwarding outbox (see ForwardOutbox); stores without one cannot forward. */
+  readonly forwards?: ForwardOutbox;
   /**
    * Resolves when the store can take writes; rejects otherwise. May write (a heartbeat row or key), since only a
    * real write proves that writes work.

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
@@ -6,8 +7,14 @@ import {
   type AttachResult,
   type CallbackResult,
   type CallbackTransition,
+  type ForwardEvent,
+  type ForwardJob,
+  type ForwardOutbox,
+  type ForwardRecord,
+  type ForwardState,
   type NewTask,
   type RegisterResult,
+  type ReplayFilter,
   type ResultDetails,
   StoreUnavailableError,
   type TaskCounts,
@@ -15,6 +22,7 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
+import { newWebhookId } from '../webhookId.ts';
 import {
   type Checkpointer,
   type CheckpointerOptions,
@@ -41,7 +49,7 @@ export interface SqliteTaskStoreOptions {
 }
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 /*
  * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
@@ -67,6 +75,54 @@ const TASKS_TABLE = `tasks (
   solution TEXT,
   metadata TEXT
 ) WITHOUT ROWID`;
+
+/*
+ * Version 6: the forwarding outbox, one row per task and event, written in the transaction of the transition that
+ * makes it (only while forwarding is enabled, so a receiver without FORWARD_URL writes nothing more per callback).
+ *
+ * - `forwards_due` (pending only, by next attempt time) serves the worker's bounded claim. A claim moves the row's
+ *   next attempt time to its lease's end, so a lease that runs out makes the row due again: no separate lease index.
+ * - `forwards_created` (state, event time) serves bulk replay by time range and the oldest pending forward.
+ * - The trigger deletes a task's forwards with it: retention, and an unregistered record merged into its task.
+ */
+const FORWARDS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS forwards (
+  task_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  webhook_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  done_at INTEGER,
+  PRIMARY KEY (task_id, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forwards_due ON forwards (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS forwards_created ON forwards (state, created_at);
+CREATE TRIGGER IF NOT EXISTS forwards_with_task AFTER DELETE ON tasks BEGIN
+  DELETE FROM forwards WHERE task_id = old.id;
+END;`;
+
+interface ForwardRow {
+  task_id: string;
+  event: ForwardEvent;
+  webhook_id: string;
+  state: ForwardState;
+  created_at: number;
+  since: number;
+  attempts: number;
+  next_attempt_at: number | null;
+  lease: string | null;
+  last_attempt_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  done_at: number | null;
+}
 
 /*
  * Two partial indexes, chosen so that a delivery (the hot path) touches as few pages as possible:
@@ -104,6 +160,7 @@ CREATE TABLE IF NOT EXISTS counts (
 INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
 CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
 INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+${FORWARDS_SCHEMA}
 `;
 
 /** The whole schema of a new file (also used by the statement micro-benchmark). */
@@ -179,6 +236,19 @@ export class SqliteTaskStore implements TaskStore {
   readonly #beat: StatementSync;
   readonly #purge: StatementSync;
   #closed = false;
+  /** Events that write a forward; empty while forwarding is off. */
+  #forwardEvents: ReadonlySet<ForwardEvent> = new Set();
+  readonly #insertForward: StatementSync;
+  readonly #selectDueForwards: StatementSync;
+  readonly #leaseForward: StatementSync;
+  readonly #selectTaskById: StatementSync;
+  readonly #settleForward: StatementSync;
+  readonly #selectForwardsOf: StatementSync;
+  readonly #redeliver: StatementSync;
+  readonly #replayState: StatementSync;
+  readonly #replayAll: StatementSync;
+  readonly #countPendingForwards: StatementSync;
+  readonly #oldestPendingForward: StatementSync;
   readonly #checkpointer: Checkpointer | undefined;
   #flushScheduled = false;
   /** The checkpointer is rewinding the WAL: callbacks queue instead of committing (see sqliteCheckpointer.ts). */
@@ -301,6 +371,47 @@ export class SqliteTaskStore implements TaskStore {
        WHERE one = 1`,
     );
     this.#beat = db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1');
+    this.#insertForward = db.prepare(
+      `INSERT OR IGNORE INTO forwards (task_id, event, webhook_id, state, created_at, since, next_attempt_at)
+       VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)`,
+    );
+    this.#selectDueForwards = db.prepare(
+      `SELECT task_id, event FROM forwards WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at
+       LIMIT ?`,
+    );
+    this.#leaseForward = db.prepare(
+      `UPDATE forwards SET attempts = attempts + 1, lease = ?, next_attempt_at = ? WHERE task_id = ? AND event = ?
+       RETURNING *`,
+    );
+    this.#selectTaskById = db.prepare(`SELECT ${COLUMNS} FROM tasks WHERE id = ?`);
+    this.#settleForward = db.prepare(
+      `UPDATE forwards SET state = ?, next_attempt_at = ?, done_at = ?, last_attempt_at = ?, last_status = ?,
+         last_error = ?, lease = NULL
+       WHERE task_id = ? AND event = ? AND lease = ? AND state = 'pending'`,
+    );
+    this.#selectForwardsOf = db.prepare('SELECT * FROM forwards WHERE task_id = ? ORDER BY event');
+    // A new round; a pending row under a live lease (an attempt running now) is left to finish.
+    const restart = `UPDATE forwards SET state = 'pending', since = ?1, next_attempt_at = ?1, attempts = 0,
+      lease = NULL, done_at = NULL`;
+    this.#redeliver = db.prepare(
+      `${restart} WHERE task_id = ?2 AND (state <> 'pending' OR lease IS NULL OR next_attempt_at <= ?1)`,
+    );
+    this.#replayState = db.prepare(
+      `${restart} WHERE (task_id, event) IN (SELECT task_id, event FROM forwards
+         WHERE state = ?2 AND created_at >= ?3 AND created_at < ?4 ORDER BY created_at LIMIT ?5)`,
+    );
+    // One bounded range scan of `forwards_created` per settled state, merged oldest first.
+    const settledArm = (state: ForwardState) =>
+      `SELECT * FROM (SELECT task_id, event, created_at FROM forwards
+         WHERE state = '${state}' AND created_at >= ?2 AND created_at < ?3 ORDER BY created_at LIMIT ?4)`;
+    this.#replayAll = db.prepare(
+      `${restart} WHERE (task_id, event) IN (SELECT task_id, event FROM (
+         ${(['delivered', 'gone', 'dead'] as const).map(settledArm).join(' UNION ALL ')}) ORDER BY created_at LIMIT ?4)`,
+    );
+    this.#countPendingForwards = db.prepare(
+      "SELECT count(*) AS n FROM (SELECT 1 FROM forwards WHERE state = 'pending' LIMIT ?)",
+    );
+    this.#oldestPendingForward = db.prepare("SELECT min(created_at) AS at FROM forwards WHERE state = 'pending'");
     // One bounded range scan of `tasks_settled_at` per settled state, merged oldest first; the outer DELETE then
     // removes each chosen row by key.
     this.#purge = db.prepare(
@@ -309,6 +420,72 @@ export class SqliteTaskStore implements TaskStore {
          ORDER BY at, id LIMIT ?2
        )`,
     );
+  }
+
+  readonly forwards: ForwardOutbox = {
+    enable: (events) => {
+      this.#forwardEvents = new Set(events);
+    },
+    claimDue: (now, limit, leaseMs) =>
+      this.#writeWhenResumed('claimDue', () => {
+        const jobs: ForwardJob[] = [];
+        if (limit <= 0) return jobs;
+        const due = this.#selectDueForwards.all(now, limit) as Array<{ task_id: string; event: ForwardEvent }>;
+        for (const d of due) {
+          const lease = randomUUID();
+          const row = this.#leaseForward.get(lease, now + leaseMs, d.task_id, d.event) as ForwardRow | undefined;
+          if (!row) continue;
+          const task = this.#selectTaskById.get(d.task_id) as Row | undefined;
+          jobs.push({ forward: toForward(row), lease, task: task ? toRecord(task) : undefined });
+        }
+        return jobs;
+      }),
+    settle: (items) =>
+      this.#writeWhenResumed('settle', () => {
+        let settled = 0;
+        for (const item of items) {
+          const r = item.result;
+          const pending = r.state === 'pending';
+          settled += Number(
+            this.#settleForward.run(
+              r.state,
+              pending ? r.nextAttemptAt : null,
+              pending ? null : item.at,
+              item.at,
+              r.status,
+              r.error,
+              item.taskId,
+              item.event,
+              item.lease,
+            ).changes,
+          );
+        }
+        return settled;
+      }),
+    forwardsOf: async (taskId) =>
+      (this.#read('forwardsOf', () => this.#selectForwardsOf.all(taskId)) as unknown as ForwardRow[]).map(toForward),
+    redeliver: (taskId, now) =>
+      this.#writeWhenResumed('redeliver', () => Number(this.#redeliver.run(now, taskId).changes)),
+    replay: (filter: ReplayFilter, now) =>
+      this.#writeWhenResumed('replay', () =>
+        Number(
+          (filter.state === 'all'
+            ? this.#replayAll.run(now, filter.from, filter.to, filter.limit)
+            : this.#replayState.run(now, filter.state, filter.from, filter.to, filter.limit)
+          ).changes,
+        ),
+      ),
+    backlog: async (cap) =>
+      this.#read('backlog', () => {
+        const { n } = this.#countPendingForwards.get(cap) as { n: number };
+        const { at } = this.#oldestPendingForward.get() as { at: number | null };
+        return { pending: n, oldestCreatedAt: at };
+      }),
+  };
+
+  /** Writes the pending forward a transition makes, inside the caller's transaction (when forwarding is on for it). */
+  #addForward(taskId: string, event: ForwardEvent, at: number): void {
+    if (this.#forwardEvents.has(event)) this.#insertForward.run(taskId, event, newWebhookId(), at);
   }
 
   #startCheckpointer(db: DatabaseSync, path: string, options: CheckpointerOptions | undefined): Checkpointer {
@@ -415,6 +592,7 @@ export class SqliteTaskStore implements TaskStore {
       holder.callbacks,
       id,
     );
+    this.#addForward(id, kind, result.receivedAt);
     return { kind: 'merged', transition: { kind, id, submittedAt: task.submitted_at ?? result.receivedAt }, result };
   }
 
@@ -534,6 +712,7 @@ export class SqliteTaskStore implements TaskStore {
         solution,
         metadata,
       );
+      if (this.#forwardEvents.size > 0) this.#addForward(id, 'delivered', r.receivedAt);
       return { kind: 'unregistered', id };
     }
     const [taskId, state, submittedAt, linked] = row;
@@ -550,6 +729,7 @@ export class SqliteTaskStore implements TaskStore {
     } else {
       this.#settle.run(kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, taskId);
     }
+    if (this.#forwardEvents.size > 0) this.#addForward(taskId, kind, r.receivedAt);
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }
 
@@ -561,6 +741,8 @@ export class SqliteTaskStore implements TaskStore {
     return this.#writeWhenResumed('expireDue', () => {
       const rows = this.#expire.all(now, limit) as Array<{ id: string; deadline_at: number }>;
       if (rows.length > 0) this.#addCounts.run(-rows.length, 0, rows.length, 0);
+      if (this.#forwardEvents.has('missed'))
+        for (const row of rows) this.#addForward(row.id, 'missed', row.deadline_at);
       // RETURNING comes back in key order; callers (and the health report's "recently missed") want deadline order.
       rows.sort((a, b) => a.deadline_at - b.deadline_at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       return rows.map((row) => row.id);
@@ -671,7 +853,8 @@ function migrate(db: DatabaseSync): void {
     throw new Error(`the file has schema version ${version}, newer than this receiver's ${SCHEMA_VERSION}`);
   }
   const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
-  if (!exists || version === SCHEMA_VERSION) return;
+  // Version 5 lacks only the outbox, which the schema creates (CREATE … IF NOT EXISTS) after this.
+  if (!exists || version === SCHEMA_VERSION || version === 5) return;
   if (version === 4) {
     db.exec(`
       ALTER TABLE tasks ADD COLUMN solver_task_id TEXT;
@@ -719,4 +902,22 @@ function toRecord(row: Row): TaskRecord {
 
 function parseJson(text: string | null): ResultDetails | null {
   return text === null ? null : (JSON.parse(text) as ResultDetails);
+}
+
+function toForward(row: ForwardRow): ForwardRecord {
+  return {
+    taskId: row.task_id,
+    event: row.event,
+    webhookId: row.webhook_id,
+    state: row.state,
+    createdAt: row.created_at,
+    since: row.since,
+    attempts: row.attempts,
+    nextAttemptAt: row.state === 'pending' ? row.next_attempt_at : null,
+    leased: row.lease !== null,
+    lastAttemptAt: row.last_attempt_at,
+    lastStatus: row.last_status,
+    lastError: row.last_error,
+    doneAt: row.done_at,
+  };
 }
