@@ -93,6 +93,32 @@ describe('/health/callbacks status', () => {
     });
   });
 
+  it('counts a late task as missed, as the metrics and the LowDeliveryRate alert do, and lists its id', async () => {
+    const h = setup();
+    await h.tracker.trackSubmitted(['on-time', 'late-1']);
+    await h.callback('on-time');
+    h.advance(11 * MIN);
+    await h.tracker.sweep();
+    await h.callback('late-1');
+    expect(h.report().delivery).toEqual({
+      delivered: 1,
+      missed: 1,
+      pending: 0,
+      late: 1,
+      delivery_rate: 0.5,
+      missed_task_ids: ['late-1'],
+    });
+  });
+
+  it('honours a per-task deadline: the short one is missed, the default one stays pending', async () => {
+    const h = setup();
+    await h.tracker.trackSubmitted([{ id: 'short', timeoutSeconds: 30 }, 'default']);
+    h.advance(30_000);
+    await h.tracker.sweep();
+    expect(h.report().delivery).toMatchObject({ missed: 1, pending: 1, missed_task_ids: ['short'] });
+    expect((await h.tracker.get('short'))?.deadlineAt).toBe((await h.tracker.get('short'))!.submittedAt! + 30_000);
+  });
+
   it('keeps at most 10 missed task ids', async () => {
     const h = setup();
     await h.tracker.trackSubmitted(Array.from({ length: 25 }, (_, i) => `m${i}`));

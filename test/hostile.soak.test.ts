@@ -292,11 +292,12 @@ describe(`soak: ${SECONDS} s of mixed traffic at ${RATE} req/s`, () => {
       expect(results.filter((r) => r.kind.startsWith('good') && r.status !== 200)).toEqual([]);
       // Nothing acknowledged is missing or altered (duplicates kept the first result).
       expect(problems).toEqual([]);
-      // The accounting adds up: every registered task is in exactly one state, and all four states occurred.
-      expect(d.delivered + d.missed + d.pending + d.late).toBe(registered.length);
+      // The accounting adds up: every registered task is delivered, missed (late ones included: they missed their
+      // deadline, as the metrics count them) or pending, and all four states occurred.
+      expect(d.delivered + d.missed + d.pending).toBe(registered.length);
       expect(d.delivered).toBeGreaterThan(0);
-      expect(d.missed).toBeGreaterThan(0);
       expect(d.late).toBeGreaterThan(0);
+      expect(d.missed).toBeGreaterThan(d.late);
       // Latency and memory.
       expect(health.length).toBeGreaterThan(0);
       expect(health.filter((h) => h.p95 >= HEALTHY_P95_MS)).toEqual([]);
