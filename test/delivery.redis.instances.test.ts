@@ -202,4 +202,35 @@ describe('two receivers on one Redis', () => {
         `A made ${ca.delivered} deliveries and ${ca.missed} misses, B ${cb.delivered} and ${cb.missed}; late ${late}`,
     );
   });
+
+  it('correlates one task reached by different ids on the two instances exactly once', async () => {
+    // Each task is registered on A with its solver id; its callback reaches A by the app id in the path and, at the
+    // same moment, B by the solver id alone (a solver that called twice, one URL each). One delivery, one duplicate.
+    const before = sum(await counters(a), await counters(b));
+    const tasks = Array.from({ length: 40 }, (_, i) => ({ id: `app-${i}`, solver_task_id: `solver-${i}` }));
+    const res = await fetch(`${a.managementUrl}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(tasks.map((t) => ({ ...t, timeout_seconds: 120 }))),
+    });
+    expect(res.status).toBe(201);
+    await pool(tasks, 8, async (t) => {
+      const [byApp, bySolver] = await Promise.all([
+        fetch(`${a.publicUrl}/callback/${t.id}?id=${t.solver_task_id}&code=via-a`),
+        fetch(`${b.publicUrl}/callback?id=${t.solver_task_id}&code=via-b`),
+      ]);
+      expect([byApp.status, bySolver.status]).toEqual([200, 200]);
+    });
+    const after = sum(await counters(a), await counters(b));
+    expect(after.delivered - before.delivered).toBe(tasks.length);
+    expect(after.duplicates - before.duplicates).toBe(tasks.length);
+    for (const t of tasks.slice(0, 10)) {
+      const viaSolverId = (await (await fetch(`${b.managementUrl}/tasks/${t.solver_task_id}`)).json()) as {
+        id: string;
+        state: string;
+        callbacks: number;
+      };
+      expect(viaSolverId).toMatchObject({ id: t.id, state: 'delivered', callbacks: 2 });
+    }
+  });
 });
