@@ -22,6 +22,11 @@ export const INSTRUMENT = {
   solverRequests: 'captcha.solver.requests',
   solverRequestDuration: 'captcha.solver.request.duration',
   solverBalance: 'captcha.solver.balance',
+  forwardAttempts: 'captcha.forward.attempts',
+  forwardDuration: 'captcha.forward.duration',
+  forwardBacklog: 'captcha.forward.backlog',
+  forwardOldestPendingAge: 'captcha.forward.oldest_pending_age',
+  forwardDeadLetters: 'captcha.forward.dead_letters',
 } as const;
 
 /**
@@ -51,6 +56,12 @@ export const PROM = {
   solverRequestDurationBucket: 'captcha_solver_request_duration_bucket',
   solverRequestDurationCount: 'captcha_solver_request_duration_count',
   solverBalance: 'captcha_solver_balance',
+  forwardAttemptsTotal: 'captcha_forward_attempts_total',
+  forwardDurationBucket: 'captcha_forward_duration_bucket',
+  forwardDurationCount: 'captcha_forward_duration_count',
+  forwardBacklog: 'captcha_forward_backlog',
+  forwardOldestPendingAge: 'captcha_forward_oldest_pending_age',
+  forwardDeadLettersTotal: 'captcha_forward_dead_letters_total',
 } as const;
 
 /** Prometheus label names (OpenTelemetry attribute keys with dots replaced). */
@@ -210,6 +221,17 @@ export const SOLVER_FAILED_OUTCOMES: readonly SolverRequestOutcome[] = [
 
 /** Solver request latency in seconds: loopback milliseconds to the client's 10 s timeout. */
 export const SOLVER_REQUEST_DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/**
+ * How one attempt to forward a result to the app ended, a closed set: `success` (2xx), `gone` (410: the app wants no
+ * more of this task), `http_error` (any other status, redirects included), `timeout` (no answer within
+ * FORWARD_TIMEOUT_MS), `network_error` (refused, reset, DNS, TLS).
+ */
+export const FORWARD_OUTCOMES = ['success', 'http_error', 'timeout', 'network_error', 'gone'] as const;
+export type ForwardOutcome = (typeof FORWARD_OUTCOMES)[number];
+
+/** Forward attempt latency in seconds: loopback milliseconds to a 30 s timeout. */
+export const FORWARD_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
 
 /** Handling-latency buckets in seconds; 0.5 and 1 are alert and dashboard thresholds, so they must be edges. */
 export const CALLBACK_DURATION_BUCKETS = [
@@ -378,6 +400,48 @@ export const CONTRACT: readonly InstrumentSpec[] = [
     description: "The solver account's balance from its getBalance, by solver (absent until the first answer).",
     prom: PROM.solverBalance,
     labels: [LABEL.solver],
+  },
+  {
+    name: INSTRUMENT.forwardAttempts,
+    kind: 'observable_counter',
+    unit: '{attempt}',
+    description: 'Attempts this instance made to forward a result to the app (FORWARD_URL), by closed outcome.',
+    prom: PROM.forwardAttemptsTotal,
+    labels: [LABEL.outcome],
+  },
+  {
+    name: INSTRUMENT.forwardDuration,
+    kind: 'histogram',
+    unit: 's',
+    description: 'Time one forward attempt took, until the app answered or the attempt timed out, by outcome.',
+    prom: 'captcha_forward_duration',
+    labels: [LABEL.outcome],
+    buckets: FORWARD_DURATION_BUCKETS,
+  },
+  {
+    name: INSTRUMENT.forwardBacklog,
+    kind: 'observable_gauge',
+    unit: '{forward}',
+    description:
+      'Forwards waiting to reach the app, retries included (store-wide, counted up to 100000: take max over instances).',
+    prom: PROM.forwardBacklog,
+    labels: [],
+  },
+  {
+    name: INSTRUMENT.forwardOldestPendingAge,
+    kind: 'observable_gauge',
+    unit: 's',
+    description: 'Age of the oldest result not yet handed to the app (store-wide; 0 when none is waiting).',
+    prom: PROM.forwardOldestPendingAge,
+    labels: [],
+  },
+  {
+    name: INSTRUMENT.forwardDeadLetters,
+    kind: 'observable_counter',
+    unit: '{forward}',
+    description: 'Forwards this instance gave up on after FORWARD_MAX_AGE (dead letters: replay them).',
+    prom: PROM.forwardDeadLettersTotal,
+    labels: [],
   },
 ];
 

@@ -10,6 +10,8 @@ import {
   FAILURE_REASONS,
   type FailureReason,
   FORMATS,
+  FORWARD_OUTCOMES,
+  type ForwardOutcome,
   INSTRUMENT,
   OUTCOMES,
   type Outcome,
@@ -24,6 +26,9 @@ export interface GaugeSources {
   secondsSinceLastCallback(): number;
   /** Tasks currently pending delivery. */
   pendingTasks(): number;
+  /** Forwards waiting for the app, and the age in seconds of the oldest (both 0 when forwarding is off). */
+  forwardBacklog?(): number;
+  forwardOldestPendingAge?(): number;
 }
 
 function spec(name: string) {
@@ -80,6 +85,10 @@ export class ReceiverMetrics {
   readonly #missed = single();
   readonly #late = single();
   readonly #recovered = single();
+  readonly #forwardAttempts = new Totals<ForwardOutcome>(FORWARD_OUTCOMES.map((o) => [o, { [ATTR.outcome]: o }]));
+  readonly #forwardOutcomeAttrs = frozenTable(FORWARD_OUTCOMES, (o) => ({ [ATTR.outcome]: o }));
+  readonly #forwardDuration: Histogram;
+  readonly #deadLetters = single();
   #lastReceived: number | undefined;
 
   readonly #statusAttrs = frozenTable(CALLBACK_STATUS_CODES, (c) => ({ [ATTR.statusCode]: c }));
@@ -123,6 +132,22 @@ export class ReceiverMetrics {
     this.#deliveryDuration = histogram(INSTRUMENT.taskDeliveryDuration);
     counter(INSTRUMENT.callbackFailures, this.#failures);
     counter(INSTRUMENT.tasksRecovered, this.#recovered);
+    counter(INSTRUMENT.forwardAttempts, this.#forwardAttempts);
+    this.#forwardDuration = histogram(INSTRUMENT.forwardDuration);
+    gauge(INSTRUMENT.forwardBacklog, (r) => r.observe(sources.forwardBacklog?.() ?? 0));
+    gauge(INSTRUMENT.forwardOldestPendingAge, (r) => r.observe(sources.forwardOldestPendingAge?.() ?? 0));
+    counter(INSTRUMENT.forwardDeadLetters, this.#deadLetters);
+  }
+
+  /** One attempt to hand a result to the app, by outcome, and how long it took. */
+  forwardAttempt(outcome: ForwardOutcome, seconds: number): void {
+    this.#forwardAttempts.add(outcome, 1);
+    this.#forwardDuration.record(Math.max(0, seconds), this.#forwardOutcomeAttrs.get(outcome));
+  }
+
+  /** A forward given up after FORWARD_MAX_AGE. */
+  deadLetter(): void {
+    this.#deadLetters.add(NONE, 1);
   }
 
   callback(outcome: Outcome, format: CallbackFormat): void {
