@@ -3,7 +3,7 @@ import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
 import { HEALTHY } from '../alerting/thresholds.ts';
 import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '../metrics/contract.ts';
-import { CONFIG_SCHEMA } from '../server/config.ts';
+import { CONFIG_SCHEMA, type Config, configBounds } from '../server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */
 export function renderMetricTable(): string {
@@ -28,9 +28,10 @@ export function renderMetricTable(): string {
 export function renderConfigTable(): string {
   const rows = Object.entries(CONFIG_SCHEMA.shape).map(([name, schema]) => {
     const def = (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
-    return `| \`${name}\` | ${def === undefined ? '(unset)' : `\`${String(def)}\``} | ${schema.description ?? ''} |`;
+    const bounds = configBounds(name as keyof Config) || '—';
+    return `| \`${name}\` | ${def === undefined ? '(unset)' : `\`${String(def)}\``} | ${bounds} | ${schema.description ?? ''} |`;
   });
-  return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
+  return ['| variable | default | bounds | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 
 function healthyRange(name: keyof typeof HEALTHY): string {

@@ -4,9 +4,18 @@ import { parseArgs } from 'node:util';
 import { checkCommand } from '../check/command.ts';
 import { createStore } from '../delivery/createStore.ts';
 import { demoCommand } from '../demo/cli.ts';
-import { CONFIG_SCHEMA, ConfigError, loadConfig, redactedConfig } from './config.ts';
+import {
+  CONFIG_SCHEMA,
+  type Config,
+  ConfigError,
+  configBounds,
+  exposureWarnings,
+  loadConfig,
+  redactedConfig,
+} from './config.ts';
 import { createLogger } from './logger.ts';
 import { ReceiverServer } from './ReceiverServer.ts';
+import { listenErrorMessage } from './startupErrors.ts';
 import { startTelemetry } from './telemetry.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -15,7 +24,8 @@ function usage(): string {
   const vars = Object.entries(CONFIG_SCHEMA.shape).map(([name, schema]) => {
     const def = (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
     const shown = def === undefined ? '' : ` (default ${String(def)})`;
-    return `  ${name.padEnd(22)} ${schema.description ?? ''}${shown}`;
+    const bounds = configBounds(name as keyof Config);
+    return `  ${name.padEnd(22)} ${schema.description ?? ''}${shown}${bounds === '' ? '' : ` [${bounds}]`}`;
   });
   return [
     `captcha-callback-monitor ${pkg.version}: a monitored receiver for CAPTCHA solver callbacks.`,
@@ -55,14 +65,21 @@ async function serve(): Promise<void> {
   }
   const telemetry = startTelemetry(pkg.version);
   const server = new ReceiverServer({ config, store, meter: telemetry.meter, scrape: telemetry.reader.scrape, logger });
-  const bound = await server.start().catch((error: Error) => {
-    logger.fatal({ error: { type: error.name, message: error.message } }, 'could not start');
+  const bound = await server.start().catch((error: NodeJS.ErrnoException) => {
+    // One line naming the cause: the variable and port for a listener, else the store's own message.
+    const line =
+      error.syscall === 'listen' || error.syscall === 'getaddrinfo'
+        ? listenErrorMessage(error, config, server.publicServer.listening ? 'management' : 'public')
+        : `STORE_URL: ${error.message}`;
+    process.stderr.write(`captcha-callback-monitor: ${line.replace(/\s*\n\s*/g, '; ')}\n`);
     process.exit(1);
   });
   logger.info(
     { config: redactedConfig(config), public: bound.public, management: bound.management, version: pkg.version },
     'listening',
   );
+  for (const warning of exposureWarnings({ ...config, MANAGEMENT_PORT: bound.management.port }))
+    logger.warn({ variable: 'MANAGEMENT_HOST' }, warning);
 
   let stopping = false;
   const stop = async (signal: string) => {

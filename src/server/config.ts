@@ -30,8 +30,10 @@ export const CONFIG_SCHEMA = z.object({
   MANAGEMENT_HOST: z
     .string()
     .min(1)
-    .default('0.0.0.0')
-    .describe('Management listener address (127.0.0.1 keeps it local).'),
+    .default('127.0.0.1')
+    .describe(
+      'Management listener address. Loopback by default; any other address without API_TOKEN logs a warning at start-up.',
+    ),
   STORE_URL: z
     .string()
     .regex(
@@ -120,4 +122,70 @@ export function redactedConfig(c: Config): Record<string, unknown> {
     API_TOKEN: c.API_TOKEN ? '[set]' : '[unset]',
     STORE_URL: c.STORE_URL.replace(/\/\/[^@/]*@/, '//[credentials]@'),
   };
+}
+
+/** What the bounds below cannot read from the schema: relations between variables, allowed characters. */
+const EXTRA_BOUNDS: Partial<Record<keyof Config, string>> = {
+  HEADERS_TIMEOUT_MS: '≤ REQUEST_TIMEOUT_MS',
+  CALLBACK_SECRET: 'A-Z a-z 0-9 _ ~ . -',
+  API_TOKEN: 'A-Z a-z 0-9 _ ~ . -',
+};
+
+/** Minimal view of the zod 4 schema introspection used below (the public getters of number, string and enum schemas). */
+interface Introspected {
+  def: { type: string; innerType?: Introspected; entries?: Record<string, string> };
+  minValue?: number | null;
+  maxValue?: number | null;
+  isInt?: boolean;
+  minLength?: number | null;
+  maxLength?: number | null;
+}
+
+/**
+ * A variable's bounds as a short human text (`0-65535`, `≥ 1`, `16-256 characters`, `one of …`), read from the
+ * schema itself so `--help` and the README's table cannot drift from what start-up validation enforces.
+ */
+export function configBounds(name: keyof Config): string {
+  let t = CONFIG_SCHEMA.shape[name] as unknown as Introspected;
+  while (t.def.innerType) t = t.def.innerType;
+  const parts: string[] = [];
+  if (t.def.type === 'number') {
+    const finite = (n: number | null | undefined) =>
+      typeof n === 'number' && Number.isFinite(n) && Math.abs(n) < Number.MAX_SAFE_INTEGER;
+    const { minValue: min, maxValue: max } = t;
+    const unit = t.isInt ? ' (integer)' : '';
+    if (finite(min) && finite(max)) parts.push(`${min}-${max}${unit}`);
+    else if (finite(min)) parts.push(`≥ ${min}${unit}`);
+    else if (finite(max)) parts.push(`≤ ${max}${unit}`);
+  } else if (t.def.type === 'string') {
+    const { minLength: min, maxLength: max } = t;
+    if (typeof min === 'number' && typeof max === 'number') parts.push(`${min}-${max} characters`);
+    else if (typeof min === 'number') parts.push(`≥ ${min} character${min === 1 ? '' : 's'}`);
+  } else if (t.def.type === 'enum' && t.def.entries) {
+    parts.push(`one of ${Object.keys(t.def.entries).join(', ')}`);
+  }
+  const extra = EXTRA_BOUNDS[name];
+  if (extra) parts.push(extra);
+  return parts.join('; ');
+}
+
+/** True for an address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * Warnings about a configuration that exposes something: the management listener (`/tasks` returns every stored
+ * solution) on a non-loopback address without API_TOKEN. A warning, not a refusal: a container must bind 0.0.0.0 on
+ * its private network for Prometheus to scrape it, and the compose stack publishes that port on the host's loopback
+ * only. Never includes a secret.
+ */
+export function exposureWarnings(c: Config): string[] {
+  if (isLoopback(c.MANAGEMENT_HOST) || c.API_TOKEN) return [];
+  return [
+    `MANAGEMENT_HOST=${c.MANAGEMENT_HOST} is not a loopback address and API_TOKEN is unset: anyone who can reach ` +
+      `port ${c.MANAGEMENT_PORT} can read every stored solution through /tasks. Set API_TOKEN, or keep the port on ` +
+      'a private network (as the compose stack does).',
+  ];
 }
