@@ -1,8 +1,15 @@
-import { createServer, type Server, type Socket, connect } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
 import { RedisTaskStore, type RedisTaskStoreOptions } from '../src/delivery/stores/RedisTaskStore.ts';
 import { type CallbackResult, StoreUnavailableError } from '../src/delivery/TaskStore.ts';
+import { PROM } from '../src/metrics/contract.ts';
+import { ReceiverMetrics } from '../src/metrics/instruments.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
+import { parseMetrics } from './support/server.ts';
 
 /*
  * The Redis in-flight gap: a recordCallback whose script ran in Redis but whose reply never reached the store (the
@@ -10,7 +17,7 @@ import { type RedisServer, startRedis } from './support/redis.ts';
  * so the solver got a 503; `reconcile()` must then report that callback exactly once, and must never report one that
  * Redis did not apply. The replies are really lost here: a loopback proxy between the store and redis-server cuts the
  * connection at a chosen point of the one command, or redis-server is stopped (SIGSTOP) with the command in its
- * socket buffer.
+ * socket buffer. The store finds such a call through its token, which the script wrote into the task's own hash.
  */
 
 const T = 1_700_000_000_000;
@@ -256,6 +263,119 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
       submittedAt: T,
     });
     expect(await store.reconcile()).toEqual([]);
+  });
+
+  it('reports a duplicate whose reply was lost as a duplicate, once', async () => {
+    const store = await open();
+    await store.register(['dup'], T, T + MIN);
+    expect(await store.recordCallback(callback('dup', T + 1))).toMatchObject({ kind: 'delivered' });
+    const cut = proxy.arm('cut-after-reply');
+    await expect(store.recordCallback(callback('dup', T + 2))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await cut;
+    await untilReady(store);
+    expect(await reconcileUntilSettled(store)).toEqual([
+      { transition: { kind: 'duplicate', id: 'dup' }, result: callback('dup', T + 2) },
+    ]);
+    expect(await store.reconcile()).toEqual([]);
+    expect(await store.get('dup')).toMatchObject({ state: 'delivered', callbacks: 2, receivedAt: T + 1 });
+  });
+
+  it('finds a lost unregistered callback (solver id only) in its own record, and keeps no key per call', async () => {
+    const store = await open();
+    for (let i = 0; i < 20; i++) await store.recordCallback(callback(`ok${i}`, T + i));
+    const r: CallbackResult = { solverTaskId: 'sv9', outcome: 'solved', code: 'c', format: 'query', receivedAt: T };
+    const cut = proxy.arm('cut-after-reply');
+    await expect(store.recordCallback(r)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await cut;
+    await untilReady(store);
+    expect(await reconcileUntilSettled(store)).toEqual([
+      { transition: { kind: 'unregistered', id: 'sv9' }, result: r },
+    ]);
+    // The tokens live in the task hashes: Redis holds the task, link, index and count keys, and nothing per call.
+    const raw = new Redis(server.url);
+    try {
+      const keys = (await raw.keys(`${store.keyPrefix}*`)).map((k) => k.slice(store.keyPrefix.length));
+      expect(keys.length).toBeGreaterThan(20);
+      expect(keys.filter((k) => !/^(task:|solver:|state:|settled$|counts$|ping$)/.test(k))).toEqual([]);
+      expect(await raw.hget(`${store.keyPrefix}task:sv9`, 'firstKind')).toBe('unregistered');
+    } finally {
+      raw.disconnect();
+    }
+  });
+
+  it('a DeliveryTracker counts a callback whose reply was lost exactly once, at its next sweep, and never an unapplied one', async () => {
+    const store = await open({ commandTimeoutMs: 1000 }); // grace for an unapplied call: 2 s
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+    const provider = new MeterProvider({ readers: [exporter] });
+    const errors: unknown[] = [];
+    let tracker: DeliveryTracker | undefined;
+    const metrics = new ReceiverMetrics(provider.getMeter('inflight'), {
+      secondsSinceLastCallback: () => 0,
+      pendingTasks: () => tracker?.counts.pending ?? 0,
+    });
+    tracker = new DeliveryTracker({ store, deliveryTimeoutSeconds: 600, onSweepError: (e) => errors.push(e) }, metrics);
+    const t = tracker;
+    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
+    const scrape = async () => parseMetrics(serializer.serialize((await exporter.collect()).resourceMetrics));
+    /** Sweeps (as the tracker's timer would) until the store has nothing unconfirmed left. */
+    const sweepUntilSettled = async () => {
+      const until = Date.now() + 15_000;
+      while (store.unconfirmedCount > 0) {
+        if (Date.now() > until) throw new Error(`still ${store.unconfirmedCount} unconfirmed`);
+        await t.sweep();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await t.sweep(); // one more, after the list is empty: it must count nothing more
+    };
+    try {
+      await t.trackSubmitted(['d1']);
+      await t.sweep();
+      let m = await scrape();
+      expect(m.get(PROM.tasksSubmittedTotal)).toBe(1);
+      expect(m.get(PROM.tasksPending)).toBe(1);
+
+      // Applied in Redis, reply lost: the callback is answered 503 (the tracker rejects) and not counted yet.
+      const cut = proxy.arm('cut-after-reply');
+      await expect(t.recordCallback(callback('d1', Date.now()))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await cut;
+      expect(store.unconfirmedCount).toBe(1);
+      expect((await scrape()).get(PROM.tasksDeliveredTotal)).toBe(0);
+
+      await untilReady(store);
+      await sweepUntilSettled();
+      m = await scrape();
+      expect(m.get(PROM.tasksDeliveredTotal)).toBe(1);
+      expect(m.get(PROM.tasksPending)).toBe(0);
+      await t.sweep();
+      await t.sweep();
+      m = await scrape();
+      expect(m.get(PROM.tasksDeliveredTotal)).toBe(1);
+      expect(m.get(PROM.tasksPending)).toBe(0);
+      expect(m.get(PROM.duplicatesTotal)).toBe(0);
+
+      // Swallowed by the proxy, never applied: never counted, and forgotten once its grace has passed.
+      await t.trackSubmitted(['u1']);
+      const swallowed = proxy.arm('cut-before-send');
+      await expect(t.recordCallback(callback('u1', Date.now()))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await swallowed;
+      expect(store.unconfirmedCount).toBe(1);
+      await untilReady(store);
+      await sweepUntilSettled();
+      m = await scrape();
+      expect(m.get(PROM.tasksDeliveredTotal)).toBe(1);
+      expect(m.get(PROM.tasksPending)).toBe(1);
+      expect(await store.get('u1')).toMatchObject({ state: 'pending', callbacks: 0 });
+      // The solver's retry is counted by the call that succeeds.
+      expect(await t.recordCallback(callback('u1', Date.now()))).toMatchObject({ kind: 'delivered', id: 'u1' });
+      await t.sweep();
+      m = await scrape();
+      expect(m.get(PROM.tasksDeliveredTotal)).toBe(2);
+      expect(m.get(PROM.tasksPending)).toBe(0);
+      expect(m.get(PROM.tasksSubmittedTotal)).toBe(2);
+    } finally {
+      await t.close();
+      await provider.shutdown();
+    }
   });
 
   it('bounds the unconfirmed list: the oldest are dropped, counted and reported as a warning', async () => {

@@ -26,12 +26,6 @@ export interface RedisTaskStoreOptions {
   /** Connection errors (ioredis reports them as events while it reconnects); for logging. */
   readonly onConnectionError?: (error: Error) => void;
   /**
-   * How long Redis keeps the note of each applied callback (`<prefix>applied:<token>`) for `reconcile`, seconds: the
-   * longest outage after which a callback applied just before it can still be counted. Each note is a small key, so
-   * Redis holds about (callbacks per second × this) of them. Default 3600.
-   */
-  readonly appliedTtlSeconds?: number;
-  /**
    * How many callbacks whose `recordCallback` rejected are remembered until `reconcile` settles them. Beyond it the
    * oldest is forgotten (counted in `unconfirmedDropped` and reported through `onWarning`): if Redis had applied it,
    * no instance counts it. Default 10,000.
@@ -43,13 +37,16 @@ export interface RedisTaskStoreOptions {
 
 /** Ids registered per script call: large batches are split so one script never blocks Redis for long. */
 const REGISTER_CHUNK = 1000;
-/** Tokens asked for per MGET in `reconcile`. */
+/** Unconfirmed callbacks asked about per (read-only) script call in `reconcile`. */
 const RECONCILE_CHUNK = 1000;
 
 /*
  * Key layout (P = key prefix):
  *   P task:<id>        hash: state, registered (1/0), outcome, code, format, submittedAt, deadlineAt, receivedAt,
- *                      callbacks, solverTaskId, solution and metadata (JSON text; absent when null)
+ *                      callbacks, solverTaskId, solution and metadata (JSON text; absent when null); firstToken
+                      and firstKind (delivered | late | unregistered): the token of the recordCallback call that
+                      settled the task and what it did; lastDupToken: the token of its latest duplicate. They are
+                      written by the same script as the transition and deleted with the hash, for `reconcile`
  *   P solver:<sid>     string: the app id of the task (or unregistered record) the solver task id is linked to; set
  *                      and deleted together with the hash's solverTaskId field, so the two always agree
  *   P state:<state>    sorted set of ids per state: pending scored by deadline (it doubles as the deadline queue
@@ -58,8 +55,7 @@ const RECONCILE_CHUNK = 1000;
  *   P settled          sorted set of every settled id (delivered, missed, late, unregistered), scored by its
  *                      settling time: the callback's receipt, or the deadline when missed. The retention queue.
  *   P counts           hash: pending, delivered, missed, late (registered tasks only)
- *   P applied:<token>  string, with a TTL: the transition one recordCallback call made (JSON), for `reconcile`
- *   P ping             written by ping()
+ * *   P ping             written by ping()
  * Each operation is one Lua script, which Redis runs atomically: resolving a callback's task by either id, linking
  * a solver id, merging an unregistered result into a task, the state check and every write it implies (hash, links,
  * per-state sets, counts) happen with no other command in between, so with several receivers on one Redis each
@@ -162,18 +158,19 @@ return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
 /**
- * KEYS: the state keys. ARGV: task key prefix, solver key prefix, applied key prefix, app id, solver id (each '' for
- * none), outcome, code, format, receivedAt, solution, metadata ('' for none), token ('' for none), its TTL in
- * seconds → { kind, id, submittedAt? }.
+ * KEYS: the state keys. ARGV: task key prefix, solver key prefix, app id, solver id (each '' for none), outcome,
+ * code, format, receivedAt, solution, metadata ('' for none), token ('' for none) → { kind, id, submittedAt? }.
  *
  * The task is the one with the app id; else the one the solver id is linked to; else, with no app id, the one whose
- * app id is the solver id. With a token, the transition is also written to `applied:<token>` in the same script, so
- * a caller whose reply was lost can learn later whether (and how) it was applied.
+ * app id is the solver id. With a token, the call that settles the task (delivered, late, unregistered) also writes
+ * it to the task's hash as `firstToken`, with `firstKind`; a duplicate writes it as `lastDupToken`. So a caller whose
+ * reply was lost can learn later, from the task itself, whether (and how) its call was applied.
  */
 const RECORD_CALLBACK = `${STATE_KEYS}
 local tp, sp = ARGV[1], ARGV[2]
-local app, sid = ARGV[4], ARGV[5]
-local received = ARGV[9]
+local app, sid = ARGV[3], ARGV[4]
+local received = ARGV[8]
+local token = ARGV[11]
 local id, state
 local byApp = false
 if app ~= '' then
@@ -196,10 +193,10 @@ if not id then
   -- Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
   if app ~= '' then id = app else id = sid end
   local key = tp .. id
-  redis.call('HSET', key, 'state', 'delivered', 'registered', '0', 'outcome', ARGV[6], 'code', ARGV[7],
-    'format', ARGV[8], 'receivedAt', received, 'callbacks', '1')
-  if ARGV[10] ~= '' then redis.call('HSET', key, 'solution', ARGV[10]) end
-  if ARGV[11] ~= '' then redis.call('HSET', key, 'metadata', ARGV[11]) end
+  redis.call('HSET', key, 'state', 'delivered', 'registered', '0', 'outcome', ARGV[5], 'code', ARGV[6],
+    'format', ARGV[7], 'receivedAt', received, 'callbacks', '1')
+  if ARGV[9] ~= '' then redis.call('HSET', key, 'solution', ARGV[9]) end
+  if ARGV[10] ~= '' then redis.call('HSET', key, 'metadata', ARGV[10]) end
   if sid ~= '' then
     redis.call('HSET', key, 'solverTaskId', sid)
     redis.call('SET', sp .. sid, id)
@@ -207,6 +204,7 @@ if not id then
   redis.call('ZADD', K.delivered, received, id)
   redis.call('ZADD', K.settled, received, id)
   reply = {'unregistered', id}
+  if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'unregistered') end
 else
   local key = tp .. id
   -- Found by the app's id with no solver id yet: the callback's is linked, unless another task holds it.
@@ -218,11 +216,12 @@ else
   redis.call('HINCRBY', key, 'callbacks', 1)
   if state ~= 'pending' and state ~= 'missed' then
     reply = {'duplicate', id}
+    if token ~= '' then redis.call('HSET', key, 'lastDupToken', token) end
   else
     local submitted = redis.call('HGET', key, 'submittedAt') or received
-    redis.call('HSET', key, 'outcome', ARGV[6], 'code', ARGV[7], 'format', ARGV[8], 'receivedAt', received)
-    if ARGV[10] ~= '' then redis.call('HSET', key, 'solution', ARGV[10]) end
-    if ARGV[11] ~= '' then redis.call('HSET', key, 'metadata', ARGV[11]) end
+    redis.call('HSET', key, 'outcome', ARGV[5], 'code', ARGV[6], 'format', ARGV[7], 'receivedAt', received)
+    if ARGV[9] ~= '' then redis.call('HSET', key, 'solution', ARGV[9]) end
+    if ARGV[10] ~= '' then redis.call('HSET', key, 'metadata', ARGV[10]) end
     redis.call('ZADD', K.settled, received, id)
     if state == 'pending' then
       redis.call('HSET', key, 'state', 'delivered')
@@ -231,6 +230,7 @@ else
       redis.call('HINCRBY', K.counts, 'pending', -1)
       redis.call('HINCRBY', K.counts, 'delivered', 1)
       reply = {'delivered', id, submitted}
+      if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'delivered') end
     else
       redis.call('HSET', key, 'state', 'late')
       redis.call('ZREM', K.missed, id)
@@ -238,11 +238,49 @@ else
       redis.call('HINCRBY', K.counts, 'missed', -1)
       redis.call('HINCRBY', K.counts, 'late', 1)
       reply = {'late', id, submitted}
+      if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'late') end
     end
   end
 end
-if ARGV[12] ~= '' then redis.call('SET', ARGV[3] .. ARGV[12], cjson.encode(reply), 'EX', tonumber(ARGV[13])) end
 return reply
+`;
+
+/**
+ * Read-only. ARGV: task key prefix, solver key prefix, then per unconfirmed call: token, app id, solver id (each ''
+ * for none) → one reply per call, in order: { kind, id, submittedAt? } as RECORD_CALLBACK returned it when that call
+ * was applied, or {} when no task carries its token.
+ *
+ * The tasks asked are the ones RECORD_CALLBACK could have filed the callback under (by app id, by the solver id's
+ * link, by the solver id as app id when there is no app id). Each is asked whether its own `firstToken` (or
+ * `lastDupToken`) is this call's token; tokens are unique, so asking one task too many can never match wrongly, and
+ * asking all of them still finds the task when the resolution has changed since (a task registered or linked later).
+ */
+const RECONCILE = `
+local tp, sp = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 3 do
+  local token, app, sid = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local ids = {}
+  if app ~= '' then ids[#ids + 1] = app end
+  if sid ~= '' then
+    local linked = redis.call('GET', sp .. sid)
+    if linked then ids[#ids + 1] = linked end
+    if app == '' then ids[#ids + 1] = sid end
+  end
+  local reply = {}
+  for _, id in ipairs(ids) do
+    local t = redis.call('HMGET', tp .. id, 'firstToken', 'firstKind', 'submittedAt', 'receivedAt', 'lastDupToken')
+    if t[1] == token then
+      if t[2] == 'unregistered' then reply = {'unregistered', id} else reply = {t[2], id, t[3] or t[4]} end
+      break
+    elseif t[5] == token then
+      reply = {'duplicate', id}
+      break
+    end
+  end
+  out[#out + 1] = reply
+end
+return out
 `;
 
 /**
@@ -337,6 +375,7 @@ interface Scripts {
   ccmList(...args: string[]): Promise<Array<string | string[]>>;
   ccmGet(...args: string[]): Promise<[string, string[]] | []>;
   ccmPurge(...args: string[]): Promise<number>;
+  ccmReconcile(...args: string[]): Promise<Array<[string, string, string?] | []>>;
 }
 
 /** A callback whose `recordCallback` rejected: Redis may have applied it all the same. */
@@ -356,8 +395,12 @@ interface Unconfirmed {
  *
  * A rejected call is not proof that nothing happened: the script may have run with its reply lost (the connection
  * dropped after Redis read the command, or the reply came after the command timeout). So every recordCallback
- * passes a fresh token, the script notes its transition under it, and a rejected call's token is kept (in memory,
- * bounded) until `reconcile` finds out from Redis whether it was applied.
+ * passes a fresh token; the script that settles a task writes it into that task's own hash (`firstToken`, with the
+ * transition's kind), and a duplicate writes it as the task's `lastDupToken`. Nothing else is kept in Redis: no key
+ * per call, no TTL; the fields go when retention deletes the task. A rejected call's token is kept in memory
+ * (bounded) until `reconcile` asks the task whether it carries that token. A lost duplicate's reply is recovered only
+ * while no later duplicate of the same task has overwritten `lastDupToken`; otherwise the duplicates counter misses
+ * it (nothing else does: a duplicate changes no state).
  *
  * Durability is Redis's: run it with `appendonly yes` (fsync every second, or `appendfsync always`) so that an
  * acknowledged result survives a Redis restart.
@@ -367,11 +410,9 @@ export class RedisTaskStore implements TaskStore {
   readonly #prefix: string;
   readonly #taskPrefix: string;
   readonly #solverPrefix: string;
-  readonly #appliedPrefix: string;
   readonly #stateKeys: string[];
   readonly #keys: { counts: string; ping: string; settled: string; state: Record<TaskState, string> };
   readonly #commandTimeoutMs: number;
-  readonly #appliedTtl: string;
   readonly #unconfirmedLimit: number;
   readonly #onWarning: ((message: string) => void) | undefined;
   /** Tokens are this instance's random prefix and a counter: unique across instances, cheap per call. */
@@ -390,7 +431,6 @@ export class RedisTaskStore implements TaskStore {
     this.#prefix = p;
     this.#taskPrefix = `${p}task:`;
     this.#solverPrefix = `${p}solver:`;
-    this.#appliedPrefix = `${p}applied:`;
     this.#keys = {
       counts: `${p}counts`,
       ping: `${p}ping`,
@@ -400,7 +440,6 @@ export class RedisTaskStore implements TaskStore {
     const k = this.#keys;
     this.#stateKeys = [k.counts, k.state.pending, k.state.delivered, k.state.missed, k.state.late, k.settled];
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 1000;
-    this.#appliedTtl = String(options.appliedTtlSeconds ?? 3600);
     this.#unconfirmedLimit = options.unconfirmedLimit ?? 10_000;
     this.#onWarning = options.onWarning;
     const redis = new Redis(url, {
@@ -421,6 +460,7 @@ export class RedisTaskStore implements TaskStore {
     redis.defineCommand('ccmPurge', { numberOfKeys: 4, lua: PURGE });
     redis.defineCommand('ccmList', { numberOfKeys: 1, lua: LIST, readOnly: true });
     redis.defineCommand('ccmGet', { numberOfKeys: 0, lua: GET, readOnly: true });
+    redis.defineCommand('ccmReconcile', { numberOfKeys: 0, lua: RECONCILE, readOnly: true });
     this.#redis = redis as Redis & Scripts;
   }
 
@@ -497,7 +537,6 @@ export class RedisTaskStore implements TaskStore {
         ...this.#stateKeys,
         this.#taskPrefix,
         this.#solverPrefix,
-        this.#appliedPrefix,
         r.taskId ?? '',
         r.solverTaskId ?? '',
         r.outcome,
@@ -507,7 +546,6 @@ export class RedisTaskStore implements TaskStore {
         r.solution == null ? '' : JSON.stringify(r.solution),
         r.metadata == null ? '' : JSON.stringify(r.metadata),
         token,
-        this.#appliedTtl,
       );
     } catch (error) {
       // The script may have run although the reply never came: reconcile() finds out.
@@ -532,10 +570,14 @@ export class RedisTaskStore implements TaskStore {
   }
 
   /**
-   * Asks Redis which rejected callbacks it applied after all, and reports each of those exactly once. A token Redis
-   * does not have is forgotten only once it cannot appear any more: its script may still be queued in Redis (a hung
-   * server runs what it had read when it resumes), so only when Redis has answered for it more than twice the command
-   * timeout after its call rejected. Until then it is asked for again on the next call.
+   * Asks Redis which rejected callbacks it applied after all, and reports each of those exactly once: per unconfirmed
+   * call, the task it would have been filed under is asked (in one read-only script per batch) whether its
+   * `firstToken` (or `lastDupToken`) is that call's token. A token no task carries is forgotten only once it cannot
+   * appear any more: its script may still be queued in Redis (a hung server runs what it had read when it resumes),
+   * so only when Redis has answered for it more than twice the command timeout after its call rejected. Until then it
+   * is asked for again on the next call. (A callback applied as unregistered whose record was merged into a task
+   * since, or a task deleted by retention since, no longer carries the token: nothing is reported for it, which
+   * changes no counter in the first case.)
    */
   reconcile(): Promise<ReadonlyArray<{ readonly transition: CallbackTransition; readonly result: CallbackResult }>> {
     const run = this.#reconciling.then(
@@ -552,21 +594,21 @@ export class RedisTaskStore implements TaskStore {
     if (asked.length === 0) return [];
     // Read before the question goes out: a token missing from an answer to a question sent after this moment.
     const askedAt = Date.now();
-    const answers: Array<string | null> = [];
+    const answers: Array<[string, string, string?] | []> = [];
     for (let i = 0; i < asked.length; i += RECONCILE_CHUNK) {
-      const keys = asked.slice(i, i + RECONCILE_CHUNK).map((u) => this.#appliedPrefix + u.token);
-      answers.push(...(await this.#call('reconcile', () => this.#redis.mget(...keys))));
+      const args = [this.#taskPrefix, this.#solverPrefix];
+      for (const u of asked.slice(i, i + RECONCILE_CHUNK)) {
+        args.push(u.token, u.result.taskId ?? '', u.result.solverTaskId ?? '');
+      }
+      answers.push(...(await this.#call('reconcile', () => this.#redis.ccmReconcile(...args))));
     }
     const grace = 2 * this.#commandTimeoutMs;
     const settled = new Set<Unconfirmed>();
     const applied: Array<{ transition: CallbackTransition; result: CallbackResult }> = [];
     for (const [i, entry] of asked.entries()) {
       const answer = answers[i];
-      if (answer != null) {
-        applied.push({
-          transition: toTransition(JSON.parse(answer) as [string, string, string?]),
-          result: entry.result,
-        });
+      if (answer !== undefined && answer.length > 0) {
+        applied.push({ transition: toTransition(answer as [string, string, string?]), result: entry.result });
         settled.add(entry);
       } else if (askedAt - entry.failedAt > grace) {
         settled.add(entry);
