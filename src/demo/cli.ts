@@ -4,7 +4,14 @@
  */
 import { parseArgs } from 'node:util';
 import { type CallbackFormat, FORMATS } from '../metrics/contract.ts';
-import { DEFAULT_TRAFFIC, runTraffic, type TrafficOptions, type TrafficStats } from './trafficGenerator.ts';
+import {
+  DEFAULT_TRAFFIC,
+  ReceiverNotReadyError,
+  runTraffic,
+  type TrafficOptions,
+  type TrafficStats,
+  waitForReceiver,
+} from './trafficGenerator.ts';
 
 /** Flag → environment variable, default and meaning; the usage text is rendered from this table. */
 const OPTIONS = {
@@ -52,6 +59,11 @@ const OPTIONS = {
     help: 'stop after this long (e.g. 90, 30s, 5m, 2h; 0 = until SIGINT/SIGTERM)',
   },
   count: { env: 'DEMO_COUNT', def: '0', help: 'stop after this many tasks (0 = no limit)' },
+  wait: {
+    env: 'DEMO_WAIT',
+    def: '30s',
+    help: 'wait this long for the receiver to answer /healthz and /metrics before starting (0 = do not wait)',
+  },
   seed: { env: 'DEMO_SEED', def: String(DEFAULT_TRAFFIC.seed), help: 'seed for the random choices' },
 } as const;
 
@@ -116,7 +128,10 @@ function urls(name: string, value: string): string {
 }
 
 /** Resolves flags + environment into traffic options (without the progress sink and signal). */
-export function demoOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): TrafficOptions & { quiet: boolean } {
+export function demoOptions(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): TrafficOptions & { quiet: boolean; waitSeconds: number } {
   const flagSpec = Object.fromEntries(Object.keys(OPTIONS).map((k) => [k, { type: 'string' as const }]));
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -177,12 +192,14 @@ export function demoOptions(argv: string[], env: NodeJS.ProcessEnv = process.env
     count,
     seed,
     quiet: values.quiet === true,
+    waitSeconds: parseDuration(get('wait')),
   };
 }
 
 /**
- * The `demo` subcommand: runs until the duration/count is reached or SIGINT/SIGTERM, then prints a JSON summary on
- * stdout. Exit code 0, or 2 for bad options.
+ * The `demo` subcommand: waits for the receiver (up to --wait), runs until the duration/count is reached or
+ * SIGINT/SIGTERM, then prints a JSON summary on stdout. Exit code 0; 1 when the receiver never answered or any
+ * request failed; 2 for bad options.
  */
 export async function demoCommand(argv: string[]): Promise<TrafficStats | undefined> {
   let options: ReturnType<typeof demoOptions>;
@@ -201,7 +218,17 @@ export async function demoCommand(argv: string[]): Promise<TrafficStats | undefi
   const onSignal = () => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const { quiet, ...traffic } = options;
+  const { quiet, waitSeconds, ...traffic } = options;
+  try {
+    await waitForReceiver({ ...traffic, signal: stop.signal }, waitSeconds * 1000);
+  } catch (error) {
+    if (!(error instanceof ReceiverNotReadyError)) throw error;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.stderr.write(`captcha-callback-monitor demo: ${error.message}\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
   const bounds = [
     traffic.durationSeconds > 0 ? `${traffic.durationSeconds} s` : '',
     traffic.count > 0 ? `${traffic.count} tasks` : '',
@@ -222,5 +249,11 @@ export async function demoCommand(argv: string[]): Promise<TrafficStats | undefi
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   process.stdout.write(`${JSON.stringify(stats)}\n`);
+  if (stats.httpErrors > 0) {
+    process.stderr.write(
+      `captcha-callback-monitor demo: ${stats.httpErrors} request(s) failed (last: ${stats.lastError ?? 'unknown'})\n`,
+    );
+    process.exitCode = 1;
+  }
   return stats;
 }

@@ -82,6 +82,8 @@ export interface TrafficStats {
   httpErrors: number;
   /** Tasks skipped because `maxInFlight` requests were already open. */
   dropped: number;
+  /** Tasks whose callback was still to come when the run ended (duration reached or stopped): the receiver will count them missed. */
+  abandoned: number;
   byFormat: Record<CallbackFormat, number>;
   /** Seconds the run took, including waiting for the last callbacks. */
   elapsedSeconds: number;
@@ -184,12 +186,13 @@ function newStats(): TrafficStats {
     duplicates: 0,
     httpErrors: 0,
     dropped: 0,
+    abandoned: 0,
     byFormat: { query: 0, form: 0, ucaptcha: 0, json: 0 },
     elapsedSeconds: 0,
   };
 }
 
-export function formatProgress(s: TrafficStats, pending: number): string {
+export function formatProgress(s: TrafficStats, pending: number, previousErrors = 0): string {
   const parts = [
     `demo: ${s.elapsedSeconds.toFixed(0)} s`,
     `submitted ${s.submitted}`,
@@ -199,7 +202,10 @@ export function formatProgress(s: TrafficStats, pending: number): string {
     `waiting ${pending}`,
   ];
   if (s.dropped > 0) parts.push(`dropped ${s.dropped}`);
-  if (s.httpErrors > 0) parts.push(`http errors ${s.httpErrors}${s.lastError ? ` (last: ${s.lastError})` : ''}`);
+  if (s.abandoned > 0) parts.push(`abandoned ${s.abandoned}`);
+  // The last error only when there are new ones since the previous line, so one error is not repeated every second.
+  const fresh = s.httpErrors > previousErrors && s.lastError;
+  if (s.httpErrors > 0) parts.push(`http errors ${s.httpErrors}${fresh ? ` (last: ${s.lastError})` : ''}`);
   return parts.join(', ');
 }
 
@@ -240,6 +246,10 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
   const authHeaders: Record<string, string> = o.apiToken ? { authorization: `Bearer ${o.apiToken}` } : {};
   const inFlight = new Set<Promise<void>>();
   let waiting = 0;
+  const halt = new AbortController();
+  const stopOnSignal = () => halt.abort();
+  if (o.signal?.aborted) halt.abort();
+  o.signal?.addEventListener('abort', stopOnSignal, { once: true });
 
   const fail = (what: string) => {
     stats.httpErrors += 1;
@@ -247,8 +257,9 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
   };
 
   async function send(url: string, init: RequestInit, expected: number): Promise<boolean> {
+    if (halt.signal.aborted) return false;
     try {
-      const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(url, { ...init, signal: AbortSignal.any([AbortSignal.timeout(10_000), halt.signal]) });
       await res.arrayBuffer();
       if (res.status !== expected) {
         fail(`${init.method ?? 'GET'} ${new URL(url).pathname} answered ${res.status}, expected ${expected}`);
@@ -256,7 +267,8 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
       }
       return true;
     } catch (error) {
-      fail(`${init.method ?? 'GET'} ${new URL(url).pathname}: ${(error as Error).message}`);
+      // Cut because the run ended: not an error of the receiver's.
+      if (!halt.signal.aborted) fail(`${init.method ?? 'GET'} ${new URL(url).pathname}: ${(error as Error).message}`);
       return false;
     }
   }
@@ -279,9 +291,12 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
       return;
     }
     waiting += 1;
-    await sleep(plan.delayMs, o.signal);
+    await sleep(plan.delayMs, halt.signal);
     waiting -= 1;
-    if (o.signal?.aborted) return;
+    if (halt.signal.aborted) {
+      stats.abandoned += 1;
+      return;
+    }
     if (plan.invalidFirst) {
       const bad = invalidCallbackRequest(callbackUrl, plan.id);
       if (await send(bad.url, bad.init, 400)) stats.invalid += 1;
@@ -289,7 +304,10 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
     const req = callbackRequest(callbackUrl, plan);
     const times = plan.duplicate ? 2 : 1;
     for (let i = 0; i < times; i++) {
-      if (!(await send(req.url, req.init, 200))) return;
+      if (!(await send(req.url, req.init, 200))) {
+        if (halt.signal.aborted && i === 0) stats.abandoned += 1;
+        return;
+      }
       stats.callbacks += 1;
       if (i === 0) {
         stats.byFormat[plan.format] += 1;
@@ -301,25 +319,32 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
     }
   }
 
+  let reportedErrors = 0;
   const report = () => {
     stats.elapsedSeconds = (performance.now() - started) / 1000;
-    o.progress?.(formatProgress(stats, waiting));
+    o.progress?.(formatProgress(stats, waiting, reportedErrors));
+    reportedErrors = stats.httpErrors;
   };
   const ticker = o.progress ? setInterval(report, o.progressIntervalMs) : undefined;
   ticker?.unref();
 
   const intervalMs = 1000 / o.rate;
   const deadline = o.durationSeconds > 0 ? started + o.durationSeconds * 1000 : Number.POSITIVE_INFINITY;
+  // The run ends at the deadline (or the caller's signal): registration stops, callbacks still to come are
+  // abandoned and requests in flight are cut, so `durationSeconds` is the run's length, not its registration phase.
+  const deadlineTimer = Number.isFinite(deadline)
+    ? setTimeout(() => halt.abort(), Math.max(0, deadline - performance.now()))
+    : undefined;
   let n = 0;
   try {
     for (;;) {
-      if (o.signal?.aborted) break;
+      if (halt.signal.aborted) break;
       if (o.count > 0 && n >= o.count) break;
       const due = started + n * intervalMs;
       if (due >= deadline) break;
       const now = performance.now();
       if (due > now) {
-        await sleep(due - now, o.signal);
+        await sleep(due - now, halt.signal);
         continue;
       }
       const plan = planTask(n, runId, random, o);
@@ -335,8 +360,67 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficStats>
     await Promise.all(inFlight);
   } finally {
     if (ticker) clearInterval(ticker);
+    if (deadlineTimer) clearTimeout(deadlineTimer);
+    o.signal?.removeEventListener('abort', stopOnSignal);
   }
   stats.elapsedSeconds = (performance.now() - started) / 1000;
-  o.progress?.(formatProgress(stats, 0));
+  o.progress?.(formatProgress(stats, 0, reportedErrors));
   return stats;
+}
+
+/** Thrown when the receiver does not answer within the readiness wait. */
+export class ReceiverNotReadyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReceiverNotReadyError';
+  }
+}
+
+/**
+ * Waits until every receiver answers: `GET /healthz` 200 on each callback URL's origin (the public listener) and
+ * `GET /metrics` 200 on each management URL. Polls every 250 ms up to `timeoutMs`; throws ReceiverNotReadyError
+ * naming what did not answer and how (refused, status, timeout) otherwise. `timeoutMs` 0 skips the wait.
+ */
+export async function waitForReceiver(
+  o: Pick<TrafficOptions, 'managementUrl' | 'callbackUrl' | 'signal'>,
+  timeoutMs: number,
+): Promise<void> {
+  if (timeoutMs <= 0) return;
+  const list = (urls: string) =>
+    urls
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== '');
+  const probes = [
+    ...new Set(list(o.callbackUrl).map((u) => `${new URL(u).origin}/healthz`)),
+    ...new Set(list(o.managementUrl).map((u) => `${u.replace(/\/+$/, '')}/metrics`)),
+  ];
+  const until = performance.now() + timeoutMs;
+  const last = new Map<string, string>();
+  for (;;) {
+    await Promise.all(
+      probes
+        .filter((url) => last.get(url) !== 'ok')
+        .map(async (url) => {
+          try {
+            const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+            await res.arrayBuffer();
+            last.set(url, res.status === 200 ? 'ok' : `answered ${res.status}`);
+          } catch (error) {
+            const cause = (error as { cause?: { code?: string } }).cause?.code;
+            last.set(url, cause === 'ECONNREFUSED' ? 'connection refused' : (cause ?? (error as Error).message));
+          }
+        }),
+    );
+    const waitingFor = probes.filter((url) => last.get(url) !== 'ok');
+    if (waitingFor.length === 0) return;
+    if (o.signal?.aborted) throw new ReceiverNotReadyError('stopped while waiting for the receiver');
+    if (performance.now() >= until) {
+      throw new ReceiverNotReadyError(
+        `no receiver answered within ${Math.round(timeoutMs / 1000)} s: ${waitingFor.map((u) => `${u} (${last.get(u)})`).join(', ')}. ` +
+          'Start it first (npm start), or point --callback-url / --management-url at it.',
+      );
+    }
+    await sleep(250, o.signal);
+  }
 }
