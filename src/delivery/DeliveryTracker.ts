@@ -41,6 +41,11 @@ export interface DeliveryTrackerOptions {
   readonly purgeIntervalMs?: number;
   /** Tasks deleted per store call; the purge yields to the event loop between batches. Default 500. */
   readonly purgeBatchSize?: number;
+  /**
+   * Called after this instance stored a transition that may have written a forward (a result, a merge, an expiry),
+   * so the forwarder can pick it up at once instead of at its next poll. Must be cheap and must not throw.
+   */
+  readonly onTransition?: () => void;
   /** Called when the sweeper or the retention purge fails (store down); both keep running. */
   readonly onSweepError?: (error: unknown) => void;
   readonly now?: () => number;
@@ -70,6 +75,7 @@ export class DeliveryTracker {
   readonly #purgeIntervalMs: number;
   readonly #purgeBatch: number;
   readonly #onSweepError: (error: unknown) => void;
+  readonly #onTransition: () => void;
   readonly #now: () => number;
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #recentMissed: string[] = [];
@@ -94,6 +100,7 @@ export class DeliveryTracker {
     this.#purgeIntervalMs = options.purgeIntervalMs ?? 60_000;
     this.#purgeBatch = options.purgeBatchSize ?? 500;
     this.#onSweepError = options.onSweepError ?? (() => {});
+    this.#onTransition = options.onTransition ?? (() => {});
     this.#now = options.now ?? Date.now;
   }
 
@@ -191,7 +198,10 @@ export class DeliveryTracker {
       case 'unregistered':
         break;
     }
-    if (transition.kind !== 'duplicate') this.#wake(transition.id);
+    if (transition.kind !== 'duplicate') {
+      this.#wake(transition.id);
+      this.#onTransition();
+    }
   }
 
   /** Reads a task by app id, or else by solver task id; undefined when nothing is known under that id. */
@@ -294,6 +304,7 @@ export class DeliveryTracker {
             this.#recentMissed.splice(0, this.#recentMissed.length - RECENT_MISSED_LIMIT);
           }
           for (const id of moved) this.#wake(id);
+          this.#onTransition();
         }
         if (moved.length < this.#batch || this.#closed) break;
         await yieldToEventLoop();

@@ -2,8 +2,9 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
 import type { Middleware } from 'koa';
 import { DeliveryTracker, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
+import { Forwarder, type ForwarderOptions } from '../delivery/Forwarder.ts';
 import { MemoryTaskStore } from '../delivery/stores/MemoryTaskStore.ts';
-import type { AttachResult, TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
+import type { AttachResult, ForwardRecord, ReplayFilter, TaskRecord, TaskStore } from '../delivery/TaskStore.ts';
 import { CallbackStats } from '../health/CallbackStats.ts';
 import { type HealthReport, healthReport } from '../health/healthReport.ts';
 import { ReceiverMetrics } from '../metrics/instruments.ts';
@@ -66,6 +67,12 @@ export interface CallbackMonitorOptions {
   healthzPath?: string | null;
   /** Your processing, run after the 200 is sent; failures are counted as `handler_error` and never reach the solver. */
   onResult?: OnResult;
+  /**
+   * Hand every stored result to the app at least once: POSTed to `forward.url` with Standard Webhooks signatures,
+   * retried with backoff until `maxAgeMs`, from an outbox the store writes with the result. Needs a store with an
+   * outbox (every bundled store). Default: off.
+   */
+  forward?: ForwarderOptions;
   /** Told about hook failures, store failures and sweeper failures (for logging). Must not throw. */
   onError?: OnError;
   /** Clock, for tests. */
@@ -81,6 +88,8 @@ export class CallbackMonitor {
   readonly stats: CallbackStats;
   readonly metrics: ReceiverMetrics;
   readonly store: TaskStore;
+  /** The outbox worker, when `forward` is set. */
+  readonly forwarder: Forwarder | undefined;
   readonly #options: CallbackMonitorOptions;
   readonly #onError: OnError;
   #callbacks: CallbackHandler | undefined;
@@ -102,7 +111,13 @@ export class CallbackMonitor {
     this.metrics = new ReceiverMetrics(meter, {
       secondsSinceLastCallback: () => this.stats.secondsSinceLast(),
       pendingTasks: () => this.tracker.counts.pending,
+      forwardBacklog: () => this.forwarder?.backlog ?? 0,
+      forwardOldestPendingAge: () => this.forwarder?.oldestPendingAgeSeconds ?? 0,
     });
+    const outbox = this.store.forwards;
+    if (options.forward && !outbox) throw new Error('forwarding needs a store with a forwarding outbox');
+    this.forwarder = options.forward && outbox ? new Forwarder(outbox, options.forward, this.metrics) : undefined;
+    const forwarder = this.forwarder;
     this.tracker = new DeliveryTracker(
       {
         store: this.store,
@@ -113,6 +128,7 @@ export class CallbackMonitor {
         ...(options.retentionSeconds === undefined ? {} : { retentionSeconds: options.retentionSeconds }),
         ...(options.now === undefined ? {} : { now: options.now }),
         onSweepError: (error) => this.#onError(error, 'sweep'),
+        ...(forwarder ? { onTransition: () => forwarder.kick() } : {}),
       },
       this.metrics,
     );
@@ -225,9 +241,43 @@ export class CallbackMonitor {
     return this.tracker.waitForResult(id, timeoutMs);
   }
 
-  /** Starts the deadline sweeper and the retention purge. */
+  /**
+   * The forwards of the task with this app id (or else solver task id), one per event; undefined when no such task.
+   * Empty when forwarding is off.
+   */
+  async getForwards(id: string): Promise<ForwardRecord[] | undefined> {
+    const task = await this.tracker.get(id);
+    if (!task) return undefined;
+    return this.store.forwards ? this.store.forwards.forwardsOf(task.id) : [];
+  }
+
+  /**
+   * Sends the task's forwards again (by app id, or else solver task id), same webhook id, as a new round of retries.
+   * Resolves to how many were scheduled, or undefined when no such task. Needs `forward`.
+   */
+  async redeliver(id: string): Promise<number | undefined> {
+    const forwarder = this.#requireForwarder();
+    const task = await this.tracker.get(id);
+    return task ? forwarder.redeliver(task.id) : undefined;
+  }
+
+  /**
+   * Replays settled forwards (`state`: dead, gone, delivered or all) whose event time is in `[from, to)` (unix ms),
+   * oldest first, at most `limit`; resolves to how many were scheduled. Needs `forward`.
+   */
+  replayForwards(filter: ReplayFilter): Promise<number> {
+    return this.#requireForwarder().replay(filter);
+  }
+
+  #requireForwarder(): Forwarder {
+    if (!this.forwarder) throw new Error('forwarding is off (no forward option)');
+    return this.forwarder;
+  }
+
+  /** Starts the deadline sweeper, the retention purge and, with `forward`, the forwarder. */
   start(): this {
     this.tracker.start();
+    this.forwarder?.start();
     return this;
   }
 
@@ -235,8 +285,10 @@ export class CallbackMonitor {
    * Stops the sweeper and releases waiters; from now on `requestListener()` answers with `Connection: close`. The
    * store stays open: close it yourself.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#closing = true;
-    return this.tracker.close();
+    await this.tracker.close();
+    // After the tracker: attempts in flight finish and their settlements are written before the store closes.
+    await this.forwarder?.close();
   }
 }

@@ -3,7 +3,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Meter } from '@opentelemetry/api';
 import Koa from 'koa';
-import type { TaskStore } from '../delivery/TaskStore.ts';
+import type { ForwarderOptions } from '../delivery/Forwarder.ts';
+import type { ForwardEvent, TaskStore } from '../delivery/TaskStore.ts';
 import { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -64,6 +65,32 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
   });
 }
 
+/** The forwarder's settings from the FORWARD_* variables; its events are logged without the URL or any payload. */
+function forwarderOptions(config: Config, url: string, secret: string, logger: Logger): ForwarderOptions {
+  return {
+    url,
+    secret,
+    events: config.FORWARD_EVENTS.split(',') as ForwardEvent[],
+    timeoutMs: config.FORWARD_TIMEOUT_MS,
+    maxAgeMs: config.FORWARD_MAX_AGE * 1000,
+    concurrency: config.FORWARD_CONCURRENCY,
+    retryMinMs: config.FORWARD_RETRY_MIN_MS,
+    retryMaxMs: config.FORWARD_RETRY_MAX_MS,
+    onEvent: (event) => {
+      if (event.kind === 'dead_letter') {
+        logger.warn(
+          { task: event.taskId, event: `task.${event.event}`, attempts: event.attempts },
+          'forward dead-lettered after FORWARD_MAX_AGE',
+        );
+      } else {
+        const e = event.error;
+        const detail = e instanceof Error ? { type: e.name, message: e.message } : { type: typeof e };
+        logger.warn({ where: 'forward', error: detail }, 'forward store call failed');
+      }
+    },
+  };
+}
+
 /**
  * The standalone receiver: a public listener (callbacks and health only) and a management listener (`/metrics` and
  * the task API), both plain `node:http` servers so the slow-client timeouts can be set.
@@ -85,6 +112,9 @@ export class ReceiverServer {
       deliveryTimeoutSeconds: config.DELIVERY_TIMEOUT,
       retentionSeconds: config.RETENTION,
       ...(config.CALLBACK_SECRET ? { secret: config.CALLBACK_SECRET } : {}),
+      ...(config.FORWARD_URL && config.FORWARD_SECRET
+        ? { forward: forwarderOptions(config, config.FORWARD_URL, config.FORWARD_SECRET, logger) }
+        : {}),
       onError: (error, where) => {
         // Only name and message: a stack or a whole error object could carry request data. Not under `err`, whose
         // pino serializer expects an Error and would replace the name with "Object".

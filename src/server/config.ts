@@ -20,6 +20,35 @@ const token = z
   .regex(/^[A-Za-z0-9_~.-]+$/, 'may only contain A-Z a-z 0-9 _ ~ . - (it goes in a URL path)')
   .optional();
 
+/** `whsec_` and the base64 of at least 24 random bytes (Standard Webhooks allows 24-64). */
+const WHSEC = /^whsec_(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const forwardSecret = z
+  .string()
+  .regex(WHSEC, 'must be whsec_ followed by base64 (generate one: echo "whsec_$(openssl rand -base64 32)")')
+  .refine((v) => {
+    const bytes = Buffer.from(v.slice('whsec_'.length), 'base64').length;
+    return bytes >= 24 && bytes <= 64;
+  }, 'must decode to 24-64 bytes (echo "whsec_$(openssl rand -base64 32)")')
+  .optional();
+const forwardEvents = z
+  .string()
+  .regex(/^(delivered|late|missed)(,(delivered|late|missed))*$/, 'must be a comma list of delivered, late, missed')
+  .default('delivered,late');
+const forwardUrl = z
+  .string()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'must be an http:// or https:// URL')
+  .optional();
+
+/** Variables whose values never appear in an error message or a log. */
+const SECRET_VARIABLES = new Set(['CALLBACK_SECRET', 'API_TOKEN', 'FORWARD_SECRET', 'FORWARD_URL']);
+
 /** Every environment variable the server reads, with its default and its rule; README's table mirrors this. */
 export const CONFIG_SCHEMA = z.object({
   PORT: port(3000).describe('Public listener port: the callback routes, /health/callbacks, /healthz.'),
@@ -76,6 +105,32 @@ export const CONFIG_SCHEMA = z.object({
   SHUTDOWN_TIMEOUT_MS: millis(10_000).describe(
     'On SIGTERM/SIGINT, how long in-flight requests may take before connections are cut.',
   ),
+  FORWARD_URL: forwardUrl.describe(
+    'If set, every stored result is POSTed to this URL of the app, at least once (Standard Webhooks signed). Never logged.',
+  ),
+  FORWARD_SECRET: forwardSecret.describe(
+    'Signing secret for forwards, whsec_<base64>; required with FORWARD_URL. The app verifies with it.',
+  ),
+  FORWARD_EVENTS: forwardEvents.describe(
+    'Which events are forwarded: delivered (a first result), late (a first result after the deadline), missed.',
+  ),
+  FORWARD_TIMEOUT_MS: millis(10_000).describe('Time one forward attempt may take before it counts as a timeout.'),
+  FORWARD_MAX_AGE: z.coerce
+    .number({ error: 'must be a number of seconds' })
+    .min(1, 'must be at least 1 second')
+    .default(24 * 3600)
+    .describe('Seconds a forward is retried before it becomes a dead letter (replayable); ≤ RETENTION.'),
+  FORWARD_CONCURRENCY: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(1000, 'must be at most 1000')
+    .default(16)
+    .describe('Forward attempts in flight at once, per instance.'),
+  FORWARD_RETRY_MIN_MS: millis(1000).describe('First retry delay, and the floor of every later one.'),
+  FORWARD_RETRY_MAX_MS: millis(600_000).describe(
+    'Longest retry delay (exponential backoff, full jitter; Retry-After capped here).',
+  ),
 });
 
 export type Config = z.infer<typeof CONFIG_SCHEMA>;
@@ -102,13 +157,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (c.HEADERS_TIMEOUT_MS > c.REQUEST_TIMEOUT_MS) {
       throw new ConfigError(['HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS']);
     }
+    const forwarding: string[] = [];
+    // Unsigned forwards would let anyone who can reach the app's endpoint forge results: no secret, no forwarding.
+    if (c.FORWARD_URL !== undefined && c.FORWARD_SECRET === undefined) {
+      forwarding.push('FORWARD_SECRET: required when FORWARD_URL is set (echo "whsec_$(openssl rand -base64 32)")');
+    }
+    if (c.FORWARD_RETRY_MIN_MS > c.FORWARD_RETRY_MAX_MS) {
+      forwarding.push('FORWARD_RETRY_MIN_MS: must not exceed FORWARD_RETRY_MAX_MS');
+    }
+    if (c.FORWARD_URL !== undefined && c.FORWARD_MAX_AGE > c.RETENTION) {
+      forwarding.push('FORWARD_MAX_AGE: must not exceed RETENTION (a forward is deleted with its task)');
+    }
+    if (forwarding.length > 0) throw new ConfigError(forwarding);
     return c;
   }
   throw new ConfigError(
     parsed.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? '?');
-      const shown =
-        key === 'CALLBACK_SECRET' || key === 'API_TOKEN' ? '' : ` (got "${String(input[key]).slice(0, 80)}")`;
+      const shown = SECRET_VARIABLES.has(key) ? '' : ` (got "${String(input[key]).slice(0, 80)}")`;
       return `${key}: ${issue.message}${shown}`;
     }),
   );
@@ -121,12 +187,18 @@ export function redactedConfig(c: Config): Record<string, unknown> {
     CALLBACK_SECRET: c.CALLBACK_SECRET ? '[set]' : '[unset]',
     API_TOKEN: c.API_TOKEN ? '[set]' : '[unset]',
     STORE_URL: c.STORE_URL.replace(/\/\/[^@/]*@/, '//[credentials]@'),
+    FORWARD_URL: c.FORWARD_URL ? '[set]' : '[unset]',
+    FORWARD_SECRET: c.FORWARD_SECRET ? '[set]' : '[unset]',
   };
 }
 
 /** What the bounds below cannot read from the schema: relations between variables, allowed characters. */
 const EXTRA_BOUNDS: Partial<Record<keyof Config, string>> = {
   HEADERS_TIMEOUT_MS: '≤ REQUEST_TIMEOUT_MS',
+  FORWARD_URL: 'http:// or https://',
+  FORWARD_SECRET: 'whsec_ + base64 of 24-64 bytes',
+  FORWARD_MAX_AGE: '≤ RETENTION',
+  FORWARD_RETRY_MIN_MS: '≤ FORWARD_RETRY_MAX_MS',
   CALLBACK_SECRET: 'A-Z a-z 0-9 _ ~ . -',
   API_TOKEN: 'A-Z a-z 0-9 _ ~ . -',
 };

@@ -4,36 +4,17 @@ import type { Context, Next } from 'koa';
 import { MAX_TASK_TIMEOUT_SECONDS, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
 import { TASK_STATES, type TaskRecord, type TaskState } from '../delivery/TaskStore.ts';
 import { TASK_ID as ID, TASK_ID_RULE } from '../delivery/taskId.ts';
+import { forwardJson, taskJson } from '../delivery/taskJson.ts';
 import type { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
 import { readBody } from '../plugin/readBody.ts';
 
 const MAX_TASKS_PER_REQUEST = 10_000;
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_WAIT_SECONDS = 120;
+/** Forwards one bulk replay may schedule: one bounded store call. */
+const MAX_REPLAY = 1000;
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-/**
- * The JSON shape of a task on the API. `id` is always the app's id (whichever id the task was asked by), `code` the
- * solver's answer (token or error code), `solution` and `metadata` everything else the solver sent.
- */
-export function taskJson(t: TaskRecord) {
-  return {
-    id: t.id,
-    solver_task_id: t.solverTaskId,
-    state: t.state,
-    registered: t.registered,
-    outcome: t.outcome,
-    code: t.code,
-    solution: t.solution,
-    metadata: t.metadata,
-    format: t.format,
-    submitted_at: iso(t.submittedAt),
-    deadline_at: iso(t.deadlineAt),
-    received_at: iso(t.receivedAt),
-    callbacks: t.callbacks,
-  };
-}
+export { taskJson };
 
 function badRequest(ctx: Context, reason: string): void {
   ctx.status = 400;
@@ -106,7 +87,15 @@ function bearerGuard(token: string | undefined) {
 /** `POST /tasks`, `GET /tasks/:id[?wait=S]`, `GET /tasks?state=…&limit=N`, for the management listener. */
 export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined): Router {
   const router = new Router();
-  router.use(['/tasks', '/tasks/{*rest}'], bearerGuard(apiToken));
+  router.use(['/tasks', '/tasks/{*rest}', '/forwards/{*rest}'], bearerGuard(apiToken));
+
+  /** The task's JSON, with its forwards when forwarding is on: `forward` (the latest event's) and `forwards` (all). */
+  const answer = async (task: TaskRecord) => {
+    if (!monitor.forwarder || !monitor.store.forwards) return taskJson(task);
+    const forwards = (await monitor.store.forwards.forwardsOf(task.id)).sort((a, b) => a.createdAt - b.createdAt);
+    const list = forwards.map(forwardJson);
+    return { ...taskJson(task), forward: list.at(-1) ?? null, forwards: list };
+  };
 
   router.post('/tasks', async (ctx) => {
     const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
@@ -209,7 +198,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
       return;
     }
     const task = await monitor.getTask(id);
-    ctx.body = task ? taskJson(task) : { id };
+    ctx.body = task ? await answer(task) : { id };
   });
 
   router.get('/tasks/:id', async (ctx) => {
@@ -225,7 +214,82 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
       ctx.body = { error: 'not_found', reason: 'no task with this id' };
       return;
     }
-    ctx.body = taskJson(task);
+    ctx.body = await answer(task);
+  });
+
+  // Sends the task's forwards again, as a new round of retries with the same webhook id.
+  router.post('/tasks/:id/redeliver', async (ctx) => {
+    const id = ctx.params.id ?? '';
+    if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
+    if (!monitor.forwarder) {
+      ctx.status = 409;
+      ctx.body = { error: 'forwarding_off', reason: 'FORWARD_URL is not set' };
+      return;
+    }
+    let n: number | undefined;
+    try {
+      n = await monitor.redeliver(id);
+    } catch {
+      ctx.status = 503;
+      ctx.body = { error: 'store_unavailable', reason: 'the redelivery could not be stored' };
+      return;
+    }
+    if (n === undefined) {
+      ctx.status = 404;
+      ctx.body = { error: 'not_found', reason: 'no task with this id' };
+      return;
+    }
+    ctx.status = 202;
+    ctx.body = { redelivered: n };
+  });
+
+  // Bounded bulk replay: `{ "state": "dead"|"gone"|"delivered"|"all", "from"?, "to"?, "limit"? }` (ISO times).
+  router.post('/forwards/replay', async (ctx) => {
+    if (!monitor.forwarder) {
+      ctx.status = 409;
+      ctx.body = { error: 'forwarding_off', reason: 'FORWARD_URL is not set' };
+      return;
+    }
+    const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json') {
+      ctx.status = 415;
+      ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
+      return;
+    }
+    const read = await readBody(ctx.req, 4096);
+    if (!read.ok) {
+      ctx.status = 413;
+      ctx.body = { error: 'payload_too_large', reason: 'body over 4096 bytes' };
+      return;
+    }
+    let value: Record<string, unknown>;
+    try {
+      value = JSON.parse(read.body.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return badRequest(ctx, 'body is not valid JSON');
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      return badRequest(ctx, 'body must be an object');
+    const state = value.state ?? 'dead';
+    if (state !== 'dead' && state !== 'gone' && state !== 'delivered' && state !== 'all')
+      return badRequest(ctx, 'state must be one of dead, gone, delivered, all');
+    const time = (v: unknown, fallback: number) =>
+      v === undefined ? fallback : typeof v === 'string' ? Date.parse(v) : Number.NaN;
+    const from = time(value.from, 0);
+    const to = time(value.to, Date.now() + 1);
+    if (!Number.isFinite(from) || !Number.isFinite(to) || from > to)
+      return badRequest(ctx, 'from and to must be ISO 8601 times, from ≤ to');
+    const limit = value.limit ?? 100;
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_REPLAY)
+      return badRequest(ctx, `limit must be 1-${MAX_REPLAY}`);
+    try {
+      const replayed = await monitor.replayForwards({ state, from, to, limit });
+      ctx.status = 202;
+      ctx.body = { replayed, state, from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit };
+    } catch {
+      ctx.status = 503;
+      ctx.body = { error: 'store_unavailable', reason: 'the replay could not be stored' };
+    }
   });
 
   return router;
