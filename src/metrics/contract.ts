@@ -22,6 +22,7 @@ export const INSTRUMENT = {
   solverRequests: 'captcha.solver.requests',
   solverRequestDuration: 'captcha.solver.request.duration',
   solverBalance: 'captcha.solver.balance',
+  solverLowBalanceThreshold: 'captcha.solver.balance.low_threshold',
   forwardAttempts: 'captcha.forward.attempts',
   forwardDuration: 'captcha.forward.duration',
   forwardBacklog: 'captcha.forward.backlog',
@@ -56,6 +57,7 @@ export const PROM = {
   solverRequestDurationBucket: 'captcha_solver_request_duration_bucket',
   solverRequestDurationCount: 'captcha_solver_request_duration_count',
   solverBalance: 'captcha_solver_balance',
+  solverLowBalanceThreshold: 'captcha_solver_balance_low_threshold',
   forwardAttemptsTotal: 'captcha_forward_attempts_total',
   forwardDurationBucket: 'captcha_forward_duration_bucket',
   forwardDurationCount: 'captcha_forward_duration_count',
@@ -399,6 +401,15 @@ export const CONTRACT: readonly InstrumentSpec[] = [
     unit: '{currency}',
     description: "The solver account's balance from its getBalance, by solver (absent until the first answer).",
     prom: PROM.solverBalance,
+    labels: [LABEL.solver],
+  },
+  {
+    name: INSTRUMENT.solverLowBalanceThreshold,
+    kind: 'observable_gauge',
+    unit: '{currency}',
+    description:
+      'SOLVER_<NAME>_LOW_BALANCE, by solver (only solvers that set one): CaptchaSolverLowBalance fires at or below it.',
+    prom: PROM.solverLowBalanceThreshold,
     labels: [LABEL.solver],
   },
   {

@@ -208,6 +208,8 @@ export class ReceiverMetrics {
 export interface SolverMetricsEntry {
   readonly name: string;
   readonly endpoints: readonly SolverEndpoint[];
+  /** SOLVER_<NAME>_LOW_BALANCE, exported so the alert rule can compare each solver with its own threshold. */
+  readonly lowBalance?: number | undefined;
 }
 
 /**
@@ -253,6 +255,13 @@ export class SolverMetrics {
       .createObservableGauge(balance.name, { unit: balance.unit, description: balance.description })
       .addCallback((r) => {
         for (const [name, value] of this.#balances) r.observe(value, this.#balanceAttrs.get(name));
+      });
+    const threshold = spec(INSTRUMENT.solverLowBalanceThreshold);
+    const thresholds = solvers.filter((s) => s.lowBalance !== undefined);
+    meter
+      .createObservableGauge(threshold.name, { unit: threshold.unit, description: threshold.description })
+      .addCallback((r) => {
+        for (const s of thresholds) r.observe(s.lowBalance as number, this.#balanceAttrs.get(s.name));
       });
   }
 

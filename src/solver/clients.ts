@@ -14,7 +14,7 @@ export function protocolEndpoints(protocol: SolverConfig['protocol']): readonly 
 
 /** What SolverMetrics needs to create every series of the configured solvers at start-up. */
 export function metricsEntries(solvers: readonly SolverConfig[]): SolverMetricsEntry[] {
-  return solvers.map((s) => ({ name: s.name, endpoints: protocolEndpoints(s.protocol) }));
+  return solvers.map((s) => ({ name: s.name, endpoints: protocolEndpoints(s.protocol), lowBalance: s.lowBalance }));
 }
 
 export function createSolverClient(config: SolverConfig, metrics?: SolverMetrics, timeoutMs?: number): SolverClient {
