@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { GRAFANA_MODE_PROMETHEUS_RULES_PATH, GRAFANA_RULE_DELETIONS_PATH } from '../src/alerting/grafanaRules.ts';
@@ -285,5 +286,62 @@ describe('Dockerfile', () => {
       encoding: 'utf8',
     });
     expect(help).toContain('DEMO_CALLBACK_URL');
+  });
+});
+
+describe('.env.example: every compose command works from a .env file, with nothing exported', () => {
+  const example = read('.env.example');
+  /** Variables the compose files interpolate. */
+  const interpolated = [BASE, GRAFANA_ALERTING, GRAFANA_ALERTING_OFF]
+    .flatMap((f) => [...read(f).matchAll(/\$\{([A-Z_][A-Z0-9_]*)/g)].map((m) => m[1]!))
+    .filter((v, i, all) => all.indexOf(v) === i);
+  const envFile = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ccm-env-'));
+    writeFileSync(join(dir, '.env'), text);
+    return { path: join(dir, '.env'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  };
+
+  it('lists every variable the compose files read, and .env is git-ignored', () => {
+    expect(interpolated.length).toBeGreaterThan(10);
+    for (const v of interpolated) expect(example, v).toMatch(new RegExp(`^#? ?${v}=`, 'm'));
+    expect(read('.gitignore').split('\n')).toContain('.env');
+  });
+
+  it('as copied it is refused until the password is filled in (no default password ships)', () => {
+    const env = envFile(example);
+    try {
+      const r = compose([BASE], [], {}, ['--env-file', env.path, 'config', '-q']);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain('GRAFANA_ADMIN_PASSWORD');
+    } finally {
+      env.cleanup();
+    }
+  });
+
+  it('with the password filled in, the files resolve for every profile without GRAFANA_ADMIN_PASSWORD in the environment', () => {
+    const env = envFile(example.replace(/^GRAFANA_ADMIN_PASSWORD=.*$/m, `GRAFANA_ADMIN_PASSWORD=${PASSWORD}`));
+    try {
+      for (const profiles of PROFILES) {
+        // compose() passes only PATH and HOME: nothing is exported.
+        const r = compose([BASE], profiles, {}, ['--env-file', env.path, 'config']);
+        expect(r.status, r.stderr).toBe(0);
+        const cfg = parse(r.stdout) as ComposeConfig;
+        expect(cfg.services.grafana?.environment?.GF_SECURITY_ADMIN_PASSWORD).toBe(PASSWORD);
+      }
+    } finally {
+      env.cleanup();
+    }
+  });
+
+  it('the receivers listen for Prometheus on the stack network; the host sees the management port on loopback only', () => {
+    const scaled = resolved([BASE], { STORE_URL: 'redis://redis:6379/0' });
+    for (const name of ['receiver', 'receiver-2']) {
+      expect(scaled.services[name]?.environment?.MANAGEMENT_HOST, name).toBe('0.0.0.0');
+    }
+    const published = (base.services.receiver?.ports ?? []).map((p) =>
+      typeof p === 'string' ? p : `${p.host_ip ?? ''}:${p.published}:${p.target}`,
+    );
+    // docker-compose 1.29 writes this one in the short form, with the protocol.
+    expect(published.filter((p) => /:9464(\/tcp)?$/.test(p))).toEqual(['127.0.0.1:9464:9464/tcp']);
   });
 });
