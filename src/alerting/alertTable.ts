@@ -18,6 +18,13 @@ import {
   WINDOW,
 } from './series.ts';
 import { SLO_ALERTS } from './slo.ts';
+import {
+  SOLVER_WINDOW,
+  solverBalance,
+  solverFailedRequests,
+  solverLowBalance,
+  solverRequests,
+} from './solverSeries.ts';
 import { ALERT_THRESHOLDS as T } from './thresholds.ts';
 
 const R = JOB.receiver;
@@ -196,6 +203,42 @@ export const ALERT_TABLE: readonly AlertRow[] = [
     runbookAnchor: 'captchasolverhighunsolvablerate',
     threshold: T.unsolvableRatio,
     healthy: 'unsolvableRatio',
+  },
+  {
+    name: 'CaptchaSolverLowBalance',
+    // Each solver against its own threshold (SOLVER_<NAME>_LOW_BALANCE, exported beside the balance), so one static
+    // rule serves every configuration; a solver without a threshold has no threshold series and never matches.
+    // "At or below": a balance exactly at the threshold fires. No `for`: the balance moves only when it is spent.
+    expr: `${solverBalance}
+<= on (job, solver)
+${solverLowBalance}`,
+    for: '0m',
+    severity: 'warning',
+    summary: 'A CAPTCHA solver account is running low on funds',
+    description:
+      'The {{ $labels.solver }} account balance is {{ $value }}, at or below its configured SOLVER_<NAME>_LOW_BALANCE. ' +
+      'Top it up before it reaches zero: at ERROR_ZERO_BALANCE every task fails.',
+    runbookAnchor: 'captchasolverlowbalance',
+    threshold: T.solverBalanceFactor,
+    healthy: 'solverBalanceHeadroom',
+  },
+  {
+    name: 'CaptchaSolverApiErrors',
+    expr: [
+      `(\n  ${solverFailedRequests(SOLVER_WINDOW.apiErrors)}\n  /\n  ${solverRequests(SOLVER_WINDOW.apiErrors)}\n) > ${num(T.solverApiErrorRatio)}`,
+      'and',
+      `${solverRequests(SOLVER_WINDOW.apiErrors)} >= ${num(T.minSolverRequests15m)}`,
+    ].join('\n'),
+    for: '5m',
+    severity: 'warning',
+    summary: `More than ${pct(T.solverApiErrorRatio)} of requests to a CAPTCHA solver API fail`,
+    description:
+      '{{ $value | humanizePercentage }} of the requests {{ $labels.job }} made to the {{ $labels.solver }} API over ' +
+      `the last ${human(SOLVER_WINDOW.apiErrors)} got no usable answer (HTTP error, timeout, network error or a ` +
+      'malformed body). Missed results cannot be recovered and the balance is not watched while it lasts.',
+    runbookAnchor: 'captchasolverapierrors',
+    threshold: T.solverApiErrorRatio,
+    healthy: 'solverApiErrorRatio',
   },
   ...SLO_ALERTS,
 ];

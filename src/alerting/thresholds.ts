@@ -66,6 +66,18 @@ export const HEALTHY = {
     unit: 'short',
     description: 'Callbacks reporting ERROR_ZERO_BALANCE in the last 5 minutes (healthy: none).',
   },
+  solverBalanceHeadroom: {
+    value: 1,
+    healthyWhen: 'above',
+    unit: 'x',
+    description: "A solver's balance / its SOLVER_<NAME>_LOW_BALANCE (at or below 1: CaptchaSolverLowBalance).",
+  },
+  solverApiErrorRatio: {
+    value: 0.05,
+    healthyWhen: 'below',
+    unit: 'percentunit',
+    description: 'Requests to a solver API that got no usable answer (HTTP error, timeout, network, bad body) / all.',
+  },
 } as const satisfies Record<string, HealthyRange>;
 
 export type HealthyRangeName = keyof typeof HEALTHY;
@@ -107,6 +119,19 @@ export const ALERT_THRESHOLDS = {
    * and 15 minutes (not 5) lets a low-traffic app reach the volume at all.
    */
   minCallbacks15m: 50,
+  /**
+   * Low balance: fires when a solver's balance is at or below its own SOLVER_<NAME>_LOW_BALANCE (exported as
+   * captcha_solver_balance_low_threshold); the rule compares balance / threshold with this factor.
+   */
+  solverBalanceFactor: 1,
+  /**
+   * Solver API errors: requests with no usable answer / all requests to one solver over 15 minutes above this share
+   * … (solver error codes are answers, not failures: they have their own alerts and counters). A fifth is well past
+   * a passing hiccup: the recovery poller and the balance watch are then mostly blind.
+   */
+  solverApiErrorRatio: 0.2,
+  /** … with at least this many requests to that solver in the window (one failed getBalance an hour is not 100 %). */
+  minSolverRequests15m: 20,
 } as const;
 
 /** Multi-window multi-burn-rate pairs (SRE workbook ch. 5, table 5-8; the same pairs Sloth generates). */

@@ -37,6 +37,7 @@ import {
   withHealthyLine,
 } from './panels.ts';
 import { alertsQuery, firingAlertCount, Q, SLO_PERIOD, VAR } from './queries.ts';
+import { SOLVER_PANEL_HEALTHY_RANGE, solverApis } from './solverPanels.ts';
 
 export const OVERVIEW_UID = 'captcha-callback-overview';
 
@@ -88,6 +89,7 @@ export const PANEL_HEALTHY_RANGE: Readonly<Partial<Record<string, HealthyRangeNa
   [TITLE.deliverySeries]: 'deliveryRatio',
   [TITLE.unsolvable]: 'unsolvableRatio',
   [TITLE.zeroBalance]: 'zeroBalanceFailures',
+  ...SOLVER_PANEL_HEALTHY_RANGE,
 };
 
 const healthy = (title: string) => {
@@ -393,6 +395,7 @@ export function overviewDashboard(): Dashboard {
     ['Service level', headline()],
     ['Callbacks', callbacks()],
     ['Solver failures', solverFailures()],
+    ['Solver APIs and recovery', solverApis()],
     ['Delivery of registered tasks', delivery()],
     ['Availability and alerts', availability()],
     ['Instances', instances()],
