@@ -903,7 +903,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           {
             taskId: 'd',
             event: 'delivered',
-            webhookId: expect.stringMatching(/^msg_[A-Za-z0-9_-]{22}$/),
+            webhookId: expect.stringMatching(/^msg_[A-Za-z0-9_-]{22,}$/),
             state: 'pending',
             createdAt: T + 1000,
             since: T + 1000,
@@ -958,13 +958,17 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         const second = await outbox(s).claimDue(T + 8000, 10, 5000);
         expect(second.map((j) => j.forward.taskId).sort()).toEqual(['f0', 'f1', 'f2']);
         expect(await outbox(s).claimDue(T + 8999, 10, 5000)).toEqual([]);
-        // f4's holder died: its lease ran out, another claim takes it over with a new lease and a second attempt.
-        const takeover = await outbox(s).claimDue(T + 9000, 1, 5000);
-        expect(takeover.map((j) => [j.forward.taskId, j.forward.attempts])).toEqual([['f4', 2]]);
-        expect(takeover[0]!.lease).not.toBe(first[0]!.lease);
+        // The holder of f4 and f3 died: their leases ran out, a claim takes both over with new leases, second attempts.
+        const takeover = await outbox(s).claimDue(T + 9000, 10, 5000);
+        expect(takeover.map((j) => [j.forward.taskId, j.forward.attempts]).sort()).toEqual([
+          ['f3', 2],
+          ['f4', 2],
+        ]);
+        const f4 = takeover.find((j) => j.forward.taskId === 'f4')!;
+        expect(f4.lease).not.toBe(first[0]!.lease);
         expect(await outbox(s).settle([settleOk('f4', first[0]!.lease, T + 9001)])).toBe(0); // the old lease: refused
-        expect(await outbox(s).settle([settleOk('f4', takeover[0]!.lease, T + 9002)])).toBe(1);
-        expect(await outbox(s).settle([settleOk('f4', takeover[0]!.lease, T + 9003)])).toBe(0); // once
+        expect(await outbox(s).settle([settleOk('f4', f4.lease, T + 9002)])).toBe(1);
+        expect(await outbox(s).settle([settleOk('f4', f4.lease, T + 9003)])).toBe(0); // once
         expect(await outbox(s).forwardsOf('f4')).toMatchObject([
           { state: 'delivered', attempts: 2, doneAt: T + 9002, lastStatus: 200, nextAttemptAt: null, leased: false },
         ]);
@@ -1188,8 +1192,6 @@ storeConformance(
     // Each test gets its own key prefix on the one server, so no test sees another's keys.
     const open = (prefix: string) => RedisTaskStore.open(server.url, { keyPrefix: prefix });
     return {
-      // The Redis outbox is not written yet: its cases show as skipped.
-      outbox: false,
       fresh: () => open(`t${++prefixes}:`),
       pair: async () => {
         const prefix = `t${++prefixes}:`;

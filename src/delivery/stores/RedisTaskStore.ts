@@ -5,6 +5,11 @@ import {
   type AttachResult,
   type CallbackResult,
   type CallbackTransition,
+  type ForwardEvent,
+  type ForwardJob,
+  type ForwardOutbox,
+  type ForwardRecord,
+  type ForwardState,
   type NewTask,
   type RegisterResult,
   type ResultDetails,
@@ -55,6 +60,12 @@ const RECONCILE_CHUNK = 1000;
  *   P settled          sorted set of every settled id (delivered, missed, late, unregistered), scored by its
  *                      settling time: the callback's receipt, or the deadline when missed. The retention queue.
  *   P counts           hash: pending, delivered, missed, late (registered tasks only)
+ *   P fwd:<event>:<id> hash: one forward (outbox row): webhookId, state, createdAt, since, attempts, nextAttemptAt,
+ *                      lease, lastAttemptAt, lastStatus, lastError, doneAt; written by the script of the transition
+ *                      that makes it (only while forwarding is enabled), deleted with its task
+ *   P fwd:due          sorted set of pending forwards (`<event>:<id>`) by next attempt time; a claim moves a member
+ *                      to its lease's end, so a lease that runs out makes it due again
+ *   P fwd:created:<s>  sorted sets of forwards per forward state by event time: the oldest pending one, replay
  * *   P ping             written by ping()
  * Each operation is one Lua script, which Redis runs atomically: resolving a callback's task by either id, linking
  * a solver id, merging an unregistered result into a task, the state check and every write it implies (hash, links,
@@ -65,8 +76,39 @@ const RECONCILE_CHUNK = 1000;
  * prefix, so this store needs one Redis (primary), not Redis Cluster.
  */
 
+/**
+ * The outbox's Lua helpers. Each script that may write or delete forwards sets FWD.prefix (P fwd:), FWD.events
+ * (',delivered,late,' style, '' while forwarding is off) and FWD.wid (a random base for new webhook ids; a script
+ * writing several forwards suffixes a counter) from its ARGV before calling them.
+ */
+const FORWARD_LUA = `
+local FWD = { prefix = '', events = '', wid = '', n = 0 }
+local function add_forward(id, event, at)
+  if FWD.events == '' or not string.find(FWD.events, ',' .. event .. ',', 1, true) then return end
+  local m = event .. ':' .. id
+  local key = FWD.prefix .. m
+  if redis.call('EXISTS', key) == 1 then return end
+  FWD.n = FWD.n + 1
+  redis.call('HSET', key, 'webhookId', FWD.wid .. '_' .. FWD.n, 'state', 'pending', 'createdAt', at, 'since', at,
+    'attempts', '0', 'nextAttemptAt', at)
+  redis.call('ZADD', FWD.prefix .. 'due', at, m)
+  redis.call('ZADD', FWD.prefix .. 'created:pending', at, m)
+end
+local function delete_forwards(id)
+  for _, event in ipairs({'delivered', 'late', 'missed'}) do
+    local m = event .. ':' .. id
+    local st = redis.call('HGET', FWD.prefix .. m, 'state')
+    if st then
+      redis.call('DEL', FWD.prefix .. m)
+      redis.call('ZREM', FWD.prefix .. 'due', m)
+      redis.call('ZREM', FWD.prefix .. 'created:' .. st, m)
+    end
+  end
+end
+`;
+
 /** Every script that changes states receives these keys first, in this order. */
-const STATE_KEYS = `
+const STATE_KEYS = `${FORWARD_LUA}
 local K = { counts = KEYS[1], pending = KEYS[2], delivered = KEYS[3], missed = KEYS[4], late = KEYS[5],
   settled = KEYS[6] }
 `;
@@ -96,6 +138,7 @@ local function link(tp, sp, id, sid)
   if not holder then return {'attached'} end
   -- The callback came before the app told us the solver's id: it becomes this task's callback.
   redis.call('DEL', tp .. holder)
+  delete_forwards(holder)
   redis.call('ZREM', K.delivered, holder)
   redis.call('ZREM', K.settled, holder)
   local received = h[6]
@@ -122,18 +165,21 @@ local function link(tp, sp, id, sid)
       redis.call('HINCRBY', K.counts, 'missed', -1)
       redis.call('HINCRBY', K.counts, 'late', 1)
     end
+    add_forward(id, kind, received)
   end
   return {'merged', kind, t[4] or received, h[3], h[4], h[5], received, h[8], h[9]}
 end
 `;
 
 /**
- * KEYS: the state keys. ARGV: task key prefix, solver key prefix, submittedAt, deadlineAt, then per task: id, solver
- * id ('' for none), deadline ('' for the call's) → { added ids, merges: { id, link reply }… }.
+ * KEYS: the state keys. ARGV: task key prefix, solver key prefix, submittedAt, deadlineAt, forward prefix, forward
+ * events, webhook id base, then per task: id, solver id ('' for none), deadline ('' for the call's) → { added ids,
+ * merges: { id, link reply }… }.
  */
 const REGISTER = `${STATE_KEYS}${LINK}
+FWD.prefix, FWD.events, FWD.wid = ARGV[5], ARGV[6], ARGV[7]
 local added, merges = {}, {}
-for i = 5, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local id, sid, deadline = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if deadline == '' then deadline = ARGV[4] end
   local key = ARGV[1] .. id
@@ -152,14 +198,19 @@ if #added > 0 then redis.call('HINCRBY', K.counts, 'pending', #added) end
 return {added, merges}
 `;
 
-/** KEYS: the state keys. ARGV: task key prefix, solver key prefix, id, solver id → the link reply. */
+/**
+ * KEYS: the state keys. ARGV: task key prefix, solver key prefix, id, solver id, forward prefix, forward events,
+ * webhook id base → the link reply.
+ */
 const ATTACH = `${STATE_KEYS}${LINK}
+FWD.prefix, FWD.events, FWD.wid = ARGV[5], ARGV[6], ARGV[7]
 return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
 /**
  * KEYS: the state keys. ARGV: task key prefix, solver key prefix, app id, solver id (each '' for none), outcome,
- * code, format, receivedAt, solution, metadata ('' for none), token ('' for none) → { kind, id, submittedAt? }.
+ * code, format, receivedAt, solution, metadata ('' for none), token ('' for none), forward prefix, forward events,
+ * webhook id base → { kind, id, submittedAt? }.
  *
  * The task is the one with the app id; else the one the solver id is linked to; else, with no app id, the one whose
  * app id is the solver id. With a token, the call that settles the task (delivered, late, unregistered) also writes
@@ -171,6 +222,7 @@ local tp, sp = ARGV[1], ARGV[2]
 local app, sid = ARGV[3], ARGV[4]
 local received = ARGV[8]
 local token = ARGV[11]
+FWD.prefix, FWD.events, FWD.wid = ARGV[12], ARGV[13], ARGV[14]
 local id, state
 local byApp = false
 if app ~= '' then
@@ -204,6 +256,7 @@ if not id then
   redis.call('ZADD', K.delivered, received, id)
   redis.call('ZADD', K.settled, received, id)
   reply = {'unregistered', id}
+  add_forward(id, 'delivered', received)
   if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'unregistered') end
 else
   local key = tp .. id
@@ -230,6 +283,7 @@ else
       redis.call('HINCRBY', K.counts, 'pending', -1)
       redis.call('HINCRBY', K.counts, 'delivered', 1)
       reply = {'delivered', id, submitted}
+      add_forward(id, 'delivered', received)
       if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'delivered') end
     else
       redis.call('HSET', key, 'state', 'late')
@@ -238,6 +292,7 @@ else
       redis.call('HINCRBY', K.counts, 'missed', -1)
       redis.call('HINCRBY', K.counts, 'late', 1)
       reply = {'late', id, submitted}
+      add_forward(id, 'late', received)
       if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'late') end
     end
   end
@@ -284,10 +339,12 @@ return out
 `;
 
 /**
- * KEYS: state:pending, state:missed, counts, settled. ARGV: task key prefix, now, limit → moved ids, deadline order.
- * Only the due head of the deadline set is read (ZRANGEBYSCORE … LIMIT), so the cost is bounded by `limit`.
+ * KEYS: state:pending, state:missed, counts, settled. ARGV: task key prefix, now, limit, forward prefix, forward
+ * events, webhook id base → moved ids, deadline order. Only the due head of the deadline set is read
+ * (ZRANGEBYSCORE … LIMIT), so the cost is bounded by `limit`.
  */
-const EXPIRE_DUE = `
+const EXPIRE_DUE = `${FORWARD_LUA}
+FWD.prefix, FWD.events, FWD.wid = ARGV[4], ARGV[5], ARGV[6]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local moved = {}
 for i = 1, #due, 2 do
@@ -298,6 +355,7 @@ for i = 1, #due, 2 do
     redis.call('HSET', key, 'state', 'missed')
     redis.call('ZADD', KEYS[2], due[i + 1], id)
     redis.call('ZADD', KEYS[4], due[i + 1], id)
+    add_forward(id, 'missed', due[i + 1])
     moved[#moved + 1] = id
   end
 end
@@ -310,10 +368,11 @@ return moved
 
 /**
  * KEYS: settled, state:delivered, state:missed, state:late. ARGV: task key prefix, olderThan (exclusive), limit,
- * solver key prefix → how many tasks were deleted. Reads only the oldest `limit` entries of the settled set. A
- * deleted task's solver id link goes with it. Counts stay as they are.
+ * solver key prefix, forward prefix → how many tasks were deleted. Reads only the oldest `limit` entries of the
+ * settled set. A deleted task's solver id link and forwards go with it. Counts stay as they are.
  */
-const PURGE = `
+const PURGE = `${FORWARD_LUA}
+FWD.prefix = ARGV[5]
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local sets = { delivered = KEYS[2], missed = KEYS[3], late = KEYS[4] }
 local deleted = 0
@@ -324,6 +383,7 @@ for _, id in ipairs(old) do
   if t[1] and sets[t[1]] then
     if t[2] and redis.call('GET', ARGV[4] .. t[2]) == id then redis.call('DEL', ARGV[4] .. t[2]) end
     redis.call('DEL', key)
+    delete_forwards(id)
     redis.call('ZREM', sets[t[1]], id)
     deleted = deleted + 1
   end
@@ -353,6 +413,118 @@ if #h == 0 then return {} end
 return {linked, h}
 `;
 
+/**
+ * ARGV: forward prefix, task key prefix, now, limit, lease end, lease token base → { member, forward hash, task hash }…
+ * The due head only (bounded by `limit`); each claim counts an attempt and moves the member to the lease's end.
+ */
+const CLAIM = `
+local fp, tp = ARGV[1], ARGV[2]
+local due = redis.call('ZRANGEBYSCORE', fp .. 'due', '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for i, m in ipairs(due) do
+  local key = fp .. m
+  if redis.call('HGET', key, 'state') == 'pending' then
+    local lease = ARGV[6] .. '_' .. i
+    redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'lease', lease, 'nextAttemptAt', ARGV[5])
+    redis.call('ZADD', fp .. 'due', ARGV[5], m)
+    local id = string.sub(m, string.find(m, ':', 1, true) + 1)
+    out[#out + 1] = {m, redis.call('HGETALL', key), redis.call('HGETALL', tp .. id)}
+  else
+    redis.call('ZREM', fp .. 'due', m)
+  end
+end
+return out
+`;
+
+/**
+ * ARGV: forward prefix, then per item: member, lease, state, next attempt ('' unless pending), at, status (''), error
+ * ('') → how many were settled (only under their current lease).
+ */
+const SETTLE = `
+local fp = ARGV[1]
+local settled = 0
+for i = 2, #ARGV, 7 do
+  local m, lease, state = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = fp .. m
+  local f = redis.call('HMGET', key, 'state', 'lease', 'createdAt')
+  if f[1] == 'pending' and f[2] == lease then
+    redis.call('HDEL', key, 'lease', 'lastStatus', 'lastError')
+    redis.call('HSET', key, 'lastAttemptAt', ARGV[i + 4])
+    if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'lastStatus', ARGV[i + 5]) end
+    if ARGV[i + 6] ~= '' then redis.call('HSET', key, 'lastError', ARGV[i + 6]) end
+    if state == 'pending' then
+      redis.call('HSET', key, 'nextAttemptAt', ARGV[i + 3])
+      redis.call('ZADD', fp .. 'due', ARGV[i + 3], m)
+    else
+      redis.call('HSET', key, 'state', state, 'doneAt', ARGV[i + 4])
+      redis.call('HDEL', key, 'nextAttemptAt')
+      redis.call('ZREM', fp .. 'due', m)
+      redis.call('ZREM', fp .. 'created:pending', m)
+      redis.call('ZADD', fp .. 'created:' .. state, f[3], m)
+    end
+    settled = settled + 1
+  end
+end
+return settled
+`;
+
+/** A new round for member m (see ForwardOutbox.redeliver); false when an attempt holds a live lease. */
+const RESTART_LUA = `
+local function restart(fp, m, now)
+  local key = fp .. m
+  local f = redis.call('HMGET', key, 'state', 'lease', 'nextAttemptAt', 'createdAt')
+  if not f[1] then return false end
+  if f[1] == 'pending' and f[2] and tonumber(f[3]) > tonumber(now) then return false end
+  redis.call('ZREM', fp .. 'created:' .. f[1], m)
+  redis.call('HSET', key, 'state', 'pending', 'since', now, 'attempts', '0', 'nextAttemptAt', now)
+  redis.call('HDEL', key, 'lease', 'doneAt')
+  redis.call('ZADD', fp .. 'due', now, m)
+  redis.call('ZADD', fp .. 'created:pending', f[4], m)
+  return true
+end
+`;
+
+/** ARGV: forward prefix, now, task id → how many of its forwards were restarted. */
+const REDELIVER = `${RESTART_LUA}
+local n = 0
+for _, event in ipairs({'delivered', 'late', 'missed'}) do
+  if restart(ARGV[1], event .. ':' .. ARGV[3], ARGV[2]) then n = n + 1 end
+end
+return n
+`;
+
+/**
+ * ARGV: forward prefix, now, state (dead, gone, delivered or all), from, to (exclusive), limit → how many were
+ * restarted: the oldest `limit` by event time of each picked state's set, merged, oldest first.
+ */
+const REPLAY = `${RESTART_LUA}
+local fp, limit = ARGV[1], tonumber(ARGV[6])
+local states = {ARGV[3]}
+if ARGV[3] == 'all' then states = {'delivered', 'gone', 'dead'} end
+local picked = {}
+for _, st in ipairs(states) do
+  local r = redis.call('ZRANGEBYSCORE', fp .. 'created:' .. st, ARGV[4], '(' .. ARGV[5], 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #r, 2 do picked[#picked + 1] = {tonumber(r[i + 1]), r[i]} end
+end
+table.sort(picked, function(a, b) return a[1] < b[1] end)
+local n = 0
+for i = 1, math.min(limit, #picked) do
+  if restart(fp, picked[i][2], ARGV[2]) then n = n + 1 end
+end
+return n
+`;
+
+/** ARGV: forward prefix, task id → { event, forward hash }… (read-only). */
+const FORWARDS_OF = `
+local out = {}
+for _, event in ipairs({'delivered', 'late', 'missed'}) do
+  local h = redis.call('HGETALL', ARGV[1] .. event .. ':' .. ARGV[2])
+  if #h > 0 then out[#out + 1] = {event, h} end
+end
+return out
+`;
+
 type LinkReply =
   | [kind: 'attached' | 'unchanged' | 'unknown' | 'conflict']
   | [
@@ -376,6 +548,11 @@ interface Scripts {
   ccmGet(...args: string[]): Promise<[string, string[]] | []>;
   ccmPurge(...args: string[]): Promise<number>;
   ccmReconcile(...args: string[]): Promise<Array<[string, string, string?] | []>>;
+  ccmClaim(...args: string[]): Promise<Array<[string, string[], string[]]>>;
+  ccmSettle(...args: string[]): Promise<number>;
+  ccmRedeliver(...args: string[]): Promise<number>;
+  ccmReplay(...args: string[]): Promise<number>;
+  ccmForwardsOf(...args: string[]): Promise<Array<[string, string[]]>>;
 }
 
 /** A callback whose `recordCallback` rejected: Redis may have applied it all the same. */
@@ -424,6 +601,87 @@ export class RedisTaskStore implements TaskStore {
   /** reconcile() calls run one after another, so a token is never reported by two of them. */
   #reconciling: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #forwardPrefix: string;
+  /** ',delivered,late,' style, '' while forwarding is off: passed to every script that may write a forward. */
+  #forwardEvents = '';
+
+  readonly forwards: ForwardOutbox = {
+    enable: (events) => {
+      this.#forwardEvents = events.length === 0 ? '' : `,${events.join(',')},`;
+    },
+    claimDue: async (now, limit, leaseMs) => {
+      if (limit <= 0) {
+        this.#assertOpen();
+        return [];
+      }
+      const base = newBase();
+      const rows = await this.#call('claimDue', () =>
+        this.#redis.ccmClaim(
+          this.#forwardPrefix,
+          this.#taskPrefix,
+          String(now),
+          String(limit),
+          String(now + leaseMs),
+          base,
+        ),
+      );
+      return rows.map(([member, fields, task], i): ForwardJob => {
+        const f = toForward(member, pairs(fields));
+        return { forward: f, lease: `${base}_${i + 1}`, task: toRecord(f.taskId, pairs(task)) };
+      });
+    },
+    settle: async (items) => {
+      this.#assertOpen();
+      if (items.length === 0) return 0;
+      const args = [this.#forwardPrefix];
+      for (const item of items) {
+        const r = item.result;
+        args.push(
+          `${item.event}:${item.taskId}`,
+          item.lease,
+          r.state,
+          r.state === 'pending' ? String(r.nextAttemptAt) : '',
+          String(item.at),
+          r.status === null ? '' : String(r.status),
+          r.error ?? '',
+        );
+      }
+      return Number(await this.#call('settle', () => this.#redis.ccmSettle(...args)));
+    },
+    forwardsOf: async (taskId) => {
+      const rows = await this.#call('forwardsOf', () => this.#redis.ccmForwardsOf(this.#forwardPrefix, taskId));
+      return rows.map(([event, fields]) => toForward(`${event}:${taskId}`, pairs(fields)));
+    },
+    redeliver: async (taskId, now) =>
+      Number(await this.#call('redeliver', () => this.#redis.ccmRedeliver(this.#forwardPrefix, String(now), taskId))),
+    replay: async (filter, now) =>
+      Number(
+        await this.#call('replay', () =>
+          this.#redis.ccmReplay(
+            this.#forwardPrefix,
+            String(now),
+            filter.state,
+            String(filter.from),
+            String(filter.to),
+            String(filter.limit),
+          ),
+        ),
+      ),
+    backlog: async (cap) => {
+      const [pending, oldest] = await this.#call('backlog', () =>
+        Promise.all([
+          this.#redis.zcard(`${this.#forwardPrefix}due`),
+          this.#redis.zrange(`${this.#forwardPrefix}created:pending`, '0', '0', 'WITHSCORES'),
+        ]),
+      );
+      return { pending: Math.min(cap, pending), oldestCreatedAt: oldest.length >= 2 ? Number(oldest[1]) : null };
+    },
+  };
+
+  /** The forward arguments every transition script takes: prefix, enabled events, a fresh webhook id base. */
+  #forwardArgs(): [string, string, string] {
+    return [this.#forwardPrefix, this.#forwardEvents, this.#forwardEvents === '' ? '' : `msg_${newBase()}`];
+  }
 
   /** Creates the store without waiting for a connection; prefer `RedisTaskStore.open`. */
   constructor(url: string, options: RedisTaskStoreOptions = {}) {
@@ -431,6 +689,7 @@ export class RedisTaskStore implements TaskStore {
     this.#prefix = p;
     this.#taskPrefix = `${p}task:`;
     this.#solverPrefix = `${p}solver:`;
+    this.#forwardPrefix = `${p}fwd:`;
     this.#keys = {
       counts: `${p}counts`,
       ping: `${p}ping`,
@@ -461,6 +720,11 @@ export class RedisTaskStore implements TaskStore {
     redis.defineCommand('ccmList', { numberOfKeys: 1, lua: LIST, readOnly: true });
     redis.defineCommand('ccmGet', { numberOfKeys: 0, lua: GET, readOnly: true });
     redis.defineCommand('ccmReconcile', { numberOfKeys: 0, lua: RECONCILE, readOnly: true });
+    redis.defineCommand('ccmClaim', { numberOfKeys: 0, lua: CLAIM });
+    redis.defineCommand('ccmSettle', { numberOfKeys: 0, lua: SETTLE });
+    redis.defineCommand('ccmRedeliver', { numberOfKeys: 0, lua: REDELIVER });
+    redis.defineCommand('ccmReplay', { numberOfKeys: 0, lua: REPLAY });
+    redis.defineCommand('ccmForwardsOf', { numberOfKeys: 0, lua: FORWARDS_OF, readOnly: true });
     this.#redis = redis as Redis & Scripts;
   }
 
@@ -500,7 +764,14 @@ export class RedisTaskStore implements TaskStore {
     const added: string[] = [];
     const merged: RegisterResult['merged'][number][] = [];
     for (let i = 0; i < tasks.length; i += REGISTER_CHUNK) {
-      const args = [...this.#stateKeys, this.#taskPrefix, this.#solverPrefix, String(submittedAt), String(deadlineAt)];
+      const args = [
+        ...this.#stateKeys,
+        this.#taskPrefix,
+        this.#solverPrefix,
+        String(submittedAt),
+        String(deadlineAt),
+        ...this.#forwardArgs(),
+      ];
       for (const item of tasks.slice(i, i + REGISTER_CHUNK)) {
         const task: NewTask = typeof item === 'string' ? { id: item } : item;
         args.push(task.id, task.solverTaskId ?? '', task.deadlineAt === undefined ? '' : String(task.deadlineAt));
@@ -520,7 +791,14 @@ export class RedisTaskStore implements TaskStore {
 
   async attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
     const reply = await this.#call('attachSolverTaskId', () =>
-      this.#redis.ccmAttach(...this.#stateKeys, this.#taskPrefix, this.#solverPrefix, id, solverTaskId),
+      this.#redis.ccmAttach(
+        ...this.#stateKeys,
+        this.#taskPrefix,
+        this.#solverPrefix,
+        id,
+        solverTaskId,
+        ...this.#forwardArgs(),
+      ),
     );
     return toAttachResult(id, solverTaskId, reply);
   }
@@ -546,6 +824,7 @@ export class RedisTaskStore implements TaskStore {
         r.solution == null ? '' : JSON.stringify(r.solution),
         r.metadata == null ? '' : JSON.stringify(r.metadata),
         token,
+        ...this.#forwardArgs(),
       );
     } catch (error) {
       // The script may have run although the reply never came: reconcile() finds out.
@@ -634,6 +913,7 @@ export class RedisTaskStore implements TaskStore {
         this.#taskPrefix,
         String(now),
         String(limit),
+        ...this.#forwardArgs(),
       ),
     );
   }
@@ -654,6 +934,7 @@ export class RedisTaskStore implements TaskStore {
         String(olderThan),
         String(limit),
         this.#solverPrefix,
+        this.#forwardPrefix,
       ),
     );
     return Number(deleted);
@@ -783,4 +1064,29 @@ function parseJson(text: string | undefined): ResultDetails | null {
 
 function num(value: string | undefined): number | null {
   return value === undefined || value === '' ? null : Number(value);
+}
+
+/** 16 random bytes, base64url: a base for webhook ids and lease tokens that no other call or instance shares. */
+function newBase(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function toForward(member: string, h: Record<string, string>): ForwardRecord {
+  const cut = member.indexOf(':');
+  const state = h.state as ForwardState;
+  return {
+    taskId: member.slice(cut + 1),
+    event: member.slice(0, cut) as ForwardEvent,
+    webhookId: h.webhookId ?? '',
+    state,
+    createdAt: Number(h.createdAt),
+    since: Number(h.since),
+    attempts: Number(h.attempts ?? 0),
+    nextAttemptAt: state === 'pending' ? num(h.nextAttemptAt) : null,
+    leased: h.lease !== undefined,
+    lastAttemptAt: num(h.lastAttemptAt),
+    lastStatus: num(h.lastStatus),
+    lastError: h.lastError ?? null,
+    doneAt: num(h.doneAt),
+  };
 }
