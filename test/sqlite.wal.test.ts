@@ -66,11 +66,11 @@ describe('SqliteTaskStore WAL under back-to-back commits', () => {
   it('control: with no rewind the WAL grows with every callback', async () => {
     const { maxWal, store } = await drive({ intervalMs: 20, rewindFrames: Number.MAX_SAFE_INTEGER });
     await store.close();
-    // Far past the point where the real setting (next test) rewinds, 4 MiB: the passive passes rarely or never caught
-    // up. How far past depends on the machine (81 MiB on a quiet one, 33-45 MiB on a busy one, where slower commits
-    // sometimes let a pass catch up and the log restart by itself), so the assertion is four times that point, not
-    // a size a busy machine misses.
-    expect(maxWal).toBeGreaterThan(4 * REAL_REWIND_FRAMES * PAGE);
+    // Past what the real setting (next test) ever keeps: it rewinds at 4 MiB and cuts the file back to 8 MiB. How far
+    // past depends on the machine: 81 MiB on a quiet one, 22-45 MiB on a busy one, where slower commits sometimes
+    // let a passive pass catch up and the log restart by itself. So the assertion is that mechanism's bound (twice
+    // the rewind point), not a size only a quiet machine reaches.
+    expect(maxWal).toBeGreaterThan(2 * REAL_REWIND_FRAMES * PAGE);
   });
 
   it('rewinds the log past rewindFrames, so the file stays bounded, and commits every callback held meanwhile', async () => {
