@@ -16,6 +16,9 @@ const GRAFANA_ALERTING = 'docker-compose.grafana-alerting.yml';
 const GRAFANA_ALERTING_OFF = 'docker-compose.grafana-alerting-off.yml';
 const PROFILES = [[], ['scale'], ['demo'], ['scale', 'demo']] as const;
 const PASSWORD = 'test-only-password';
+/** An empty env file (docker-compose 1.29 refuses /dev/null: "not a file"). */
+const NO_ENV_FILE = join(mkdtempSync(join(tmpdir(), 'ccm-noenv-')), '.env');
+writeFileSync(NO_ENV_FILE, '');
 
 interface Service {
   image?: string;
@@ -39,7 +42,13 @@ function compose(files: readonly string[], profiles: readonly string[], env: Rec
   const bin = requireBinary('docker-compose');
   return spawnSync(
     bin,
-    [...files.flatMap((f) => ['-f', resolve(ROOT, f)]), ...profiles.flatMap((p) => ['--profile', p]), ...args],
+    [
+      ...files.flatMap((f) => ['-f', resolve(ROOT, f)]),
+      ...profiles.flatMap((p) => ['--profile', p]),
+      // A developer's own .env beside the files (docs/stack.md has them make one) must not leak into the tests.
+      ...(args.includes('--env-file') ? [] : ['--env-file', NO_ENV_FILE]),
+      ...args,
+    ],
     {
       cwd: ROOT,
       encoding: 'utf8',
