@@ -4,6 +4,9 @@ import { parseArgs } from 'node:util';
 import { checkCommand } from '../check/command.ts';
 import { createStore } from '../delivery/createStore.ts';
 import { demoCommand } from '../demo/cli.ts';
+import { solverCommand } from '../solver/command.ts';
+import { loadSolversConfig, redactedSolvers, SolverConfigError, solverUsage } from '../solver/config.ts';
+import { startSolvers } from '../solver/runtime.ts';
 import {
   CONFIG_SCHEMA,
   type Config,
@@ -34,11 +37,14 @@ function usage(): string {
     '  captcha-callback-monitor [serve]    run the receiver (public + management listeners)',
     '  captcha-callback-monitor demo       send demo traffic to a receiver (demo --help for its options)',
     '  captcha-callback-monitor check      check a receiver without Prometheus, notify a chat (check --help)',
+    '  captcha-callback-monitor solver     register, list or delete a res.php pingback address (solver --help)',
     '  captcha-callback-monitor --help     show this help',
     '  captcha-callback-monitor --version  show the version',
     '',
     'Configuration (environment variables, validated at start-up):',
     ...vars,
+    '',
+    ...solverUsage(),
     '',
     'Standard OTEL_* variables also apply (e.g. OTEL_TRACES_EXPORTER=otlp); traces and logs are off by default.',
   ].join('\n');
@@ -50,6 +56,16 @@ async function serve(): Promise<void> {
     config = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
+      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  let solvers: ReturnType<typeof loadSolversConfig>;
+  try {
+    solvers = loadSolversConfig();
+  } catch (error) {
+    if (error instanceof SolverConfigError) {
       process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
       process.exit(2);
     }
@@ -74,8 +90,15 @@ async function serve(): Promise<void> {
     process.stderr.write(`captcha-callback-monitor: ${line.replace(/\s*\n\s*/g, '; ')}\n`);
     process.exit(1);
   });
+  const solverRuntime = await startSolvers(solvers, telemetry.meter, logger);
   logger.info(
-    { config: redactedConfig(config), public: bound.public, management: bound.management, version: pkg.version },
+    {
+      config: redactedConfig(config),
+      solvers: redactedSolvers(solvers),
+      public: bound.public,
+      management: bound.management,
+      version: pkg.version,
+    },
     'listening',
   );
   for (const warning of exposureWarnings({ ...config, MANAGEMENT_PORT: bound.management.port }))
@@ -87,6 +110,7 @@ async function serve(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     try {
+      await solverRuntime.stop();
       await server.stop();
       await telemetry.shutdown();
       logger.info('stopped');
@@ -103,6 +127,7 @@ async function serve(): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   if (argv[0] === 'demo') return void (await demoCommand(argv.slice(1)));
   if (argv[0] === 'check') return process.exit(await checkCommand(argv.slice(1)));
+  if (argv[0] === 'solver') return process.exit(await solverCommand(argv.slice(1)));
   const { values, positionals } = parseArgs({
     args: argv,
     options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
