@@ -1,6 +1,9 @@
 # captcha-callback-monitor: the receiver (and the `demo` traffic generator) as a non-root Node 24 image.
 #   docker build -t captcha-callback-monitor .
-#   docker run -p 3000:3000 -p 127.0.0.1:9464:9464 -v ccm-data:/app/data captcha-callback-monitor
+#   docker run -p 3000:3000 -p 127.0.0.1:9464:9464 -e MANAGEMENT_HOST=0.0.0.0 -v ccm-data:/app/data captcha-callback-monitor
+# The management listener (/metrics, /tasks) binds the container's loopback unless MANAGEMENT_HOST says otherwise, so
+# publishing 9464 needs MANAGEMENT_HOST=0.0.0.0 (add API_TOKEN, or the receiver warns that /tasks is open); the image
+# does not set it, so a plain run exposes nothing but the callback port.
 
 # Build stage: compile TypeScript to dist/ with the dev dependencies.
 FROM node:24.21.0-slim AS build
