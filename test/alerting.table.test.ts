@@ -30,7 +30,7 @@ describe('the alert table', () => {
     ]) {
       expect(names).toContain(name);
     }
-    for (const name of names) expect(name).toMatch(/^Captcha(Callback|Solver)[A-Z]\w+$/);
+    for (const name of names) expect(name).toMatch(/^Captcha(Callback|Solver|Forward)[A-Z]\w+$/);
   });
 
   it('has one rule per name and severity (the SLO alerts: one critical page and one warning ticket)', () => {

@@ -1,5 +1,5 @@
 import { JOB, LABEL, PROM } from '../metrics/contract.ts';
-import { durationSeconds, EXTERNAL, num, rate, sel, without } from './promql.ts';
+import { durationSeconds, EXTERNAL, increase, num, rate, sel, without } from './promql.ts';
 import type { AlertRow } from './rules.ts';
 import {
   accepted,
@@ -28,6 +28,8 @@ import {
 import { ALERT_THRESHOLDS as T } from './thresholds.ts';
 
 const R = JOB.receiver;
+/** The dead-letter alert's window: a dead letter keeps it firing this long, then it resolves. */
+const FORWARD_WINDOW = '15m';
 
 /**
  * THE alert table: one row per alert, in the order of the design's table, then the SLO burn-rate alerts. The
@@ -239,6 +241,35 @@ ${solverLowBalance}`,
     runbookAnchor: 'captchasolverapierrors',
     threshold: T.solverApiErrorRatio,
     healthy: 'solverApiErrorRatio',
+  },
+  {
+    name: 'CaptchaForwardBacklog',
+    // Store-wide gauge: every instance reports the same age, so max (not sum) over instances.
+    expr: `${without('max', sel(PROM.forwardOldestPendingAge, R))} > ${num(T.forwardPendingAgeSeconds)}`,
+    for: '5m',
+    severity: 'warning',
+    summary: `Stored CAPTCHA results have not reached the app for over ${human(`${T.forwardPendingAgeSeconds / 60}m`)}`,
+    description:
+      'The oldest result {{ $labels.job }} has not yet handed to the app (FORWARD_URL) is {{ $value | humanizeDuration }} ' +
+      'old: the app refuses or cannot be reached, and forwards are being retried. The results are stored; the app ' +
+      'gets them once it answers 2xx, or they become dead letters at FORWARD_MAX_AGE.',
+    runbookAnchor: 'captchaforwardbacklog',
+    threshold: T.forwardPendingAgeSeconds,
+    healthy: 'forwardPendingAgeSeconds',
+  },
+  {
+    name: 'CaptchaForwardDeadLetters',
+    // Counted by the instance that gave up, so sum over instances. No `for`: each one is a result the app never got.
+    expr: `${without('sum', increase(sel(PROM.forwardDeadLettersTotal, R), FORWARD_WINDOW))} > ${num(T.forwardDeadLetters)}`,
+    for: '0m',
+    severity: 'critical',
+    summary: 'CAPTCHA results were dead-lettered: the app never received them',
+    description:
+      '{{ $value }} forward(s) from {{ $labels.job }} reached FORWARD_MAX_AGE without a 2xx from the app in the last ' +
+      `${human(FORWARD_WINDOW)}. The results are still stored: fix the app, then replay them (POST /forwards/replay).`,
+    runbookAnchor: 'captchaforwarddeadletters',
+    threshold: T.forwardDeadLetters,
+    healthy: 'forwardDeadLetters',
   },
   ...SLO_ALERTS,
 ];

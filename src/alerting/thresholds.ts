@@ -78,6 +78,18 @@ export const HEALTHY = {
     unit: 'percentunit',
     description: 'Requests to a solver API that got no usable answer (HTTP error, timeout, network, bad body) / all.',
   },
+  forwardPendingAgeSeconds: {
+    value: 60,
+    healthyWhen: 'below',
+    unit: 's',
+    description: 'Age of the oldest result not yet handed to the app (FORWARD_URL); a healthy app takes each at once.',
+  },
+  forwardDeadLetters: {
+    value: 1,
+    healthyWhen: 'below',
+    unit: 'short',
+    description: 'Forwards dead-lettered after FORWARD_MAX_AGE in the last 15 minutes (healthy: none).',
+  },
 } as const satisfies Record<string, HealthyRange>;
 
 export type HealthyRangeName = keyof typeof HEALTHY;
@@ -132,6 +144,14 @@ export const ALERT_THRESHOLDS = {
   solverApiErrorRatio: 0.2,
   /** … with at least this many requests to that solver in the window (one failed getBalance an hour is not 100 %). */
   minSolverRequests15m: 20,
+  /**
+   * Forward backlog: the oldest result not yet handed to the app is older than this. Retries start at 1 s and back
+   * off to 10 min, so a brief app restart clears within a minute or two; ten minutes means the app has been refusing
+   * or unreachable for a while and results pile up (they are safe in the store, the app just does not have them).
+   */
+  forwardPendingAgeSeconds: 600,
+  /** Dead letters: any forward given up after FORWARD_MAX_AGE in the window; each is a result the app never got. */
+  forwardDeadLetters: 0,
 } as const;
 
 /** Multi-window multi-burn-rate pairs (SRE workbook ch. 5, table 5-8; the same pairs Sloth generates). */

@@ -26,6 +26,7 @@ import { PanelBuilder as TableBuilder } from '@grafana/grafana-foundation-sdk/ta
 import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
 import { JOB, PROM } from '../metrics/contract.ts';
+import { FORWARD_PANEL_HEALTHY_RANGE, forwarding } from './forwardPanels.ts';
 import {
   COLOR,
   healthyThresholds,
@@ -90,6 +91,7 @@ export const PANEL_HEALTHY_RANGE: Readonly<Partial<Record<string, HealthyRangeNa
   [TITLE.unsolvable]: 'unsolvableRatio',
   [TITLE.zeroBalance]: 'zeroBalanceFailures',
   ...SOLVER_PANEL_HEALTHY_RANGE,
+  ...FORWARD_PANEL_HEALTHY_RANGE,
 };
 
 const healthy = (title: string) => {
@@ -397,6 +399,7 @@ export function overviewDashboard(): Dashboard {
     ['Solver failures', solverFailures()],
     ['Solver APIs and recovery', solverApis()],
     ['Delivery of registered tasks', delivery()],
+    ['Forwarding to the app', forwarding()],
     ['Availability and alerts', availability()],
     ['Instances', instances()],
   ];
