@@ -4,6 +4,7 @@
  * A dashboard query that returns nothing fails the test: it would be an empty panel in Grafana.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,6 +18,7 @@ import { DASHBOARDS_DIR } from '../src/dashboards/render.ts';
 import { FORMATS, JOB, LABEL } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
 import { CLI, type RunningServer, startServer } from './support/server.ts';
+import { startSink } from './support/sink.ts';
 import { startOnFreePort } from './support/stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -167,7 +169,14 @@ beforeAll(async () => {
   const blackbox = requireBinary('prometheus-blackbox-exporter');
   tmp = mkdtempSync(join(tmpdir(), 'ccm-promql-'));
 
-  receiver = await startServer({ DELIVERY_TIMEOUT: '3' });
+  // Forwarding on, to an app sink process, so the captcha_forward_* series (the forward latency histogram too) have data.
+  const sink = await startSink({ log: join(tmp, 'sink.jsonl') });
+  children.push(sink.process);
+  receiver = await startServer({
+    DELIVERY_TIMEOUT: '3',
+    FORWARD_URL: sink.url,
+    FORWARD_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
+  });
 
   const bb = await startOnFreePort(
     blackbox,
