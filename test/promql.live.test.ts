@@ -19,6 +19,7 @@ import { FORMATS, JOB, LABEL } from '../src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
 import { CLI, type RunningServer, startServer } from './support/server.ts';
 import { startSink } from './support/sink.ts';
+import { type SolverSimulator, startSolverSimulator } from './support/solverSimulator.ts';
 import { startOnFreePort } from './support/stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -39,6 +40,7 @@ interface ApiAnswer {
 }
 
 const children: ChildProcess[] = [];
+const simulators: SolverSimulator[] = [];
 let receiver: RunningServer;
 let promUrl = '';
 let tmp = '';
@@ -172,10 +174,27 @@ beforeAll(async () => {
   // Forwarding on, to an app sink process, so the captcha_forward_* series (the forward latency histogram too) have data.
   const sink = await startSink({ log: join(tmp, 'sink.jsonl') });
   children.push(sink.process);
+  // One solver of each protocol on the loopback simulator, so the solver API, balance and threshold series have data.
+  const resPhp = await startSolverSimulator({ flavor: '2captcha', key: 'promql-live-res-php-key', balance: 12.5 });
+  const createTask = await startSolverSimulator({
+    flavor: 'capsolver',
+    key: 'promql-live-create-task-key',
+    balance: 3,
+  });
+  simulators.push(resPhp, createTask);
   receiver = await startServer({
     DELIVERY_TIMEOUT: '3',
     FORWARD_URL: sink.url,
     FORWARD_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
+    SOLVER_RESPHP_PROTOCOL: 'res.php',
+    SOLVER_RESPHP_URL: resPhp.url,
+    SOLVER_RESPHP_KEY: 'promql-live-res-php-key',
+    SOLVER_RESPHP_LOW_BALANCE: '5',
+    SOLVER_CREATETASK_PROTOCOL: 'createTask',
+    SOLVER_CREATETASK_URL: createTask.url,
+    SOLVER_CREATETASK_KEY: 'promql-live-create-task-key',
+    SOLVER_CREATETASK_LOW_BALANCE: '5',
+    SOLVER_CREATETASK_BALANCE_INTERVAL: '30',
   });
 
   const bb = await startOnFreePort(
@@ -257,11 +276,19 @@ beforeAll(async () => {
     demoOutput.stderr += c.toString();
   });
   demoOutput.code = await new Promise<number | null>((r) => demo.once('exit', r));
+  // The solver-request rates need a request Prometheus can see as an increase: the start-up getBalance comes before
+  // the first scrape, so wait for the next one (30 s later, the shortest interval the configuration allows).
+  const until = Date.now() + 60_000;
+  while (createTask.requests.filter((r) => r.endpoint === 'getBalance').length < 2) {
+    if (Date.now() > until) throw new Error('the receiver made no second getBalance within 60 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
   // Missed deadlines (3 s) and the last scrapes and rule evaluations land.
   await new Promise((r) => setTimeout(r, 4000));
-}, 120_000);
+}, 150_000);
 
 afterAll(async () => {
+  await Promise.all(simulators.map((sim) => sim.close()));
   const exits = children
     .filter((c) => c.exitCode === null && c.signalCode === null)
     .map(
