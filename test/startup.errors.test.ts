@@ -260,6 +260,15 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
     expect(server.logs()).not.toContain(PASSWORD);
   });
 
+  it('Redis database out of range: refused at start-up with the database number, never written to database 0', async () => {
+    const r = await runCli({ STORE_URL: `redis://:${PASSWORD}@127.0.0.1:${redis.port}/99` });
+    expect(r.code).not.toBe(0);
+    const line = oneLine(r.stderr);
+    expect(line).toContain(`127.0.0.1:${redis.port}`);
+    expect(line).toContain('database 99');
+    expect(line).not.toContain(PASSWORD);
+  });
+
   it.skipIf(process.getuid?.() !== 0)(
     'SQLite in a directory the user cannot write: the path, the OS reason and the uid (run as nobody, uid 65534)',
     async () => {

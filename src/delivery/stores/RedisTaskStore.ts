@@ -733,6 +733,10 @@ export class RedisTaskStore implements TaskStore {
     const store = new RedisTaskStore(url, options);
     try {
       await store.#redis.connect();
+      // ioredis sends the URL's SELECT on connect but only reports its failure as an event and carries on in
+      // database 0: a database out of range (e.g. /99 on a 16-database Redis) would silently write elsewhere.
+      const db = store.#redis.options.db ?? 0;
+      if (db !== 0) await store.#redis.select(db);
       await store.ping();
       return store;
     } catch (error) {
