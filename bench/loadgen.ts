@@ -15,6 +15,8 @@ export interface LoadSpec {
   readonly durationSeconds: number;
   readonly idPrefix?: string;
   readonly idStart?: number;
+  /** Requests per second over all connections (a paced load); unset: as fast as the server answers. */
+  readonly rate?: number;
 }
 
 export interface LoadResult {
@@ -52,6 +54,7 @@ const result = await new Promise<autocannon.Result>((resolve, reject) => {
       duration: spec.durationSeconds,
       pipelining: 1,
       timeout: 10,
+      ...(spec.rate === undefined ? {} : { overallRate: spec.rate }),
       requests: [
         {
           method: 'GET',

@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     only: { type: 'string' },
     'no-scale': { type: 'boolean', default: false },
+    'no-forward-latency': { type: 'boolean', default: false },
     report: { type: 'string' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
@@ -52,6 +53,9 @@ const P = {
   scaleRounds: QUICK ? 1 : 8,
   sweepTasks: QUICK ? 10_000 : 100_000,
   sweepRepeats: QUICK ? 1 : 3,
+  /** Forward latency: a steady load of this many callbacks per second, for this long. */
+  forwardRate: 1000,
+  forwardSeconds: QUICK ? 2 : 30,
 };
 const CODE = '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n';
 const CALLBACK_PATH = `/callback?id={id}&code=${CODE}`;
@@ -68,7 +72,17 @@ interface PeerDef {
   readonly env?: Record<string, string>;
   /** Receivers: register a pool of task ids first, so callbacks are pending → delivered transitions. */
   readonly tracked?: boolean;
+  /** Forwarding on (FORWARD_URL to the bench app sink, bench/servers/forwardSink.ts). */
+  readonly forwarding?: boolean;
 }
+
+/** A fixed, valid Standard Webhooks secret for the bench (32 bytes). */
+const BENCH_SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+const SINK = join(BENCH_DIR, 'servers/forwardSink.ts');
+const forwardEnv = (sinkPort: number): Record<string, string> => ({
+  FORWARD_URL: `http://127.0.0.1:${sinkPort}/hook`,
+  FORWARD_SECRET: BENCH_SECRET,
+});
 
 // LOG_LEVEL info: the CLI announces its ports in its "listening" line; it logs nothing per request.
 const receiverEnv = (store: string): Record<string, string> => ({
@@ -93,6 +107,14 @@ const PEERS: PeerDef[] = [
     script: CLI,
     env: receiverEnv(`sqlite:${join(tmp, 'cli.db')}`),
     tracked: true,
+  },
+  {
+    key: 'receiver-sqlite-forward',
+    label: 'receiver CLI, SQLite file, forwarding on (FORWARD_URL to a local app)',
+    script: CLI,
+    env: receiverEnv(`sqlite:${join(tmp, 'fwd.db')}`),
+    tracked: true,
+    forwarding: true,
   },
   {
     key: 'sqlite-metrics-on',
@@ -180,6 +202,7 @@ export interface BenchReport {
   peers: PeerSummary[];
   scale: ScaleSummary;
   sweep: SweepSummary;
+  forward?: ForwardLatencySummary;
 }
 
 const median = (xs: number[]) => {
@@ -194,11 +217,14 @@ async function throughput(): Promise<PeerSummary[]> {
   const defs = only ? PEERS.filter((p) => only.includes(p.key)) : PEERS;
   const summaries = new Map<string, PeerSummary>();
   const running = new Map<string, { peer: Peer; def: PeerDef; cursor: number; registered: number; lastRps: number }>();
+  // The app a forwarding peer hands results to: idle (no requests) while the other peers are measured.
+  const sink = defs.some((d) => d.forwarding) ? await startPeer({ script: SINK }) : undefined;
   for (const def of defs) {
     const summary: PeerSummary = { key: def.key, label: def.label, runs: [] };
     summaries.set(def.key, summary);
     try {
-      const peer = await startPeer({ script: def.script, ...(def.env ? { env: def.env } : {}) });
+      const env = { ...def.env, ...(def.forwarding && sink ? forwardEnv(sink.port) : {}) };
+      const peer = await startPeer({ script: def.script, env });
       peer.pause();
       running.set(def.key, { peer, def, cursor: 0, registered: 0, lastRps: P.poolPerSecond });
       log(`${def.key}: started (pid ${peer.pid})`);
@@ -283,7 +309,99 @@ async function throughput(): Promise<PeerSummary[]> {
     }
     await r.peer.stop();
   }
+  await sink?.stop();
   return defs.map((d) => summaries.get(d.key)!);
+}
+
+export interface ForwardLatencySummary {
+  error?: string;
+  rate?: number;
+  seconds?: number;
+  /** Callbacks acknowledged, forwards the app received (all of them, after the load stopped). */
+  acknowledged?: number;
+  forwarded?: number;
+  /** Receipt → app, ms (whole milliseconds: the payload's precision). */
+  p50?: number;
+  p90?: number;
+  p99?: number;
+  max?: number;
+  /** The callbacks' own latency under that load, ms. */
+  callbackP50?: number;
+  callbackP99?: number;
+}
+
+/**
+ * Forward latency at a steady rate: the receiver CLI (SQLite, forwarding on) takes P.forwardRate callbacks a second
+ * from a paced load generator while it forwards each result to the bench app sink, which measures receipt → arrival.
+ */
+async function forwardLatency(): Promise<ForwardLatencySummary> {
+  const out: ForwardLatencySummary = { rate: P.forwardRate, seconds: P.forwardSeconds };
+  let sink: Peer | undefined;
+  let rx: Peer | undefined;
+  try {
+    sink = await startPeer({ script: SINK });
+    rx = await startPeer({
+      script: CLI,
+      env: { ...receiverEnv(`sqlite:${join(tmp, 'fwd-latency.db')}`), ...forwardEnv(sink.port) },
+    });
+    await registerPool(rx, 'fl-', 0, P.forwardRate * (P.forwardSeconds + 3) + 1000);
+    // Warm-up at the same rate, then start the sink's histogram afresh.
+    await runLoad({
+      url: `http://127.0.0.1:${rx.port}`,
+      path: CALLBACK_PATH,
+      connections: 20,
+      durationSeconds: 2,
+      idPrefix: 'fl-',
+      idStart: 0,
+      rate: P.forwardRate,
+    });
+    const sinkUrl = `http://127.0.0.1:${sink.port}`;
+    const settle = async (want: number) => {
+      for (let i = 0; i < 300; i++) {
+        const stats = (await (await fetch(`${sinkUrl}/stats`)).json()) as { count: number };
+        if (stats.count >= want) return;
+        await sleep(100);
+      }
+    };
+    await sleep(1000);
+    await fetch(`${sinkUrl}/reset`, { method: 'POST' });
+    const load = await runLoad({
+      url: `http://127.0.0.1:${rx.port}`,
+      path: CALLBACK_PATH,
+      connections: 20,
+      durationSeconds: P.forwardSeconds,
+      idPrefix: 'fl-',
+      idStart: P.forwardRate * 3,
+      rate: P.forwardRate,
+    });
+    await settle(load.ok);
+    const stats = (await (await fetch(`${sinkUrl}/stats`)).json()) as {
+      count: number;
+      p50: number;
+      p90: number;
+      p99: number;
+      max: number;
+    };
+    Object.assign(out, {
+      acknowledged: load.ok,
+      forwarded: stats.count,
+      p50: stats.p50,
+      p90: stats.p90,
+      p99: stats.p99,
+      max: stats.max,
+      callbackP50: load.p50,
+      callbackP99: load.p99,
+    });
+    log(
+      `forward latency at ${P.forwardRate}/s: p50 ${stats.p50} ms p99 ${stats.p99} ms (${stats.count} of ${load.ok})`,
+    );
+  } catch (error) {
+    out.error = (error as Error).message.slice(0, 300);
+  } finally {
+    await rx?.stop();
+    await sink?.stop();
+  }
+  return out;
 }
 
 async function scale(): Promise<ScaleSummary> {
@@ -525,6 +643,29 @@ export function targets(r: BenchReport): Target[] {
     met: p99 === undefined ? undefined : p99 <= 1,
     ...(p99 !== undefined && p99 > 1 ? { miss: `${fx((p99 - 1) * 100, 0)} % higher` } : {}),
   });
+  const fwd = peer('receiver-sqlite-forward');
+  const fwdTput = paired(fwd, rx, rps);
+  out.push({
+    name: 'forwarding on vs off (CLI, SQLite, tracking, metrics): callback throughput',
+    measured:
+      fwdTput === undefined
+        ? 'not measured'
+        : `${fx(fwdTput)}× (rounds ${pairedRange(fwd, rx, rps)}; CPU per callback ${fx(paired(fwd, rx, cpu))}×, forwards included)`,
+    target: '≥ 0.90×',
+    met: fwdTput === undefined ? undefined : fwdTput >= 0.9,
+    ...(fwdTput !== undefined && fwdTput < 0.9 ? { miss: `${fx((0.9 - fwdTput) * 100, 0)} points short` } : {}),
+  });
+  const fwdP99 = paired(fwd, rx, p99of);
+  out.push({
+    name: 'forwarding on vs off (CLI, SQLite, tracking, metrics): callback p99',
+    measured:
+      fwdP99 === undefined
+        ? 'not measured'
+        : `${fx(fwdP99)}× (rounds ${pairedRange(fwd, rx, p99of)}; medians ${fx(fwd?.p99, 3)} ms vs ${fx(rx?.p99, 3)} ms)`,
+    target: '≤ 1.10×',
+    met: fwdP99 === undefined ? undefined : fwdP99 <= 1.1,
+    ...(fwdP99 !== undefined && fwdP99 > 1.1 ? { miss: `${fx((fwdP99 - 1.1) * 100, 0)} points over` } : {}),
+  });
   // Cost = extra server CPU per request with metrics on (robust against CPU taken by other work on the machine);
   // the throughput loss is shown beside it (noisier on a shared machine, same quantity while the server is the
   // bottleneck).
@@ -695,6 +836,26 @@ export function markdown(r: BenchReport): string {
         `For comparison, the memory store: sweep ${fx(r.sweep.memoryRun.sweepMs, 0)} ms, longest stall ${fx(r.sweep.memoryRun.maxStallMs, 1)} ms.`,
       );
   }
+  const f = r.forward;
+  if (f) {
+    L.push(
+      '',
+      `## Forward latency at a steady ${f.rate?.toLocaleString('en')} callbacks/s (SQLite, forwarding on)`,
+      '',
+    );
+    if (f.error) L.push(`Not available: ${f.error}`, '');
+    else
+      L.push(
+        `The receiver CLI forwards every result to a local app (bench/servers/forwardSink.ts, answers 204) while a paced ` +
+          `load generator (autocannon \`overallRate\`, 20 connections) sends ${f.rate} callbacks a second for ${f.seconds} s. ` +
+          "Latency is the callback's receipt at the receiver (the payload's `received_at`) to the forward's arrival at " +
+          'the app, whole milliseconds, same clock.',
+        '',
+        '| callbacks acknowledged | forwards received | p50 ms | p90 ms | p99 ms | max ms | callback p50 ms | callback p99 ms |',
+        '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+        `| ${f.acknowledged?.toLocaleString('en')} | ${f.forwarded?.toLocaleString('en')} | ${fx(f.p50, 0)} | ${fx(f.p90, 0)} | ${fx(f.p99, 0)} | ${fx(f.max, 0)} | ${fx(f.callbackP50, 3)} | ${fx(f.callbackP99, 3)} |`,
+      );
+  }
   L.push('');
   return L.join('\n');
 }
@@ -718,6 +879,7 @@ async function measure(): Promise<BenchReport> {
   };
   try {
     report.peers = await throughput();
+    if (!args['no-forward-latency']) report.forward = await forwardLatency();
     if (!args['no-scale']) {
       report.scale = await scale();
       report.sweep = await sweep();

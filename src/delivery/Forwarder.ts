@@ -1,4 +1,6 @@
 import { createHmac } from 'node:crypto';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ForwardOutcome } from '../metrics/contract.ts';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
 import type {
@@ -94,7 +96,9 @@ interface AttemptResult {
 export class Forwarder {
   readonly #outbox: ForwardOutbox;
   readonly #metrics: ReceiverMetrics | undefined;
-  readonly #url: string;
+  readonly #url: URL;
+  readonly #request: typeof httpRequest;
+  readonly #agent: HttpAgent;
   readonly #key: Buffer;
   readonly #timeoutMs: number;
   readonly #maxAgeMs: number;
@@ -124,12 +128,19 @@ export class Forwarder {
   constructor(outbox: ForwardOutbox, options: ForwarderOptions, metrics?: ReceiverMetrics) {
     this.#outbox = outbox;
     this.#metrics = metrics;
-    this.#url = options.url;
+    this.#url = new URL(options.url);
     this.#key = secretKey(options.secret);
     this.events = options.events ?? ['delivered', 'late'];
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 24 * 3600 * 1000;
     this.#concurrency = options.concurrency ?? 16;
+    // node:http with a keep-alive pool of one socket per attempt in flight: measured on loopback at about a third of
+    // fetch()'s CPU per request (fetch with an abort signal and a cancelled body also reconnected every time).
+    const https = this.#url.protocol === 'https:';
+    this.#request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    this.#agent = https
+      ? new HttpsAgent({ keepAlive: true, maxSockets: this.#concurrency })
+      : new HttpAgent({ keepAlive: true, maxSockets: this.#concurrency });
     this.#retryMinMs = options.retryMinMs ?? 1000;
     this.#retryMaxMs = Math.max(options.retryMaxMs ?? 600_000, this.#retryMinMs);
     this.#pollIntervalMs = options.pollIntervalMs ?? 500;
@@ -215,7 +226,9 @@ export class Forwarder {
       for (;;) {
         this.#again = false;
         const free = this.#concurrency - this.#inFlight.size;
-        if (free <= 0 || this.#closed) break;
+        // Under a backlog, claim in batches (each claim is a store transaction) rather than one per finished attempt.
+        const batch = this.#inFlight.size === 0 ? 1 : Math.max(1, this.#concurrency >> 2);
+        if (free < batch || this.#closed) break;
         let jobs: ForwardJob[];
         try {
           jobs = await this.#outbox.claimDue(this.#now(), free, this.#leaseMs);
@@ -287,47 +300,68 @@ export class Forwarder {
     this.#queueSettle({ ...base, at, result: settlement });
   }
 
-  async #send(webhookId: string, body: string): Promise<AttemptResult> {
+  #send(webhookId: string, body: string): Promise<AttemptResult> {
     const timestamp = Math.floor(this.#now() / 1000);
-    try {
-      const res = await fetch(this.#url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'captcha-callback-monitor',
-          'webhook-id': webhookId,
-          'webhook-timestamp': String(timestamp),
-          'webhook-signature': sign(this.#key, webhookId, timestamp, body),
-        },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
-      // Only the status matters; the body is dropped unread.
-      await res.body?.cancel().catch(() => {});
-      const status = res.status;
-      if (status >= 200 && status < 300) return { outcome: 'success', status, error: null, retryAfter: undefined };
-      if (status === 410) return { outcome: 'gone', status, error: 'HTTP 410', retryAfter: undefined };
-      return {
-        outcome: 'http_error',
-        status,
-        error: `HTTP ${status}`,
-        retryAfter: retryAfterMs(res.headers.get('retry-after'), this.#now()),
+    return new Promise<AttemptResult>((resolve) => {
+      let done = false;
+      const finish = (result: AttemptResult) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(result);
       };
-    } catch (error) {
-      const e = error as Error & { cause?: { code?: string } };
-      if (e.name === 'TimeoutError' || e.name === 'AbortError') {
-        return {
+      const req = this.#request(
+        this.#url,
+        {
+          method: 'POST',
+          agent: this.#agent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            'user-agent': 'captcha-callback-monitor',
+            'webhook-id': webhookId,
+            'webhook-timestamp': String(timestamp),
+            'webhook-signature': sign(this.#key, webhookId, timestamp, body),
+          },
+        },
+        (res: IncomingMessage) => {
+          // Only the status matters; the body is read and dropped so the connection can be reused.
+          res.resume();
+          res.once('end', () => finish(this.#classify(res)));
+          res.once('error', () => finish(this.#classify(res)));
+          res.once('close', () => finish(this.#classify(res)));
+        },
+      );
+      // The whole attempt, connection to answer, within the timeout (a redirect is not followed: it is an answer).
+      const timer = setTimeout(() => {
+        finish({
           outcome: 'timeout',
           status: null,
           error: `timeout after ${this.#timeoutMs} ms`,
           retryAfter: undefined,
-        };
-      }
-      // Only the error code: a message may quote the URL, which can carry credentials.
-      const code = typeof e.cause?.code === 'string' ? e.cause.code.slice(0, 40) : 'unknown';
-      return { outcome: 'network_error', status: null, error: `network error: ${code}`, retryAfter: undefined };
-    }
+        });
+        req.destroy();
+      }, this.#timeoutMs);
+      req.once('error', (error: NodeJS.ErrnoException) => {
+        // Only the error code: a message may quote the URL, which can carry credentials.
+        const code = typeof error.code === 'string' ? error.code.slice(0, 40) : 'unknown';
+        finish({ outcome: 'network_error', status: null, error: `network error: ${code}`, retryAfter: undefined });
+      });
+      req.end(body);
+    });
+  }
+
+  #classify(res: IncomingMessage): AttemptResult {
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return { outcome: 'success', status, error: null, retryAfter: undefined };
+    if (status === 410) return { outcome: 'gone', status, error: 'HTTP 410', retryAfter: undefined };
+    const header = res.headers['retry-after'];
+    return {
+      outcome: 'http_error',
+      status,
+      error: `HTTP ${status}`,
+      retryAfter: retryAfterMs(typeof header === 'string' ? header : null, this.#now()),
+    };
   }
 
   /** Settlements of one event-loop turn go to the store in one call (one transaction on SQLite). */
@@ -359,5 +393,6 @@ export class Forwarder {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     await new Promise((resolve) => setImmediate(resolve));
     await this.#settling;
+    this.#agent.destroy();
   }
 }

@@ -375,9 +375,11 @@ export class SqliteTaskStore implements TaskStore {
       `INSERT OR IGNORE INTO forwards (task_id, event, webhook_id, state, created_at, since, next_attempt_at)
        VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)`,
     );
+    // INDEXED BY: left to itself the planner takes forwards_created for `state = 'pending'` and sorts every pending
+    // row by next attempt time (a temporary b-tree per claim: under a backlog of 12,000 it was half the process's CPU).
     this.#selectDueForwards = db.prepare(
-      `SELECT task_id, event FROM forwards WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at
-       LIMIT ?`,
+      `SELECT task_id, event FROM forwards INDEXED BY forwards_due
+       WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`,
     );
     this.#leaseForward = db.prepare(
       `UPDATE forwards SET attempts = attempts + 1, lease = ?, next_attempt_at = ? WHERE task_id = ? AND event = ?
