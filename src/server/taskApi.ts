@@ -67,6 +67,31 @@ function tasksFrom(value: unknown): TaskSubmission[] | string {
   return tasks;
 }
 
+/**
+ * Reads a JSON request body of at most `maxBytes`; on a wrong content type, an oversized body or bad JSON it answers
+ * the request itself (415, 413, 400) and resolves to undefined.
+ */
+async function readJson(ctx: Context, maxBytes: number): Promise<{ value: unknown } | undefined> {
+  const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
+  if (type !== 'application/json') {
+    ctx.status = 415;
+    ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
+    return undefined;
+  }
+  const read = await readBody(ctx.req, maxBytes);
+  if (!read.ok) {
+    ctx.status = 413;
+    ctx.body = { error: 'payload_too_large', reason: `body over ${maxBytes} bytes` };
+    return undefined;
+  }
+  try {
+    return { value: JSON.parse(read.body.toString('utf8')) };
+  } catch {
+    badRequest(ctx, 'body is not valid JSON');
+    return undefined;
+  }
+}
+
 function bearerGuard(token: string | undefined) {
   if (token === undefined) return async (_ctx: Context, next: Next) => next();
   const expected = createHash('sha256').update(token).digest();
@@ -98,24 +123,9 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
   };
 
   router.post('/tasks', async (ctx) => {
-    const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
-    if (type !== 'application/json') {
-      ctx.status = 415;
-      ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
-      return;
-    }
-    const read = await readBody(ctx.req, MAX_BODY_BYTES);
-    if (!read.ok) {
-      ctx.status = 413;
-      ctx.body = { error: 'payload_too_large', reason: `body over ${MAX_BODY_BYTES} bytes` };
-      return;
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(read.body.toString('utf8'));
-    } catch {
-      return badRequest(ctx, 'body is not valid JSON');
-    }
+    const body = await readJson(ctx, MAX_BODY_BYTES);
+    if (!body) return;
+    const value = body.value;
     const tasks = tasksFrom(value);
     if (typeof tasks === 'string') return badRequest(ctx, tasks);
     try {
@@ -154,24 +164,9 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
   router.patch('/tasks/:id', async (ctx) => {
     const id = ctx.params.id ?? '';
     if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
-    const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
-    if (type !== 'application/json') {
-      ctx.status = 415;
-      ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
-      return;
-    }
-    const read = await readBody(ctx.req, 4096);
-    if (!read.ok) {
-      ctx.status = 413;
-      ctx.body = { error: 'payload_too_large', reason: 'body over 4096 bytes' };
-      return;
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(read.body.toString('utf8'));
-    } catch {
-      return badRequest(ctx, 'body is not valid JSON');
-    }
+    const body = await readJson(ctx, 4096);
+    if (!body) return;
+    const value = body.value;
     const raw = (value as { solver_task_id?: unknown } | null)?.solver_task_id;
     const solverTaskId = typeof raw === 'number' ? String(raw) : raw;
     if (typeof solverTaskId !== 'string' || !ID.test(solverTaskId))
@@ -250,24 +245,9 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
       ctx.body = { error: 'forwarding_off', reason: 'FORWARD_URL is not set' };
       return;
     }
-    const type = ctx.get('content-type').split(';')[0]?.trim().toLowerCase();
-    if (type !== 'application/json') {
-      ctx.status = 415;
-      ctx.body = { error: 'unsupported_media_type', reason: 'use application/json' };
-      return;
-    }
-    const read = await readBody(ctx.req, 4096);
-    if (!read.ok) {
-      ctx.status = 413;
-      ctx.body = { error: 'payload_too_large', reason: 'body over 4096 bytes' };
-      return;
-    }
-    let value: Record<string, unknown>;
-    try {
-      value = JSON.parse(read.body.toString('utf8')) as Record<string, unknown>;
-    } catch {
-      return badRequest(ctx, 'body is not valid JSON');
-    }
+    const body = await readJson(ctx, 4096);
+    if (!body) return;
+    const value = body.value as Record<string, unknown>;
     if (typeof value !== 'object' || value === null || Array.isArray(value))
       return badRequest(ctx, 'body must be an object');
     const state = value.state ?? 'dead';
