@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
 import { PROM } from '../src/metrics/contract.ts';
 import { CallbackMonitor } from '../src/plugin/CallbackMonitor.ts';
+import { formPost, jsonPost } from './support/requests.ts';
 import { parseMetrics } from './support/server.ts';
 
 /**
@@ -47,16 +48,8 @@ async function hostApp(before: Koa.Middleware[]) {
 /** Bounded so a regression shows as a failure in seconds, not as a test stuck until vitest's own timeout. */
 const send = (url: string, init?: RequestInit) => fetch(url, { ...init, signal: AbortSignal.timeout(5_000) });
 
-const form = (body: string): RequestInit => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body,
-});
-const json = (body: unknown): RequestInit => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify(body),
-});
+const form = formPost;
+const json = jsonPost;
 
 const PARSERS: [string, () => Koa.Middleware[]][] = [
   ['@koa/bodyparser', () => [bodyParser() as unknown as Koa.Middleware]],

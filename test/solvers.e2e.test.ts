@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROM } from '../src/metrics/contract.ts';
+import { formPost, jsonPost } from './support/requests.ts';
 import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 /**
@@ -45,16 +46,8 @@ describe('every solver, as its documentation sends it, against the real server',
     return { status: res.status, text: await res.text() };
   }
 
-  const form = (body: string): RequestInit => ({
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body,
-  });
-  const json = (body: unknown): RequestInit => ({
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+  const form = formPost;
+  const json = jsonPost;
 
   describe('2Captcha: POST application/x-www-form-urlencoded `id`, `code`', () => {
     // https://2captcha.com/h/how-to-configure-automatic-response-retrieval-via-pingback ("Incoming request format":
