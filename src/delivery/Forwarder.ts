@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ForwardOutcome } from '../metrics/contract.ts';
@@ -69,7 +69,7 @@ export function retryAfterMs(header: string | null, now: number): number | undef
 }
 
 /** Standard Webhooks signature: `v1,` and base64 HMAC-SHA256 of `id.timestamp.body` keyed with the secret's bytes. */
-export function sign(secretKey: Buffer, webhookId: string, timestampSeconds: number, body: string): string {
+export function sign(secretKey: Buffer | KeyObject, webhookId: string, timestampSeconds: number, body: string): string {
   const mac = createHmac('sha256', secretKey).update(`${webhookId}.${timestampSeconds}.${body}`).digest('base64');
   return `v1,${mac}`;
 }
@@ -99,7 +99,8 @@ export class Forwarder {
   readonly #url: URL;
   readonly #request: typeof httpRequest;
   readonly #agent: HttpAgent;
-  readonly #key: Buffer;
+  /** A KeyObject made once: a Buffer key is turned into one on every createHmac call. */
+  readonly #key: KeyObject;
   readonly #timeoutMs: number;
   readonly #maxAgeMs: number;
   readonly #concurrency: number;
@@ -129,7 +130,7 @@ export class Forwarder {
     this.#outbox = outbox;
     this.#metrics = metrics;
     this.#url = new URL(options.url);
-    this.#key = secretKey(options.secret);
+    this.#key = createSecretKey(secretKey(options.secret));
     this.events = options.events ?? ['delivered', 'late'];
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 24 * 3600 * 1000;

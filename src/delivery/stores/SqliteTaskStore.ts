@@ -433,8 +433,10 @@ export class SqliteTaskStore implements TaskStore {
         const jobs: ForwardJob[] = [];
         if (limit <= 0) return jobs;
         const due = this.#selectDueForwards.all(now, limit) as Array<{ task_id: string; event: ForwardEvent }>;
-        for (const d of due) {
-          const lease = randomUUID();
+        // One random draw per claim: each row's token is unique all the same.
+        const base = randomUUID();
+        for (const [i, d] of due.entries()) {
+          const lease = `${base}_${i}`;
           const row = this.#leaseForward.get(lease, now + leaseMs, d.task_id, d.event) as ForwardRow | undefined;
           if (!row) continue;
           const task = this.#selectTaskById.get(d.task_id) as Row | undefined;
