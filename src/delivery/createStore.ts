@@ -199,7 +199,7 @@ function redisError(reply: string): string {
   return reply.slice(1, 200);
 }
 
-function sqlitePath(rest: string): string {
+export function sqlitePath(rest: string): string {
   if (rest === ':memory:') return rest;
   // `sqlite:///abs/file.db` (URL style) means the absolute path; `sqlite://x` would read as a host, so refuse it.
   if (rest.startsWith('//')) {
@@ -210,7 +210,7 @@ function sqlitePath(rest: string): string {
   return rest;
 }
 
-function redisTarget(url: string): { connectUrl: string; keyPrefix: string | undefined } {
+export function redisTarget(url: string): { connectUrl: string; keyPrefix: string | undefined } {
   let parsed: URL;
   try {
     parsed = new URL(url);

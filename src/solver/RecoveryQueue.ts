@@ -20,9 +20,25 @@ export interface RecoveryEntry {
   readonly polls: number;
 }
 
+/** A task registered with a solver before the solver's task id is known: never claimed until `attach`. */
+export type ParkedEntry = Omit<RecoveryEntry, 'polls' | 'solverTaskId'>;
+
 export interface RecoveryQueue {
-  /** Adds tasks to watch; an id already queued is left as it is (its schedule and lease untouched). */
+  /**
+   * Adds tasks to watch; an id already queued is left as it is (its schedule and lease untouched). A parked entry
+   * for the id is replaced.
+   */
   add(entries: readonly Omit<RecoveryEntry, 'polls'>[]): Promise<void>;
+  /**
+   * Remembers tasks registered with a solver but no solver task id yet (the app registers before its createTask
+   * answers): kept until `attach` or their deadline, never claimed. An id already queued or parked is left as it is.
+   */
+  park(entries: readonly ParkedEntry[]): Promise<void>;
+  /**
+   * The solver task id of a parked task: it is queued with the schedule it was parked with. False when no entry
+   * was parked under the id (nothing to do).
+   */
+  attach(id: string, solverTaskId: string): Promise<boolean>;
   /**
    * At most `limit` entries due at `now` (dueAt ≤ now) that no live lease holds, each leased to `owner` until
    * `now + leaseMs`: until then no other claim returns it. A lease that runs out (its holder died) frees the entry.
@@ -31,26 +47,44 @@ export interface RecoveryQueue {
   claim(now: number, limit: number, owner: string, leaseMs: number): Promise<RecoveryEntry[]>;
   /** Releases `owner`'s lease with the next due time and the asks so far; false (no change) when the lease was lost. */
   reschedule(id: string, owner: string, dueAt: number, polls: number): Promise<boolean>;
-  /** Stops watching the task (a result, a final error, the deadline, or it is no longer pending). */
+  /** Stops watching the task (a result, a final error, the deadline, or it is no longer pending); parked too. */
   remove(id: string): Promise<void>;
+  /** Queued entries (parked ones not counted). */
   size(): Promise<number>;
   close(): Promise<void>;
 }
 
 /**
  * In-process RecoveryQueue for one instance and tests. `claim` scans the entries (O(n)): fine for an in-process
- * queue of pending tasks, where the store's own pending count bounds n; the Redis queue is indexed.
+ * queue of pending tasks, where the store's own pending count bounds n; the Redis and SQLite queues are indexed.
  */
 export class MemoryRecoveryQueue implements RecoveryQueue {
   readonly #entries = new Map<string, { entry: RecoveryEntry; owner: string | null; leaseUntil: number }>();
+  readonly #parked = new Map<string, ParkedEntry>();
 
   async add(entries: readonly Omit<RecoveryEntry, 'polls'>[]): Promise<void> {
     for (const e of entries) {
+      this.#parked.delete(e.id);
       if (!this.#entries.has(e.id)) this.#entries.set(e.id, { entry: { ...e, polls: 0 }, owner: null, leaseUntil: 0 });
     }
   }
 
+  async park(entries: readonly ParkedEntry[]): Promise<void> {
+    for (const e of entries) {
+      if (!this.#entries.has(e.id) && !this.#parked.has(e.id)) this.#parked.set(e.id, { ...e });
+    }
+  }
+
+  async attach(id: string, solverTaskId: string): Promise<boolean> {
+    const parked = this.#parked.get(id);
+    if (!parked) return false;
+    await this.add([{ ...parked, solverTaskId }]);
+    return true;
+  }
+
   async claim(now: number, limit: number, owner: string, leaseMs: number): Promise<RecoveryEntry[]> {
+    // Parked tasks whose solver id never came are of no use after their deadline.
+    for (const [id, p] of this.#parked) if (p.deadlineAt <= now) this.#parked.delete(id);
     const due = [...this.#entries.values()]
       .filter((s) => s.entry.dueAt <= now && (s.owner === null || s.leaseUntil <= now))
       .sort((a, b) => a.entry.dueAt - b.entry.dueAt)
@@ -73,6 +107,7 @@ export class MemoryRecoveryQueue implements RecoveryQueue {
 
   async remove(id: string): Promise<void> {
     this.#entries.delete(id);
+    this.#parked.delete(id);
   }
 
   async size(): Promise<number> {

@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
-import type { RecoveryEntry, RecoveryQueue } from './RecoveryQueue.ts';
+import type { ParkedEntry, RecoveryEntry, RecoveryQueue } from './RecoveryQueue.ts';
 
 /**
  * RecoveryQueue shared by every instance on one Redis: a sorted set `<prefix>recovery:due` scored by the next ask
  * (or, while leased, by the lease's end, so a leased entry is simply not due), and a hash per task
- * `<prefix>recovery:task:<id>` with solver, solver task id, deadline, asks and the lease owner. Each operation is
- * one Lua script, so two instances never claim one entry at once.
+ * `<prefix>recovery:task:<id>` with solver, solver task id, deadline, asks and the lease owner. A parked task (no
+ * solver task id yet) is a hash `<prefix>recovery:parked:<id>` that expires at the task's deadline, outside the
+ * sorted set. Each operation is one Lua script, so two instances never claim one entry at once.
  */
 
 const CLAIM = `
@@ -31,15 +32,32 @@ redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[4])
 return 1`;
 
 const ADD = `
+redis.call('DEL', KEYS[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], 'solver', ARGV[1], 'sid', ARGV[2], 'deadline', ARGV[3], 'due', ARGV[4], 'polls', '0', 'owner', '')
 redis.call('ZADD', KEYS[1], tonumber(ARGV[4]), ARGV[5])
+return 1`;
+
+const PARK = `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], 'solver', ARGV[1], 'deadline', ARGV[2], 'due', ARGV[3])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+return 1`;
+
+const ATTACH = `
+local f = redis.call('HMGET', KEYS[3], 'solver', 'deadline', 'due')
+if not f[1] then return 0 end
+redis.call('DEL', KEYS[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+redis.call('HSET', KEYS[2], 'solver', f[1], 'sid', ARGV[1], 'deadline', f[2], 'due', f[3], 'polls', '0', 'owner', '')
+redis.call('ZADD', KEYS[1], tonumber(f[3]), ARGV[2])
 return 1`;
 
 export class RedisRecoveryQueue implements RecoveryQueue {
   readonly #redis: Redis;
   readonly #due: string;
   readonly #taskPrefix: string;
+  readonly #parkedPrefix: string;
   readonly #ownsConnection: boolean;
 
   constructor(redis: Redis, options: { prefix?: string; ownsConnection?: boolean } = {}) {
@@ -47,6 +65,7 @@ export class RedisRecoveryQueue implements RecoveryQueue {
     const prefix = options.prefix ?? 'ccm:';
     this.#due = `${prefix}recovery:due`;
     this.#taskPrefix = `${prefix}recovery:task:`;
+    this.#parkedPrefix = `${prefix}recovery:parked:`;
     this.#ownsConnection = options.ownsConnection ?? false;
   }
 
@@ -54,11 +73,46 @@ export class RedisRecoveryQueue implements RecoveryQueue {
     if (entries.length === 0) return;
     const pipeline = this.#redis.pipeline();
     for (const e of entries) {
-      pipeline.eval(ADD, 2, this.#due, this.#taskPrefix + e.id, e.solver, e.solverTaskId, e.deadlineAt, e.dueAt, e.id);
+      pipeline.eval(
+        ADD,
+        3,
+        this.#due,
+        this.#taskPrefix + e.id,
+        this.#parkedPrefix + e.id,
+        e.solver,
+        e.solverTaskId,
+        e.deadlineAt,
+        e.dueAt,
+        e.id,
+      );
     }
     const results = await pipeline.exec();
     const failed = results?.find(([error]) => error);
     if (failed) throw failed[0];
+  }
+
+  async park(entries: readonly ParkedEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const pipeline = this.#redis.pipeline();
+    for (const e of entries) {
+      pipeline.eval(PARK, 2, this.#taskPrefix + e.id, this.#parkedPrefix + e.id, e.solver, e.deadlineAt, e.dueAt);
+    }
+    const results = await pipeline.exec();
+    const failed = results?.find(([error]) => error);
+    if (failed) throw failed[0];
+  }
+
+  async attach(id: string, solverTaskId: string): Promise<boolean> {
+    const r = await this.#redis.eval(
+      ATTACH,
+      3,
+      this.#due,
+      this.#taskPrefix + id,
+      this.#parkedPrefix + id,
+      solverTaskId,
+      id,
+    );
+    return r === 1;
   }
 
   async claim(now: number, limit: number, owner: string, leaseMs: number): Promise<RecoveryEntry[]> {
@@ -92,7 +146,7 @@ export class RedisRecoveryQueue implements RecoveryQueue {
     await this.#redis
       .multi()
       .zrem(this.#due, id)
-      .del(this.#taskPrefix + id)
+      .del(this.#taskPrefix + id, this.#parkedPrefix + id)
       .exec();
   }
 
