@@ -85,6 +85,7 @@ describe('/health/callbacks status', () => {
     expect(r.error_breakdown.invalid_request).toBe(1);
     expect(r.delivery).toEqual({
       delivered: 1,
+      recovered: 0,
       missed: 2,
       pending: 0,
       late: 0,
@@ -102,6 +103,7 @@ describe('/health/callbacks status', () => {
     await h.callback('late-1');
     expect(h.report().delivery).toEqual({
       delivered: 1,
+      recovered: 0,
       missed: 1,
       pending: 0,
       late: 1,

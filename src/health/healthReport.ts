@@ -21,9 +21,13 @@ export interface HealthReport {
    * Registered tasks, as the metrics and the LowDeliveryRate alert count them: `delivered` got their callback in time,
    * `missed` passed their deadline without one (including the `late` ones whose callback came afterwards), so
    * `delivery_rate` is delivered / (delivered + missed). `missed_task_ids` are the latest of those `missed`.
+   * `recovered` is different in scope: the deliveries *this instance* made by asking the solver after a missing
+   * callback (src/solver/RecoveryPoller.ts), since it started; they are in `delivered` too. With several instances on
+   * one store, sum it over the instances (as Prometheus sums `captcha_tasks_recovered_total`).
    */
   delivery: {
     delivered: number;
+    recovered: number;
     missed: number;
     pending: number;
     late: number;
@@ -40,7 +44,12 @@ const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** di
  * 5 minutes, counting from the later of the last callback, the first submission after it, and start-up.
  * `idle` means nothing is expected and nothing arrived recently; a quiet pipeline is not an outage.
  */
-export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now: number = Date.now()): HealthReport {
+export function healthReport(
+  stats: CallbackStats,
+  tracker: DeliveryTracker,
+  now: number = Date.now(),
+  recovered = 0,
+): HealthReport {
   const counts = tracker.counts;
   const lastSubmit = tracker.lastSubmittedAt;
   const last = stats.lastCallbackAt;
@@ -69,6 +78,7 @@ export function healthReport(stats: CallbackStats, tracker: DeliveryTracker, now
     error_breakdown: { ...stats.errorBreakdown },
     delivery: {
       delivered: counts.delivered,
+      recovered,
       missed,
       pending: counts.pending,
       late: counts.late,

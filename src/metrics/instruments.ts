@@ -85,6 +85,7 @@ export class ReceiverMetrics {
   readonly #missed = single();
   readonly #late = single();
   readonly #recovered = single();
+  #recoveredCount = 0;
   readonly #forwardAttempts = new Totals<ForwardOutcome>(FORWARD_OUTCOMES.map((o) => [o, { [ATTR.outcome]: o }]));
   readonly #forwardOutcomeAttrs = frozenTable(FORWARD_OUTCOMES, (o) => ({ [ATTR.outcome]: o }));
   readonly #forwardDuration: Histogram;
@@ -201,6 +202,12 @@ export class ReceiverMetrics {
   /** One pending task delivered by asking the solver (src/solver/RecoveryPoller.ts); `delivered` counts it too. */
   recovered(): void {
     this.#recovered.add(NONE, 1);
+    this.#recoveredCount++;
+  }
+
+  /** Tasks this instance recovered so far (the health report shows it beside the store-wide delivered). */
+  get recoveredCount(): number {
+    return this.#recoveredCount;
   }
 }
 

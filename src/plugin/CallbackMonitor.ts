@@ -200,7 +200,7 @@ export class CallbackMonitor {
 
   /** The `/health/callbacks` report, from running aggregates (O(1)). */
   health(): HealthReport {
-    return healthReport(this.stats, this.tracker, (this.#options.now ?? Date.now)());
+    return healthReport(this.stats, this.tracker, (this.#options.now ?? Date.now)(), this.metrics.recoveredCount);
   }
 
   /** True when the store answers a write-capable ping within `timeoutMs`. */

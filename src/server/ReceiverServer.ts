@@ -8,7 +8,7 @@ import type { ForwardEvent, TaskStore } from '../delivery/TaskStore.ts';
 import { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
-import { taskApi } from './taskApi.ts';
+import { type TaskRecovery, taskApi } from './taskApi.ts';
 import { PROMETHEUS_CONTENT_TYPE } from './telemetry.ts';
 
 export interface ReceiverServerDeps {
@@ -18,6 +18,11 @@ export interface ReceiverServerDeps {
   /** Renders the Prometheus exposition text. */
   readonly scrape: () => Promise<string>;
   readonly logger: Logger;
+  /**
+   * Recovery of missed results by asking the solvers (configured solvers only): made for this server's monitor, so
+   * a recovered result goes through the same tracker as a callback; `POST /tasks` items with `solver` are watched.
+   */
+  readonly recovery?: (monitor: CallbackMonitor) => TaskRecovery;
 }
 
 /** Turns an unexpected error into a JSON 500/503 instead of Koa's default, and logs it without request details. */
@@ -148,7 +153,7 @@ export class ReceiverServer {
       ctx.type = PROMETHEUS_CONTENT_TYPE;
       ctx.body = await deps.scrape();
     });
-    const tasks = taskApi(this.monitor, config.API_TOKEN);
+    const tasks = taskApi(this.monitor, config.API_TOKEN, deps.recovery?.(this.monitor));
     managementApp.use(tasks.routes());
     managementApp.use(tasks.allowedMethods());
     this.managementServer = this.#httpServer(managementApp.callback(), false);

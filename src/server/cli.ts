@@ -6,7 +6,9 @@ import { createStore } from '../delivery/createStore.ts';
 import { demoCommand } from '../demo/cli.ts';
 import { solverCommand } from '../solver/command.ts';
 import { loadSolversConfig, redactedSolvers, SolverConfigError, solverUsage } from '../solver/config.ts';
-import { startSolvers } from '../solver/runtime.ts';
+import { createRecoveryQueue } from '../solver/createRecoveryQueue.ts';
+import type { RecoveryQueue } from '../solver/RecoveryQueue.ts';
+import { createSolverRuntime } from '../solver/runtime.ts';
 import {
   CONFIG_SCHEMA,
   type Config,
@@ -80,7 +82,25 @@ async function serve(): Promise<void> {
     process.exit(2);
   }
   const telemetry = startTelemetry(pkg.version);
-  const server = new ReceiverServer({ config, store, meter: telemetry.meter, scrape: telemetry.reader.scrape, logger });
+  const solverRuntime = createSolverRuntime(solvers, telemetry.meter, logger);
+  // The recovery queue lives beside the store (same SQLite file, same Redis), only when a solver is configured.
+  let queue: RecoveryQueue | undefined;
+  if (solverRuntime.enabled) {
+    try {
+      queue = await createRecoveryQueue(config.STORE_URL);
+    } catch (error) {
+      process.stderr.write(`captcha-callback-monitor: STORE_URL: recovery queue: ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+  }
+  const server = new ReceiverServer({
+    config,
+    store,
+    meter: telemetry.meter,
+    scrape: telemetry.reader.scrape,
+    logger,
+    ...(queue ? { recovery: (monitor) => solverRuntime.recovery(monitor, queue) } : {}),
+  });
   const bound = await server.start().catch((error: NodeJS.ErrnoException) => {
     // One line naming the cause: the variable and port for a listener, else the store's own message.
     const line =
@@ -90,7 +110,7 @@ async function serve(): Promise<void> {
     process.stderr.write(`captcha-callback-monitor: ${line.replace(/\s*\n\s*/g, '; ')}\n`);
     process.exit(1);
   });
-  const solverRuntime = await startSolvers(solvers, telemetry.meter, logger);
+  await solverRuntime.start();
   logger.info(
     {
       config: redactedConfig(config),

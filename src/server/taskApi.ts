@@ -21,10 +21,35 @@ function badRequest(ctx: Context, reason: string): void {
   ctx.body = { error: 'invalid_request', reason };
 }
 
-const ITEM_KEYS = new Set(['id', 'solver_task_id', 'timeout_seconds']);
+const ITEM_KEYS = new Set(['id', 'solver_task_id', 'timeout_seconds', 'solver']);
 
-/** One registration item: `"id"`, or `{ "id", "solver_task_id"?, "timeout_seconds"? }`; a string is a refusal. */
-function itemFrom(item: unknown, index: number): TaskSubmission | string {
+/**
+ * Recovery of missed results (src/solver/RecoveryPoller.ts), when solvers are configured: tasks registered with a
+ * `solver` are watched; a solver task id attached later reaches a task parked without one.
+ */
+export interface TaskRecovery {
+  /** The configured solver names. */
+  readonly solvers: ReadonlySet<string>;
+  watch(tasks: readonly { id: string; solver: string; solverTaskId?: string | undefined }[]): Promise<void>;
+  attached(id: string, solverTaskId: string): Promise<void>;
+}
+
+/** A registration item: a TaskSubmission and the configured solver holding its result, if any. */
+type Item = TaskSubmission & { readonly solver?: string | undefined };
+
+/** `solver` must name a configured solver: the message names the value and what is configured (names only). */
+function solverProblem(solver: unknown, solvers: ReadonlySet<string>): string | undefined {
+  if (typeof solver === 'string' && solvers.has(solver)) return undefined;
+  const shown = typeof solver === 'string' ? `"${solver.slice(0, 40)}"` : 'must be a string';
+  const configured = solvers.size === 0 ? 'no solver is configured' : `configured: ${[...solvers].join(', ')}`;
+  return `unknown solver ${shown} (${configured})`;
+}
+
+/**
+ * One registration item: `"id"`, or `{ "id", "solver_task_id"?, "timeout_seconds"?, "solver"? }`; a string is a
+ * refusal.
+ */
+function itemFrom(item: unknown, index: number, solvers: ReadonlySet<string>): Item | string {
   const at = `task ${index + 1}`;
   if (typeof item === 'string' || typeof item === 'number') {
     const id = String(item);
@@ -46,11 +71,15 @@ function itemFrom(item: unknown, index: number): TaskSubmission | string {
     (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 1 || timeout > MAX_TASK_TIMEOUT_SECONDS)
   )
     return `${at}: timeout_seconds must be a number from 1 to ${MAX_TASK_TIMEOUT_SECONDS}`;
-  return { id, solverTaskId, timeoutSeconds: timeout };
+  if (fields.solver !== undefined) {
+    const problem = solverProblem(fields.solver, solvers);
+    if (problem !== undefined) return `${at}: ${problem}`;
+  }
+  return { id, solverTaskId, timeoutSeconds: timeout, solver: fields.solver as string | undefined };
 }
 
 /** Accepts one item, a list of items, or `{ "ids": [...] }`. */
-function tasksFrom(value: unknown): TaskSubmission[] | string {
+function tasksFrom(value: unknown, solvers: ReadonlySet<string>): Item[] | string {
   const list = Array.isArray(value)
     ? value
     : typeof value === 'object' && value !== null && Array.isArray((value as { ids?: unknown }).ids)
@@ -58,9 +87,9 @@ function tasksFrom(value: unknown): TaskSubmission[] | string {
       : [value];
   if (list.length === 0) return 'no task ids given';
   if (list.length > MAX_TASKS_PER_REQUEST) return `at most ${MAX_TASKS_PER_REQUEST} tasks per request`;
-  const tasks: TaskSubmission[] = [];
+  const tasks: Item[] = [];
   for (const [i, item] of list.entries()) {
-    const task = itemFrom(item, i);
+    const task = itemFrom(item, i, solvers);
     if (typeof task === 'string') return task;
     tasks.push(task);
   }
@@ -110,7 +139,8 @@ function bearerGuard(token: string | undefined) {
 }
 
 /** `POST /tasks`, `GET /tasks/:id[?wait=S]`, `GET /tasks?state=…&limit=N`, for the management listener. */
-export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined): Router {
+export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined, recovery?: TaskRecovery): Router {
+  const solvers = recovery?.solvers ?? new Set<string>();
   const router = new Router();
   router.use(['/tasks', '/tasks/{*rest}', '/forwards/{*rest}'], bearerGuard(apiToken));
 
@@ -126,7 +156,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
     const body = await readJson(ctx, MAX_BODY_BYTES);
     if (!body) return;
     const value = body.value;
-    const tasks = tasksFrom(value);
+    const tasks = tasksFrom(value, solvers);
     if (typeof tasks === 'string') return badRequest(ctx, tasks);
     try {
       const added = new Set(await monitor.trackSubmitted(tasks));
@@ -137,7 +167,12 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
       for (const t of attach) {
         const result = await monitor.attachSolverTaskId(t.id, t.solverTaskId!);
         if (result.kind === 'conflict') conflicts.push(t.id);
+        else if (recovery && t.solver === undefined) await recovery.attached(t.id, t.solverTaskId!);
       }
+      // After the ids are stored: the watch takes the solver id the task has (never an item's conflicting one); a
+      // task without one yet waits for it, parked.
+      const watched = tasks.filter((t) => t.solver !== undefined);
+      if (recovery && watched.length > 0) await recovery.watch(watched.map((t) => ({ id: t.id, solver: t.solver! })));
       ctx.status = 201;
       ctx.body = {
         submitted: added.size,
@@ -160,7 +195,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
     ctx.body = { state, tasks: tasks.map(taskJson) };
   });
 
-  // The solver's task id, once its createTask has answered: `{ "solver_task_id": "…" }`.
+  // The solver's task id, once its createTask has answered: `{ "solver_task_id": "…", "solver"?: "…" }`.
   router.patch('/tasks/:id', async (ctx) => {
     const id = ctx.params.id ?? '';
     if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
@@ -171,9 +206,16 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined):
     const solverTaskId = typeof raw === 'number' ? String(raw) : raw;
     if (typeof solverTaskId !== 'string' || !ID.test(solverTaskId))
       return badRequest(ctx, `solver_task_id must be ${TASK_ID_RULE}`);
+    const solver = (value as { solver?: unknown }).solver;
+    const problem = solver === undefined ? undefined : solverProblem(solver, solvers);
+    if (problem !== undefined) return badRequest(ctx, problem);
     let result: Awaited<ReturnType<CallbackMonitor['attachSolverTaskId']>>;
     try {
       result = await monitor.attachSolverTaskId(id, solverTaskId);
+      if (recovery && result.kind !== 'unknown' && result.kind !== 'conflict') {
+        if (typeof solver === 'string') await recovery.watch([{ id, solver }]);
+        else await recovery.attached(id, solverTaskId);
+      }
     } catch {
       ctx.status = 503;
       ctx.body = { error: 'store_unavailable', reason: 'the solver task id could not be stored' };

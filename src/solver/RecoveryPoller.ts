@@ -4,7 +4,7 @@ import type { CallbackResult, CallbackTransition } from '../delivery/TaskStore.t
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
 import type { OnResult } from '../plugin/callbackHandler.ts';
 import type { SolverPacing } from './config.ts';
-import type { RecoveryEntry, RecoveryQueue } from './RecoveryQueue.ts';
+import type { ParkedEntry, RecoveryEntry, RecoveryQueue } from './RecoveryQueue.ts';
 import type { SolverClient } from './types.ts';
 
 /** The longest wait between two asks about one task once backoff has grown (never shorter than the solver's own). */
@@ -63,30 +63,46 @@ export class RecoveryPoller {
     this.#now = options.now ?? Date.now;
   }
 
+  /** The configured solver names a task may name. */
+  get solvers(): ReadonlySet<string> {
+    return new Set(this.#o.clients.keys());
+  }
+
   /** Tasks this instance recovered (the same number `captcha.tasks.recovered` counts). */
   get recovered(): number {
     return this.#recovered;
   }
 
   /**
-   * Starts watching registered tasks for recovery: each must have a configured solver and the solver's task id.
-   * The first ask is due RECOVERY_AFTER after the task's registration; the deadline is the task's own.
+   * Starts watching registered tasks for recovery: each must have a configured solver; the solver's task id is the
+   * one given, else the one the task already has. The first ask is due RECOVERY_AFTER after the task's registration;
+   * the deadline is the task's own. A task with no solver task id yet is parked until `attached` gives it one.
+   * Tasks no longer pending are skipped.
    */
-  async watch(tasks: readonly { id: string; solver: string; solverTaskId: string }[]): Promise<void> {
+  async watch(tasks: readonly { id: string; solver: string; solverTaskId?: string | undefined }[]): Promise<void> {
     const entries: Omit<RecoveryEntry, 'polls'>[] = [];
+    const parked: ParkedEntry[] = [];
     for (const t of tasks) {
       if (!this.#o.clients.has(t.solver)) throw new Error(`unknown solver "${t.solver.slice(0, 40)}"`);
       const record = await this.#o.tracker.get(t.id);
       if (record?.state !== 'pending' || record.submittedAt === null || record.deadlineAt === null) continue;
-      entries.push({
+      const schedule = {
         id: record.id,
         solver: t.solver,
-        solverTaskId: t.solverTaskId,
         deadlineAt: record.deadlineAt,
         dueAt: record.submittedAt + this.#o.recoveryAfterMs,
-      });
+      };
+      const solverTaskId = t.solverTaskId ?? record.solverTaskId ?? undefined;
+      if (solverTaskId === undefined) parked.push(schedule);
+      else entries.push({ ...schedule, solverTaskId });
     }
     await this.#o.queue.add(entries);
+    await this.#o.queue.park(parked);
+  }
+
+  /** The solver task id attached to a task after registration: a parked task is queued with it. */
+  async attached(id: string, solverTaskId: string): Promise<void> {
+    await this.#o.queue.attach(id, solverTaskId);
   }
 
   start(): void {

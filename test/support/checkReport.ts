@@ -37,6 +37,7 @@ export function report(f: ReportFields = {}): HealthReport {
     error_breakdown: breakdown,
     delivery: {
       delivered,
+      recovered: 0,
       missed,
       pending: 0,
       late: 0,
