@@ -2,9 +2,11 @@
  * One suite for every RecoveryQueue (memory, SQLite, Redis): schedule, leases, lost leases, parked tasks, bounded
  * claims; and for the shared ones, two connections (as two instances) never holding one entry at once.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
@@ -12,6 +14,7 @@ import { createRecoveryQueue } from '../src/solver/createRecoveryQueue.ts';
 import { MemoryRecoveryQueue, type RecoveryQueue } from '../src/solver/RecoveryQueue.ts';
 import { RedisRecoveryQueue } from '../src/solver/RedisRecoveryQueue.ts';
 import { SqliteRecoveryQueue } from '../src/solver/SqliteRecoveryQueue.ts';
+import { waitFor } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
 
 let dir: string;
@@ -182,6 +185,58 @@ describe('recovery queue beside the SQLite store', () => {
     await again.close();
     await store.close();
   });
+
+  it('two processes claiming from one file at once never hold one entry together (BEGIN IMMEDIATE)', async () => {
+    const file = join(dir, 'processes.db');
+    const seed = new SqliteRecoveryQueue(file);
+    await seed.add(Array.from({ length: 300 }, (_, i) => entry(`e${i}`, T0 + i)));
+    await seed.close();
+    const module = fileURLToPath(new URL('../src/solver/SqliteRecoveryQueue.ts', import.meta.url));
+    // Each process opens the file, says "ready", and claims small batches (pausing between them, so the two
+    // interleave) once told to go, until nothing is due for it three times running.
+    const script = `
+      const { SqliteRecoveryQueue } = await import(${JSON.stringify(module)});
+      const q = new SqliteRecoveryQueue(${JSON.stringify(file)}, { busyTimeoutMs: 2000 });
+      process.stdout.write('ready\\n');
+      await new Promise((r) => process.stdin.once('data', r));
+      const ids = [];
+      for (let empty = 0; empty < 3; ) {
+        const got = await q.claim(${T0 + 10_000}, 3, process.argv[1], 600000);
+        if (got.length === 0) empty++;
+        ids.push(...got.map((e) => e.id));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await q.close();
+      process.stdout.write(JSON.stringify(ids));
+      process.exit(0);`;
+    const start = (owner: string) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, owner]);
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
+      child.stderr.on('data', (c: Buffer) => {
+        err += c.toString();
+      });
+      const done = new Promise<string[]>((resolve, reject) =>
+        child.once('exit', (code) =>
+          code === 0 ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as string[]) : reject(new Error(err)),
+        ),
+      );
+      return { child, done, ready: () => out.startsWith('ready\n') };
+    };
+    const procs = [start('a'), start('b')];
+    await waitFor(() => procs.every((p) => p.ready()), 20_000, 'both processes ready');
+    for (const p of procs) p.child.stdin.write('go\n');
+    const [a, b] = await Promise.all(procs.map((p) => p.done));
+    // Both took part: otherwise this run tested nothing.
+    expect(a!.length).toBeGreaterThan(0);
+    expect(b!.length).toBeGreaterThan(0);
+    const all = [...a!, ...b!];
+    expect(new Set(all).size).toBe(all.length);
+    expect(all.length).toBe(300);
+  }, 30_000);
 
   it('STORE_URL chooses the queue: memory for memory: and sqlite::memory:, Redis for redis://', async () => {
     expect(await createRecoveryQueue('memory:')).toBeInstanceOf(MemoryRecoveryQueue);
