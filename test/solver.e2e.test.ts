@@ -227,6 +227,22 @@ async function scenario(storeUrl: string): Promise<void> {
   for (const key of [KEY_2C, KEY_CS]) expect(logs.includes(key), 'an API key in the logs').toBe(false);
 }
 
+describe('registration with a solver', () => {
+  it('with no solver configured, any solver name is refused, saying so; tasks without one register as before', async () => {
+    const receiver = await startServer({});
+    running.push({ close: () => receiver.stop() });
+    const res = await post(`${receiver.managementUrl}/tasks`, [{ id: 'a-1' }, { id: 'a-2', solver: 'twoc' }]);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as Body).reason).toBe('task 2: unknown solver "twoc" (no solver is configured)');
+    expect((await fetch(`${receiver.managementUrl}/tasks/a-1`)).status).toBe(404);
+    expect((await post(`${receiver.managementUrl}/tasks`, [{ id: 'a-1' }])).status).toBe(201);
+    const typed = await post(`${receiver.managementUrl}/tasks`, [{ id: 'a-3', solver: 7 }]);
+    expect(((await typed.json()) as Body).reason).toBe(
+      "task 1: solver must be a configured solver's name (no solver is configured)",
+    );
+  });
+});
+
 describe('recovery through the real server', () => {
   it('SQLite (the default store): every missing result recovered before its deadline, within the limits', async () => {
     await scenario(`sqlite:${join(dir, 'recv.db')}`);

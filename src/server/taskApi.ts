@@ -40,9 +40,10 @@ type Item = TaskSubmission & { readonly solver?: string | undefined };
 /** `solver` must name a configured solver: the message names the value and what is configured (names only). */
 function solverProblem(solver: unknown, solvers: ReadonlySet<string>): string | undefined {
   if (typeof solver === 'string' && solvers.has(solver)) return undefined;
-  const shown = typeof solver === 'string' ? `"${solver.slice(0, 40)}"` : 'must be a string';
   const configured = solvers.size === 0 ? 'no solver is configured' : `configured: ${[...solvers].join(', ')}`;
-  return `unknown solver ${shown} (${configured})`;
+  return typeof solver === 'string'
+    ? `unknown solver "${solver.slice(0, 40)}" (${configured})`
+    : `solver must be a configured solver's name (${configured})`;
 }
 
 /**
