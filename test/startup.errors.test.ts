@@ -126,7 +126,7 @@ describe('secure default: the management listener binds loopback unless configur
   });
 
   it('a non-loopback MANAGEMENT_HOST without API_TOKEN logs one warning naming the variable; with a token, none', async () => {
-    // Logs read after the exit: the warning follows the "listening" line, which is all startServer waits for.
+    // The warning comes before the "listening" line startServer waits for; the logs are read after a clean exit.
     const exposed = await startServer({ MANAGEMENT_HOST: '0.0.0.0' });
     await exposed.stop();
     const logs = exposed.logs();

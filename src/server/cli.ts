@@ -101,29 +101,8 @@ async function serve(): Promise<void> {
     logger,
     ...(queue ? { recovery: (monitor) => solverRuntime.recovery(monitor, queue) } : {}),
   });
-  const bound = await server.start().catch((error: NodeJS.ErrnoException) => {
-    // One line naming the cause: the variable and port for a listener, else the store's own message.
-    const line =
-      error.syscall === 'listen' || error.syscall === 'getaddrinfo'
-        ? listenErrorMessage(error, config, server.publicServer.listening ? 'management' : 'public')
-        : `STORE_URL: ${error.message}`;
-    process.stderr.write(`captcha-callback-monitor: ${line.replace(/\s*\n\s*/g, '; ')}\n`);
-    process.exit(1);
-  });
-  await solverRuntime.start();
-  logger.info(
-    {
-      config: redactedConfig(config),
-      solvers: redactedSolvers(solvers),
-      public: bound.public,
-      management: bound.management,
-      version: pkg.version,
-    },
-    'listening',
-  );
-  for (const warning of exposureWarnings({ ...config, MANAGEMENT_PORT: bound.management.port }))
-    logger.warn({ variable: 'MANAGEMENT_HOST' }, warning);
-
+  // Before anything listens: a signal that arrived between "listening" and its handler would kill the process with
+  // Node's default action, mid-start-up, instead of stopping it cleanly.
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -142,6 +121,29 @@ async function serve(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  const bound = await server.start().catch((error: NodeJS.ErrnoException) => {
+    // One line naming the cause: the variable and port for a listener, else the store's own message.
+    const line =
+      error.syscall === 'listen' || error.syscall === 'getaddrinfo'
+        ? listenErrorMessage(error, config, server.publicServer.listening ? 'management' : 'public')
+        : `STORE_URL: ${error.message}`;
+    process.stderr.write(`captcha-callback-monitor: ${line.replace(/\s*\n\s*/g, '; ')}\n`);
+    process.exit(1);
+  });
+  await solverRuntime.start();
+  // Warnings before "listening": whoever waits for that line (a supervisor, a test) has seen them by then.
+  for (const warning of exposureWarnings({ ...config, MANAGEMENT_PORT: bound.management.port }))
+    logger.warn({ variable: 'MANAGEMENT_HOST' }, warning);
+  logger.info(
+    {
+      config: redactedConfig(config),
+      solvers: redactedSolvers(solvers),
+      public: bound.public,
+      management: bound.management,
+      version: pkg.version,
+    },
+    'listening',
+  );
 }
 
 async function main(argv: string[]): Promise<void> {
