@@ -13,4 +13,15 @@ describe('README', () => {
     expect(readme).toContain('npm ci && npm start');
     expect(readme).toContain('npm test');
   });
+
+  it('lists every alert and severity of the alert table exactly once in its alert table', () => {
+    const table = readme.slice(readme.indexOf('<!-- alerts:start -->'), readme.indexOf('<!-- alerts:end -->'));
+    const rows = [...table.matchAll(/^\| \[`(\w+)`\]\([^)]*\) \| (\w+) \|/gm)].map(
+      ([, name, severity]) => `${name} ${severity}`,
+    );
+    const expected = ALERT_TABLE.map((a) => `${a.name} ${a.severity}`);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(new Set(rows).size, 'a row is repeated').toBe(rows.length);
+    expect([...rows].sort()).toEqual([...expected].sort());
+  });
 });
