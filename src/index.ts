@@ -19,10 +19,10 @@ export {
   type TaskState,
   type TaskStore,
 } from './delivery/TaskStore.ts';
+export { TASK_ID, TASK_ID_RULE } from './delivery/taskId.ts';
 export type { HealthReport, HealthStatus } from './health/healthReport.ts';
 export * from './metrics/contract.ts';
 export { type GaugeSources, ReceiverMetrics } from './metrics/instruments.ts';
 export { CallbackMonitor, type CallbackMonitorOptions, METER_NAME } from './plugin/CallbackMonitor.ts';
 export type { OnError, OnResult, PrereadBody } from './plugin/callbackHandler.ts';
-export { TASK_ID, TASK_ID_RULE } from './delivery/taskId.ts';
 export { type CallbackInput, type ParsedCallback, type ParseResult, parseCallback } from './plugin/parseCallback.ts';

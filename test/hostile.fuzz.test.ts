@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_TYPES, FORMATS, OUTCOMES, PROM } from '../src/metrics/contract.ts';
 import { TASK_ID } from '../src/delivery/taskId.ts';
+import { ERROR_TYPES, FORMATS, OUTCOMES, PROM } from '../src/metrics/contract.ts';
 import { type CallbackInput, MAX_CODE_LENGTH, parseCallback } from '../src/plugin/parseCallback.ts';
 import {
   checkSeries,

@@ -1,5 +1,5 @@
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
