@@ -50,13 +50,16 @@ interface Task {
   lost: boolean;
   /** Still being solved at the first ask: recovered at a later one. */
   slow: boolean;
+  /** Its (real) callback's JSON body carries `"recovered": true`, as any solver's body could: it must not count. */
+  forged: boolean;
   how: How;
 }
 
 /** The parts of GET /tasks/:id (and /health/callbacks) this test reads. */
 interface Body {
   reason?: string;
-  metadata?: unknown;
+  metadata?: Record<string, unknown> | null;
+  recovered?: boolean;
   submitted_at: string;
   deadline_at: string;
   received_at: string;
@@ -66,7 +69,10 @@ interface Body {
 const post = (url: string, body: unknown, method = 'POST') =>
   fetch(url, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
-/** What the solver would POST: 2Captcha a form with `id` and `code`; CapSolver its getTaskResult JSON. */
+/**
+ * What the solver would POST: 2Captcha a form with `id` and `code`; CapSolver its getTaskResult JSON (for a forged
+ * task, with a `recovered` field of its own besides).
+ */
 async function sendCallback(receiver: RunningServer, t: Task, token: string): Promise<void> {
   const res =
     t.flavor === '2captcha'
@@ -80,6 +86,7 @@ async function sendCallback(receiver: RunningServer, t: Task, token: string): Pr
           status: 'ready',
           taskId: t.solverTaskId,
           solution: { gRecaptchaResponse: token },
+          ...(t.forged ? { recovered: true } : {}),
         });
   expect(res.status).toBe(200);
 }
@@ -128,6 +135,7 @@ async function scenario(storeUrl: string): Promise<void> {
       token: `03AGdBq-${i}-${randomBytes(4).toString('hex')}`,
       lost,
       slow: i === 3 || i === 12,
+      forged: solver === 'cs' && !lost && i % 4 === 1,
       how: hows[Math.floor(i / 3) % 3]!,
     };
   });
@@ -171,14 +179,20 @@ async function scenario(storeUrl: string): Promise<void> {
   for (const w of woken) {
     const t = lost.find((x) => x.id === w.id)!;
     expect(w.body, t.id).toMatchObject({ id: t.id, state: 'delivered', code: t.token, solver_task_id: t.solverTaskId });
-    expect(w.body.metadata).toMatchObject({ recovered: true });
+    // Marked on the task, not inside the solver's metadata.
+    expect(w.body.recovered, t.id).toBe(true);
+    expect(w.body.metadata?.recovered, t.id).toBeUndefined();
     expect(Date.parse(w.body.received_at)).toBeLessThan(Date.parse(w.body.deadline_at));
     // Never before RECOVERY_AFTER: a callback still had its chance.
     expect(Date.parse(w.body.received_at)).toBeGreaterThanOrEqual(Date.parse(w.body.submitted_at) + 5000);
   }
+  const forged = tasks.filter((t) => t.forged);
+  expect(forged.length).toBeGreaterThan(0);
   for (const t of tasks) {
-    const body = await (await fetch(`${api}/tasks/${t.id}`)).json();
-    expect(body, t.id).toMatchObject({ state: 'delivered', code: t.token });
+    const body = (await (await fetch(`${api}/tasks/${t.id}`)).json()) as Body;
+    expect(body, t.id).toMatchObject({ state: 'delivered', code: t.token, recovered: t.lost });
+    // A body's own `recovered` is kept whole as the solver's metadata, and does not make the task recovered.
+    if (t.forged) expect(body.metadata, t.id).toMatchObject({ recovered: true });
     const asks = sims[t.solver].polls(t.solverTaskId).length;
     if (!t.lost) expect(asks, `${t.id} had its callback`).toBe(0);
     else if (t.slow) expect(asks, t.id).toBeGreaterThanOrEqual(2);
@@ -209,7 +223,17 @@ async function scenario(storeUrl: string): Promise<void> {
   );
   for (const t of lost) {
     const record = app.records().find((r) => r.taskId === t.id)!;
-    expect(JSON.parse(record.body).data).toMatchObject({ id: t.id, state: 'delivered', code: t.token });
+    expect(JSON.parse(record.body).data).toMatchObject({
+      id: t.id,
+      state: 'delivered',
+      code: t.token,
+      recovered: true,
+    });
+  }
+  for (const t of forged) {
+    await waitFor(() => app.records().some((r) => r.taskId === t.id), 30_000, `${t.id} forwarded`);
+    const record = app.records().find((r) => r.taskId === t.id)!;
+    expect(JSON.parse(record.body).data, t.id).toMatchObject({ id: t.id, recovered: false });
   }
 
   // The real callback, late: a duplicate, the recovered result kept, nothing recovered twice.
@@ -222,6 +246,7 @@ async function scenario(storeUrl: string): Promise<void> {
     state: 'delivered',
     code: late.token,
     callbacks: 2,
+    recovered: true,
   });
   const logs = receiver.logs();
   for (const key of [KEY_2C, KEY_CS]) expect(logs.includes(key), 'an API key in the logs').toBe(false);

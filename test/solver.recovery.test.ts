@@ -166,8 +166,13 @@ describe('recovery polling', () => {
     await waitFor(async () => a.poller.recovered === 40, 60_000, '40 recovered tasks');
     for (const t of lost) {
       const record = (await a.monitor.getTask(t.id)) as TaskRecord;
-      expect(record).toMatchObject({ id: t.id, state: 'delivered', code: t.token, solverTaskId: t.solverTaskId });
-      expect(record.metadata).toMatchObject({ recovered: true });
+      expect(record).toMatchObject({
+        id: t.id,
+        state: 'delivered',
+        code: t.token,
+        solverTaskId: t.solverTaskId,
+        recovered: true,
+      });
       expect(record.receivedAt!).toBeLessThan(record.deadlineAt!);
     }
     for (const [flavor, sim] of sims) {
@@ -189,13 +194,21 @@ describe('recovery polling', () => {
     }
     expect(await a.metric(PROM.tasksRecoveredTotal)).toBe(40);
     expect(await a.metric(PROM.tasksDeliveredTotal)).toBe(200);
-    expect(a.hooked.filter((r) => r.metadata?.recovered === true)).toHaveLength(40);
+    expect(a.hooked.filter((r) => r.recovered === true)).toHaveLength(40);
+    for (const t of tasks.filter((x) => !x.lost)) {
+      expect(await a.monitor.getTask(t.id), t.id).toMatchObject({ state: 'delivered', recovered: false });
+    }
 
     // The real callback, late: a duplicate, the recovered result kept.
     const late = lost[0]!;
     await sendCallback(a.url, late.flavor, late.id, late.solverTaskId, 'ANOTHER-TOKEN');
     expect(await a.metric(PROM.duplicatesTotal)).toBe(1);
-    expect(await a.monitor.getTask(late.id)).toMatchObject({ state: 'delivered', code: late.token, callbacks: 2 });
+    expect(await a.monitor.getTask(late.id)).toMatchObject({
+      state: 'delivered',
+      code: late.token,
+      callbacks: 2,
+      recovered: true,
+    });
   }, 90_000);
 });
 

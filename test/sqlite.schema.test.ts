@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
+import { SQLITE_SCHEMA, SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
 
 /** The schema files were created with up to version 2 (commit 4934993), verbatim. */
 const SCHEMA_V2 = `
@@ -84,6 +84,76 @@ INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, d
 INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks)
   VALUES ('u1', 'delivered', 0, 'failed', 'ERROR_CAPTCHA_UNSOLVABLE', 'json', 2500, 2);
 PRAGMA user_version = 4;
+`;
+
+/**
+ * A file created by version 6 (commit 3a2252e): the solver id, solution and metadata columns, the outbox, verbatim.
+ * `d1` is a result recovery polling stored before version 7, marked only inside the solver's metadata.
+ */
+const SCHEMA_V6 = `
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'missed' OR state = 'late'),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  solver_task_id TEXT,
+  solution TEXT,
+  metadata TEXT
+) WITHOUT ROWID;
+DROP INDEX IF EXISTS tasks_state_sort;
+DROP INDEX IF EXISTS tasks_settled;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counts (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  pending INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL,
+  late INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+
+CREATE TABLE IF NOT EXISTS forwards (
+  task_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  webhook_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  done_at INTEGER,
+  PRIMARY KEY (task_id, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forwards_due ON forwards (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS forwards_created ON forwards (state, created_at);
+CREATE TRIGGER IF NOT EXISTS forwards_with_task AFTER DELETE ON tasks BEGIN
+  DELETE FROM forwards WHERE task_id = old.id;
+END;
+UPDATE counts SET pending = 2, delivered = 1 WHERE one = 1;
+UPDATE heartbeat SET beats = 5 WHERE one = 1;
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks, solver_task_id) VALUES
+  ('p1', 'pending', 1, 1000, 5000, 0, 's-p1'), ('p2', 'pending', 1, 1000, 6000, 0, NULL);
+INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks,
+    solver_task_id, solution, metadata)
+  VALUES ('d1', 'delivered', 1, 'solved', 'tok', 'json', 1000, 9000, 2000, 1, 's-d1', '{"token":"tok"}',
+    '{"cost":"0.001","recovered":true}');
+INSERT INTO forwards (task_id, event, webhook_id, state, created_at, since, attempts, done_at, last_status)
+  VALUES ('d1', 'delivered', 'msg_v6', 'delivered', 2000, 2000, 1, 2100, 200);
+PRAGMA user_version = 6;
 `;
 
 const dirs: string[] = [];
@@ -173,6 +243,7 @@ describe('SqliteTaskStore schema', () => {
       format: 'query',
       solution: null,
       metadata: null,
+      recovered: false,
       submittedAt: 1000,
       deadlineAt: 9000,
       receivedAt: 2000,
@@ -208,12 +279,68 @@ describe('SqliteTaskStore schema', () => {
     expect(db.prepare('SELECT beats FROM heartbeat').get()).toEqual({ beats: 3 });
     db.close();
   });
+
+  it('upgrades a version 6 file in place by adding `recovered`: old rows read false, new results store it', async () => {
+    const path = fileWith(SCHEMA_V6);
+    const before = new DatabaseSync(path);
+    const rootPage = tasksRootPage(before);
+    before.close();
+
+    const store = new SqliteTaskStore(path);
+    expect(await store.counts()).toEqual({ pending: 2, delivered: 1, missed: 0, late: 0 });
+    // A result stored before version 7 has no flag: a mark inside the solver's metadata is not taken for one.
+    expect(await store.get('d1')).toEqual({
+      id: 'd1',
+      solverTaskId: 's-d1',
+      state: 'delivered',
+      registered: true,
+      outcome: 'solved',
+      code: 'tok',
+      format: 'json',
+      solution: { token: 'tok' },
+      metadata: { cost: '0.001', recovered: true },
+      recovered: false,
+      submittedAt: 1000,
+      deadlineAt: 9000,
+      receivedAt: 2000,
+      callbacks: 1,
+    });
+    expect(await store.forwards?.forwardsOf('d1')).toMatchObject([{ event: 'delivered', webhookId: 'msg_v6' }]);
+    expect(
+      await store.recordCallback({
+        solverTaskId: 's-p1',
+        outcome: 'solved',
+        code: 'c',
+        format: 'json',
+        receivedAt: 4000,
+        recovered: true,
+      }),
+    ).toEqual({ kind: 'delivered', id: 'p1', submittedAt: 1000 });
+    expect(
+      await store.recordCallback({ taskId: 'p2', outcome: 'solved', code: 'c2', format: 'query', receivedAt: 4100 }),
+    ).toEqual({ kind: 'delivered', id: 'p2', submittedAt: 1000 });
+    expect(await store.get('p1')).toMatchObject({ state: 'delivered', recovered: true });
+    expect(await store.get('p2')).toMatchObject({ state: 'delivered', recovered: false });
+    expect(await store.counts()).toEqual({ pending: 0, delivered: 3, missed: 0, late: 0 });
+    await store.close();
+
+    const db = new DatabaseSync(path);
+    expectCurrentSchema(db);
+    expect(tasksRootPage(db)).toBe(rootPage);
+    expect(db.prepare('SELECT beats FROM heartbeat').get()).toEqual({ beats: 5 });
+    db.close();
+
+    // Opened again, the file is current: nothing is added twice, the flag is still there.
+    const again = new SqliteTaskStore(path);
+    expect(await again.get('p1')).toMatchObject({ recovered: true });
+    await again.close();
+  });
 });
 
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
     const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
-    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 6/);
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 7/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
@@ -239,12 +366,27 @@ function columns(db: DatabaseSync): string[] {
   );
 }
 
+/** The tasks table's columns as a new file has them: name, type, NOT NULL, default, in order. */
+function newFileColumns(): unknown[] {
+  const db = new DatabaseSync(':memory:');
+  db.exec(SQLITE_SCHEMA);
+  const info = tableInfo(db);
+  db.close();
+  return info;
+}
+
+function tableInfo(db: DatabaseSync): unknown[] {
+  return db.prepare('SELECT name, type, "notnull", dflt_value FROM pragma_table_info(\'tasks\')').all();
+}
+
 /**
- * Version 6: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
- * solver id, solution and metadata columns last (version 5), solver ids unique, and the forwarding outbox (version 6).
+ * Version 7: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
+ * solver id, solution and metadata columns (version 5) and `recovered` (version 7) last, solver ids unique, the
+ * forwarding outbox (version 6), and exactly the columns a new file has, in its order.
  */
 function expectCurrentSchema(db: DatabaseSync): void {
-  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 6 });
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 7 });
+  expect(tableInfo(db)).toEqual(newFileColumns());
   expect(
     db.prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'forwards' OR type = 'trigger' ORDER BY name").all(),
   ).toEqual([
@@ -254,7 +396,7 @@ function expectCurrentSchema(db: DatabaseSync): void {
     { name: 'forwards_with_task' },
   ]);
   expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at', 'tasks_solver']);
-  expect(columns(db).slice(-3)).toEqual(['solver_task_id', 'solution', 'metadata']);
+  expect(columns(db).slice(-4)).toEqual(['solver_task_id', 'solution', 'metadata', 'recovered']);
   db.exec("INSERT INTO tasks (id, state, registered, callbacks, solver_task_id) VALUES ('s1', 'pending', 1, 0, 'dup')");
   expect(() =>
     db.exec(

@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createStore } from '../src/delivery/createStore.ts';
+import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
 import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
 import { RedisTaskStore } from '../src/delivery/stores/RedisTaskStore.ts';
 import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
 import { type CallbackResult, StoreUnavailableError, type TaskStore } from '../src/delivery/TaskStore.ts';
+import { parseCallback } from '../src/plugin/parseCallback.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
 
 /** Unix ms, far from 0 so that a store mixing up "null" and "0" shows. */
@@ -74,6 +76,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: null,
         solution: null,
         metadata: null,
+        recovered: false,
         submittedAt: T,
         deadlineAt: T + 5 * MIN,
         receivedAt: null,
@@ -101,6 +104,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: 'query',
         solution: null,
         metadata: null,
+        recovered: false,
         submittedAt: T,
         deadlineAt: T + 5 * MIN,
         receivedAt: T + 1500,
@@ -148,6 +152,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: 'form',
         solution: null,
         metadata: null,
+        recovered: false,
         submittedAt: null,
         deadlineAt: null,
         receivedAt: T,
@@ -430,6 +435,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: null,
         solution: null,
         metadata: null,
+        recovered: false,
         submittedAt: T,
         deadlineAt: T + 3 * MIN,
         receivedAt: null,
@@ -641,6 +647,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           receivedAt: T + 100,
           solution: early.solution,
           metadata: early.metadata,
+          recovered: false,
         },
       });
       expect(await s.get('m')).toEqual({
@@ -653,6 +660,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         format: 'json',
         solution: early.solution,
         metadata: early.metadata,
+        recovered: false,
         submittedAt: T,
         deadlineAt: T + MIN,
         receivedAt: T + 100,
@@ -733,6 +741,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
             receivedAt: T + 5,
             solution: null,
             metadata: { cost: 0.002 },
+            recovered: false,
           },
         },
         {
@@ -746,6 +755,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
             receivedAt: T + 6,
             solution: null,
             metadata: null,
+            recovered: false,
           },
         },
       ]);
@@ -807,6 +817,74 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.get('loose')).toMatchObject({ solution, metadata: { status: 0, ключ: 'значение' } });
       await s.recordCallback({ ...callback('bare', T + 2), solution: null });
       expect(await s.get('bare')).toMatchObject({ solution: null, metadata: null });
+    });
+
+    it('marks a result recovered only when recovery stored it; the first result decides, a merge carries it', async () => {
+      const s = await fresh();
+      await s.register(['rec', 'cb', 'forged', 'missed'], T, T + MIN);
+      expect(await s.recordCallback({ ...callback('rec', T + 1), recovered: true })).toEqual({
+        kind: 'delivered',
+        id: 'rec',
+        submittedAt: T,
+      });
+      expect(await s.get('rec')).toMatchObject({ state: 'delivered', code: 'code-rec', recovered: true });
+      // The real callback afterwards is a duplicate: the recovered result and its mark stay.
+      expect(await s.recordCallback(callback('rec', T + 2, 'real'))).toEqual({ kind: 'duplicate', id: 'rec' });
+      expect(await s.get('rec')).toMatchObject({ code: 'code-rec', callbacks: 2, recovered: true });
+      // A callback's result is not recovered, and a recovered duplicate after it does not make it so.
+      expect(await s.recordCallback(callback('cb', T + 3))).toMatchObject({ kind: 'delivered' });
+      expect(await s.recordCallback({ ...callback('cb', T + 4), recovered: true })).toEqual({
+        kind: 'duplicate',
+        id: 'cb',
+      });
+      expect(await s.get('cb')).toMatchObject({ code: 'code-cb', callbacks: 2, recovered: false });
+      // The solver's own fields are kept whole, a `recovered` among them included, and are not the mark.
+      await s.recordCallback({ ...callback('forged', T + 5), format: 'json', metadata: { recovered: true } });
+      expect(await s.get('forged')).toMatchObject({ metadata: { recovered: true }, recovered: false });
+      // missed → late by a recovered result.
+      expect(await s.expireDue(T + MIN, 10)).toEqual(['missed']);
+      expect(await s.get('missed')).toMatchObject({ state: 'missed', recovered: false });
+      await s.recordCallback({ ...callback('missed', T + 2 * MIN), recovered: true });
+      expect(await s.get('missed')).toMatchObject({ state: 'late', recovered: true });
+      const flags = (await s.list('delivered', 10)).map((t) => [t.id, t.recovered]);
+      expect(flags).toEqual([
+        ['rec', true],
+        ['cb', false],
+        ['forged', false],
+      ]);
+      // A stored result merged into its task brings its mark along, on register and on attach.
+      expect(await s.recordCallback({ ...bySolver('s-rec', T + 6), recovered: true })).toEqual({
+        kind: 'unregistered',
+        id: 's-rec',
+      });
+      expect(await s.get('s-rec')).toMatchObject({ registered: false, recovered: true });
+      await s.recordCallback(bySolver('s-cb', T + 7));
+      const registered = await s.register([{ id: 'm-rec', solverTaskId: 's-rec' }], T, T + 10 * MIN);
+      expect(registered.merged).toMatchObject([{ transition: { kind: 'delivered' }, result: { recovered: true } }]);
+      await s.register(['m-cb'], T, T + 10 * MIN);
+      expect(await s.attachSolverTaskId('m-cb', 's-cb')).toMatchObject({
+        kind: 'merged',
+        result: { recovered: false },
+      });
+      expect(await s.get('m-rec')).toMatchObject({ registered: true, state: 'delivered', recovered: true });
+      expect(await s.get('m-cb')).toMatchObject({ registered: true, state: 'delivered', recovered: false });
+    });
+
+    it('keeps a callback whose JSON body says "recovered": true unrecovered (parser → tracker → store)', async () => {
+      const s = await fresh();
+      const tracker = new DeliveryTracker({ store: s });
+      await s.register(['j1'], T, T + MIN);
+      const parsed = parseCallback({
+        method: 'POST',
+        query: new URLSearchParams(),
+        pathTaskId: 'j1',
+        body: { kind: 'json', value: { errorId: 0, status: 'ready', solution: { token: 'tok' }, recovered: true } },
+      });
+      if (!parsed.ok) throw new Error(`not parsed: ${parsed.error.reason}`);
+      // As the callback handler builds it.
+      const result: CallbackResult = { ...parsed.value, receivedAt: T + 1 };
+      expect(await tracker.recordCallback(result)).toMatchObject({ kind: 'delivered', id: 'j1' });
+      expect(await s.get('j1')).toMatchObject({ code: 'tok', metadata: { recovered: true }, recovered: false });
     });
 
     it('lets two instances correlating one task by different ids deliver it exactly once', async () => {

@@ -28,6 +28,11 @@ export interface CallbackResult {
   readonly solution?: ResultDetails | null;
   /** The solver's other fields (`cost`, `createTime`, `endTime`, `solveCount`, `errorCode`, uCaptcha `status`…). */
   readonly metadata?: ResultDetails | null;
+  /**
+   * True when the result was fetched from the solver's API by recovery polling rather than delivered by its callback;
+   * absent or false for a callback. Set only by the receiver itself, never from anything the solver sent.
+   */
+  readonly recovered?: boolean;
 }
 
 /** A task to register: its app id, optionally the solver's task id and its own deadline. */
@@ -52,6 +57,12 @@ export interface TaskRecord {
   readonly format: CallbackFormat | null;
   readonly solution: ResultDetails | null;
   readonly metadata: ResultDetails | null;
+  /**
+   * True when the task's stored result was fetched from the solver's API by recovery polling rather than delivered by
+   * its callback; false otherwise (a callback's result, or no result yet). Fixed by the first (settling) result: a
+   * duplicate never changes it.
+   */
+  readonly recovered: boolean;
   /** Unix milliseconds; null where the event has not happened. */
   readonly submittedAt: number | null;
   readonly deadlineAt: number | null;

@@ -5,7 +5,8 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 /**
  * The JSON shape of a task, as `GET /tasks/:id` answers it and as a forward carries it in `data`. `id` is always the
  * app's id (whichever id the task was asked by), `code` the solver's answer (token or error code), `solution` and
- * `metadata` everything else the solver sent.
+ * `metadata` everything else the solver sent. `recovered` is true when the result was fetched from the solver's API by
+ * recovery polling rather than delivered by its callback.
  */
 export function taskJson(t: TaskRecord) {
   return {
@@ -17,6 +18,7 @@ export function taskJson(t: TaskRecord) {
     code: t.code,
     solution: t.solution,
     metadata: t.metadata,
+    recovered: t.recovered,
     format: t.format,
     submitted_at: iso(t.submittedAt),
     deadline_at: iso(t.deadlineAt),

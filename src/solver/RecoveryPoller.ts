@@ -41,7 +41,8 @@ export interface RecoveryPollerOptions {
  * a result, a final error (the solver no longer knows the task) or the task's deadline. Before each ask it reads
  * the task: one that is no longer pending (its callback came) is dropped. A result is stored through
  * DeliveryTracker.recordCallback, exactly as a callback would be (same adapters, same transition, waiters woken),
- * with `metadata.recovered = true`; a callback arriving afterwards is a duplicate. With several instances the queue's
+ * with `recovered: true` (the store keeps it on the task; a callback's metadata cannot set it, unlike a field inside
+ * the solver's own metadata); a callback arriving afterwards is a duplicate. With several instances the queue's
  * lease makes each task asked about by one instance at a time.
  */
 export class RecoveryPoller {
@@ -159,7 +160,7 @@ export class RecoveryPoller {
       const result: CallbackResult = {
         ...answer.result,
         receivedAt: this.#now(),
-        metadata: { ...(answer.result.metadata ?? {}), recovered: true },
+        recovered: true,
       };
       let transition: CallbackTransition;
       try {

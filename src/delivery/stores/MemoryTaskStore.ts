@@ -31,6 +31,7 @@ interface MutableTask {
   format: TaskRecord['format'];
   solution: ResultDetails | null;
   metadata: ResultDetails | null;
+  recovered: boolean;
   submittedAt: number | null;
   deadlineAt: number | null;
   receivedAt: number | null;
@@ -215,6 +216,7 @@ export class MemoryTaskStore implements TaskStore {
         format: null,
         solution: null,
         metadata: null,
+        recovered: false,
         submittedAt,
         deadlineAt: deadline,
         receivedAt: null,
@@ -260,6 +262,7 @@ export class MemoryTaskStore implements TaskStore {
       receivedAt: holder.receivedAt ?? 0,
       solution: holder.solution,
       metadata: holder.metadata,
+      recovered: holder.recovered,
     };
     const transition = this.#apply(task, result, holder.callbacks);
     return { kind: 'merged', transition, result };
@@ -295,6 +298,7 @@ export class MemoryTaskStore implements TaskStore {
         format: r.format,
         solution: r.solution ?? null,
         metadata: r.metadata ?? null,
+        recovered: r.recovered === true,
         submittedAt: null,
         deadlineAt: null,
         receivedAt: r.receivedAt,
@@ -328,6 +332,7 @@ export class MemoryTaskStore implements TaskStore {
     task.format = r.format;
     task.solution = r.solution ?? null;
     task.metadata = r.metadata ?? null;
+    task.recovered = r.recovered === true;
     task.receivedAt = r.receivedAt;
     task.settledSeq = this.#settle(task.id, r.receivedAt);
     const submittedAt = task.submittedAt ?? r.receivedAt;
@@ -521,6 +526,7 @@ function record(t: MutableTask): TaskRecord {
     format: t.format,
     solution: t.solution,
     metadata: t.metadata,
+    recovered: t.recovered,
     submittedAt: t.submittedAt,
     deadlineAt: t.deadlineAt,
     receivedAt: t.receivedAt,

@@ -48,7 +48,8 @@ const RECONCILE_CHUNK = 1000;
 /*
  * Key layout (P = key prefix):
  *   P task:<id>        hash: state, registered (1/0), outcome, code, format, submittedAt, deadlineAt, receivedAt,
- *                      callbacks, solverTaskId, solution and metadata (JSON text; absent when null); firstToken
+ *                      callbacks, solverTaskId, solution and metadata (JSON text; absent when null), recovered
+ *                      ('1' when the stored result came from recovery polling; absent otherwise); firstToken
                       and firstKind (delivered | late | unregistered): the token of the recordCallback call that
                       settled the task and what it did; lastDupToken: the token of its latest duplicate. They are
                       written by the same script as the transition and deleted with the hash, for `reconcile`
@@ -117,7 +118,7 @@ local K = { counts = KEYS[1], pending = KEYS[2], delivered = KEYS[3], missed = K
  * Links solver id `sid` to registered task `id` (see AttachResult), merging the unregistered record that holds it:
  * that record is deleted and its result applied to the task (its callbacks added up). Returns
  * {'attached'|'unchanged'|'unknown'|'conflict'} or {'merged', kind, submittedAt, outcome, code, format, receivedAt,
- * solution, metadata} (false for a missing field).
+ * solution, metadata, recovered} (false for a missing field).
  */
 const LINK = `
 local function link(tp, sp, id, sid)
@@ -130,7 +131,7 @@ local function link(tp, sp, id, sid)
   local h
   if holder then
     h = redis.call('HMGET', tp .. holder, 'state', 'registered', 'outcome', 'code', 'format', 'receivedAt',
-      'callbacks', 'solution', 'metadata')
+      'callbacks', 'solution', 'metadata', 'recovered')
     if not h[1] then holder = nil elseif h[2] == '1' then return {'conflict'} end
   end
   redis.call('HSET', key, 'solverTaskId', sid)
@@ -149,6 +150,7 @@ local function link(tp, sp, id, sid)
     redis.call('HSET', key, 'outcome', h[3], 'code', h[4], 'format', h[5], 'receivedAt', received)
     if h[8] then redis.call('HSET', key, 'solution', h[8]) end
     if h[9] then redis.call('HSET', key, 'metadata', h[9]) end
+    if h[10] then redis.call('HSET', key, 'recovered', h[10]) end
     redis.call('ZADD', K.settled, received, id)
     if state == 'pending' then
       kind = 'delivered'
@@ -167,7 +169,7 @@ local function link(tp, sp, id, sid)
     end
     add_forward(id, kind, received)
   end
-  return {'merged', kind, t[4] or received, h[3], h[4], h[5], received, h[8], h[9]}
+  return {'merged', kind, t[4] or received, h[3], h[4], h[5], received, h[8], h[9], h[10]}
 end
 `;
 
@@ -210,7 +212,8 @@ return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 /**
  * KEYS: the state keys. ARGV: task key prefix, solver key prefix, app id, solver id (each '' for none), outcome,
  * code, format, receivedAt, solution, metadata ('' for none), token ('' for none), forward prefix, forward events,
- * webhook id base → { kind, id, submittedAt? }.
+ * webhook id base, recovered ('1' for a result recovery polling fetched, '' for a callback) → { kind, id,
+ * submittedAt? }. `recovered` is written only by the call that settles the task, with its result.
  *
  * The task is the one with the app id; else the one the solver id is linked to; else, with no app id, the one whose
  * app id is the solver id. With a token, the call that settles the task (delivered, late, unregistered) also writes
@@ -222,6 +225,7 @@ local tp, sp = ARGV[1], ARGV[2]
 local app, sid = ARGV[3], ARGV[4]
 local received = ARGV[8]
 local token = ARGV[11]
+local recovered = ARGV[15]
 FWD.prefix, FWD.events, FWD.wid = ARGV[12], ARGV[13], ARGV[14]
 local id, state
 local byApp = false
@@ -249,6 +253,7 @@ if not id then
     'format', ARGV[7], 'receivedAt', received, 'callbacks', '1')
   if ARGV[9] ~= '' then redis.call('HSET', key, 'solution', ARGV[9]) end
   if ARGV[10] ~= '' then redis.call('HSET', key, 'metadata', ARGV[10]) end
+  if recovered ~= '' then redis.call('HSET', key, 'recovered', recovered) end
   if sid ~= '' then
     redis.call('HSET', key, 'solverTaskId', sid)
     redis.call('SET', sp .. sid, id)
@@ -275,6 +280,7 @@ else
     redis.call('HSET', key, 'outcome', ARGV[5], 'code', ARGV[6], 'format', ARGV[7], 'receivedAt', received)
     if ARGV[9] ~= '' then redis.call('HSET', key, 'solution', ARGV[9]) end
     if ARGV[10] ~= '' then redis.call('HSET', key, 'metadata', ARGV[10]) end
+    if recovered ~= '' then redis.call('HSET', key, 'recovered', recovered) end
     redis.call('ZADD', K.settled, received, id)
     if state == 'pending' then
       redis.call('HSET', key, 'state', 'delivered')
@@ -537,6 +543,7 @@ type LinkReply =
       receivedAt: string,
       solution: string | null,
       metadata: string | null,
+      recovered: string | null,
     ];
 
 interface Scripts {
@@ -829,6 +836,7 @@ export class RedisTaskStore implements TaskStore {
         r.metadata == null ? '' : JSON.stringify(r.metadata),
         token,
         ...this.#forwardArgs(),
+        r.recovered === true ? '1' : '',
       );
     } catch (error) {
       // The script may have run although the reply never came: reconcile() finds out.
@@ -1020,7 +1028,7 @@ function toTransition([kind, id, submittedAt]: [string, string, string?]): Callb
 
 function toAttachResult(id: string, solverTaskId: string, reply: LinkReply): AttachResult {
   if (reply[0] !== 'merged') return { kind: reply[0] };
-  const [, kind, submittedAt, outcome, code, format, receivedAt, solution, metadata] = reply;
+  const [, kind, submittedAt, outcome, code, format, receivedAt, solution, metadata, recovered] = reply;
   const result: CallbackResult = {
     taskId: id,
     solverTaskId,
@@ -1030,6 +1038,7 @@ function toAttachResult(id: string, solverTaskId: string, reply: LinkReply): Att
     receivedAt: Number(receivedAt),
     solution: parseJson(solution ?? undefined),
     metadata: parseJson(metadata ?? undefined),
+    recovered: recovered === '1',
   };
   const transition: CallbackTransition =
     kind === 'duplicate' ? { kind, id } : { kind, id, submittedAt: Number(submittedAt) };
@@ -1055,6 +1064,7 @@ function toRecord(id: string, h: Record<string, string>): TaskRecord | undefined
     format: (h.format as CallbackFormat | undefined) ?? null,
     solution: parseJson(h.solution),
     metadata: parseJson(h.metadata),
+    recovered: h.recovered === '1',
     submittedAt: num(h.submittedAt),
     deadlineAt: num(h.deadlineAt),
     receivedAt: num(h.receivedAt),

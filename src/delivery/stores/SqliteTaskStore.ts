@@ -49,7 +49,7 @@ export interface SqliteTaskStoreOptions {
 }
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 /*
  * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
@@ -59,6 +59,10 @@ const SCHEMA_VERSION = 6;
  * Version 5 added the last three columns: the solver's task id, and the solver's whole `solution` object and its
  * other fields as JSON text (null when the callback had none). They come last because a version 4 file gets them by
  * `ALTER TABLE … ADD COLUMN`, which appends; a new file must have the same column order as an upgraded one.
+ *
+ * Version 7 added `recovered` (1 when the stored result was fetched from the solver's API by recovery polling rather
+ * than delivered by its callback), last for the same reason; NOT NULL DEFAULT 0 lets `ADD COLUMN` give every existing
+ * row 0 without rewriting it.
  */
 const TASKS_TABLE = `tasks (
   id TEXT PRIMARY KEY,
@@ -73,7 +77,8 @@ const TASKS_TABLE = `tasks (
   callbacks INTEGER NOT NULL DEFAULT 0,
   solver_task_id TEXT,
   solution TEXT,
-  metadata TEXT
+  metadata TEXT,
+  recovered INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID`;
 
 /*
@@ -175,7 +180,7 @@ const oldestSettled = (state: TaskState) =>
 
 const COLUMNS =
   'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks, ' +
-  'solver_task_id, solution, metadata';
+  'solver_task_id, solution, metadata, recovered';
 
 interface Row {
   id: string;
@@ -191,6 +196,7 @@ interface Row {
   solver_task_id: string | null;
   solution: string | null;
   metadata: string | null;
+  recovered: number;
 }
 
 /** What a callback's lookup reads: enough to decide its transition and whether to link the solver id. */
@@ -303,8 +309,8 @@ export class SqliteTaskStore implements TaskStore {
     );
     this.#insertUnregistered = db.prepare(
       `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks, solver_task_id,
-         solution, metadata)
-       VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1, ?, ?, ?)`,
+         solution, metadata, recovered)
+       VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
     );
     this.#selectById = db.prepare('SELECT state, submitted_at, solver_task_id FROM tasks WHERE id = ?');
     this.#selectById.setReturnArrays(true);
@@ -321,7 +327,7 @@ export class SqliteTaskStore implements TaskStore {
     this.#countDuplicate = db.prepare('UPDATE tasks SET callbacks = callbacks + 1 WHERE id = ?');
     this.#settle = db.prepare(
       `UPDATE tasks SET state = ?, outcome = ?, code = ?, format = ?, received_at = ?, solution = ?, metadata = ?,
-         callbacks = callbacks + 1
+         recovered = ?, callbacks = callbacks + 1
        WHERE id = ?`,
     );
     // Used only when the task has no solver id yet, so the link is part of the UPDATE that counts or settles (no
@@ -332,8 +338,8 @@ export class SqliteTaskStore implements TaskStore {
     );
     this.#settleLink = db.prepare(
       `UPDATE tasks SET solver_task_id = ${linkIfFree}, state = ?2, outcome = ?3, code = ?4, format = ?5,
-         received_at = ?6, solution = ?7, metadata = ?8, callbacks = callbacks + 1
-       WHERE id = ?9`,
+         received_at = ?6, solution = ?7, metadata = ?8, recovered = ?9, callbacks = callbacks + 1
+       WHERE id = ?10`,
     );
     this.#selectLinkTarget = db.prepare(
       'SELECT registered, state, submitted_at, solver_task_id FROM tasks WHERE id = ?',
@@ -343,7 +349,7 @@ export class SqliteTaskStore implements TaskStore {
     this.#deleteOne = db.prepare('DELETE FROM tasks WHERE id = ?');
     this.#mergeSettle = db.prepare(
       `UPDATE tasks SET solver_task_id = ?, state = ?, outcome = ?, code = ?, format = ?, received_at = ?, solution = ?,
-         metadata = ?, callbacks = callbacks + ?
+         metadata = ?, recovered = ?, callbacks = callbacks + ?
        WHERE id = ?`,
     );
     this.#mergeDuplicate = db.prepare('UPDATE tasks SET solver_task_id = ?, callbacks = callbacks + ? WHERE id = ?');
@@ -578,6 +584,7 @@ export class SqliteTaskStore implements TaskStore {
       receivedAt: holder.received_at ?? 0,
       solution: parseJson(holder.solution),
       metadata: parseJson(holder.metadata),
+      recovered: holder.recovered === 1,
     };
     if (task.state === 'delivered' || task.state === 'late') {
       this.#mergeDuplicate.run(solverTaskId, holder.callbacks, id);
@@ -593,6 +600,7 @@ export class SqliteTaskStore implements TaskStore {
       result.receivedAt,
       holder.solution,
       holder.metadata,
+      holder.recovered,
       holder.callbacks,
       id,
     );
@@ -704,6 +712,7 @@ export class SqliteTaskStore implements TaskStore {
     }
     const solution = r.solution == null ? null : JSON.stringify(r.solution);
     const metadata = r.metadata == null ? null : JSON.stringify(r.metadata);
+    const recovered = r.recovered === true ? 1 : 0;
     if (!row) {
       // Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
       this.#insertUnregistered.run(
@@ -715,6 +724,7 @@ export class SqliteTaskStore implements TaskStore {
         solverTaskId ?? null,
         solution,
         metadata,
+        recovered,
       );
       if (this.#forwardEvents.size > 0) this.#addForward(id, 'delivered', r.receivedAt);
       return { kind: 'unregistered', id };
@@ -729,9 +739,20 @@ export class SqliteTaskStore implements TaskStore {
     }
     const kind = state === 'pending' ? 'delivered' : 'late';
     if (link) {
-      this.#settleLink.run(solverTaskId, kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, taskId);
+      this.#settleLink.run(
+        solverTaskId,
+        kind,
+        r.outcome,
+        r.code,
+        r.format,
+        r.receivedAt,
+        solution,
+        metadata,
+        recovered,
+        taskId,
+      );
     } else {
-      this.#settle.run(kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, taskId);
+      this.#settle.run(kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, recovered, taskId);
     }
     if (this.#forwardEvents.size > 0) this.#addForward(taskId, kind, r.receivedAt);
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
@@ -844,8 +865,9 @@ export class SqliteTaskStore implements TaskStore {
 }
 
 /**
- * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Version 4 only
- * lacks version 5's three columns, which `ALTER TABLE … ADD COLUMN` appends in place (no row is rewritten). A CHECK
+ * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Versions 4 to 6
+ * only lack columns (version 4: version 5's three and version 7's `recovered`; versions 5 and 6: `recovered`), which
+ * `ALTER TABLE … ADD COLUMN` appends in place, in the order a new file has them (no row is rewritten). A CHECK
  * constraint cannot be altered in place, so a file from version 3 or older is copied into a new table once (about a
  * second per million tasks), taking the columns the old table has; version 2's virtual `sort_at` column stays behind.
  * The indexes are created afterwards by the schema itself.
@@ -857,14 +879,17 @@ function migrate(db: DatabaseSync): void {
     throw new Error(`the file has schema version ${version}, newer than this receiver's ${SCHEMA_VERSION}`);
   }
   const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
-  // Version 5 lacks only the outbox, which the schema creates (CREATE … IF NOT EXISTS) after this.
-  if (!exists || version === SCHEMA_VERSION || version === 5) return;
-  if (version === 4) {
-    db.exec(`
-      ALTER TABLE tasks ADD COLUMN solver_task_id TEXT;
-      ALTER TABLE tasks ADD COLUMN solution TEXT;
-      ALTER TABLE tasks ADD COLUMN metadata TEXT;
-    `);
+  if (!exists || version === SCHEMA_VERSION) return;
+  // Version 5 also lacks the outbox, which the schema creates (CREATE … IF NOT EXISTS) after this.
+  if (version >= 4) {
+    if (version === 4) {
+      db.exec(`
+        ALTER TABLE tasks ADD COLUMN solver_task_id TEXT;
+        ALTER TABLE tasks ADD COLUMN solution TEXT;
+        ALTER TABLE tasks ADD COLUMN metadata TEXT;
+      `);
+    }
+    db.exec('ALTER TABLE tasks ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0');
     return;
   }
   // table_info lists stored columns only, so a generated column (version 2's sort_at) is never copied.
@@ -901,6 +926,7 @@ function toRecord(row: Row): TaskRecord {
     solverTaskId: row.solver_task_id,
     solution: parseJson(row.solution),
     metadata: parseJson(row.metadata),
+    recovered: row.recovered === 1,
   };
 }
 
