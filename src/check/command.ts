@@ -115,6 +115,8 @@ export async function watch(o: CheckOptions, signal: AbortSignal, io: Io = defau
   while (!signal.aborted) {
     const started = Date.now();
     last = await runCheck(o, io);
+    // A signal during the check has already fired its abort event: waiting for it now would sleep the whole interval.
+    if (signal.aborted) break;
     const wait = Math.max(0, o.watchMs - (Date.now() - started));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, wait);
