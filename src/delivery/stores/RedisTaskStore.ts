@@ -282,25 +282,17 @@ else
     if ARGV[10] ~= '' then redis.call('HSET', key, 'metadata', ARGV[10]) end
     if recovered ~= '' then redis.call('HSET', key, 'recovered', recovered) end
     redis.call('ZADD', K.settled, received, id)
-    if state == 'pending' then
-      redis.call('HSET', key, 'state', 'delivered')
-      redis.call('ZREM', K.pending, id)
-      redis.call('ZADD', K.delivered, received, id)
-      redis.call('HINCRBY', K.counts, 'pending', -1)
-      redis.call('HINCRBY', K.counts, 'delivered', 1)
-      reply = {'delivered', id, submitted}
-      add_forward(id, 'delivered', received)
-      if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'delivered') end
-    else
-      redis.call('HSET', key, 'state', 'late')
-      redis.call('ZREM', K.missed, id)
-      redis.call('ZADD', K.late, received, id)
-      redis.call('HINCRBY', K.counts, 'missed', -1)
-      redis.call('HINCRBY', K.counts, 'late', 1)
-      reply = {'late', id, submitted}
-      add_forward(id, 'late', received)
-      if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', 'late') end
-    end
+    -- pending → delivered, or missed → late: the same moves between the two states' sets and counts.
+    local from, to = 'pending', 'delivered'
+    if state ~= 'pending' then from, to = 'missed', 'late' end
+    redis.call('HSET', key, 'state', to)
+    redis.call('ZREM', K[from], id)
+    redis.call('ZADD', K[to], received, id)
+    redis.call('HINCRBY', K.counts, from, -1)
+    redis.call('HINCRBY', K.counts, to, 1)
+    reply = {to, id, submitted}
+    add_forward(id, to, received)
+    if token ~= '' then redis.call('HSET', key, 'firstToken', token, 'firstKind', to) end
   end
 end
 return reply
