@@ -9,10 +9,13 @@
 FROM node:24.21.0-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/koa/package.json ./packages/koa/
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages/koa/tsconfig.build.json ./packages/koa/
+COPY packages/koa/src ./packages/koa/src
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json
+RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only.
 FROM node:24.21.0-slim
@@ -22,7 +25,9 @@ ENV NODE_ENV=production \
     STORE_URL=sqlite:/app/data/callbacks.db
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/koa/package.json ./packages/koa/
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+COPY --from=build /app/packages/koa/dist ./packages/koa/dist
 COPY --from=build /app/dist ./dist
 # The SQLite store lives on a volume owned by the unprivileged `node` user of the base image.
 RUN mkdir -p /app/data && chown node:node /app/data

@@ -2,13 +2,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { CALLBACK_DURATION_BUCKETS, JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { PROMETHEUS_RULES_PATH, RULE_GROUPS } from '../src/alerting/renderPrometheusRules.ts';
 import { githubAnchor, RUNBOOK_BASE_URL, RUNBOOK_PATH, runbookUrl } from '../src/alerting/runbook.ts';
 import { SLO_RECORDINGS } from '../src/alerting/slo.ts';
 import { ALERT_THRESHOLDS, HEALTHY } from '../src/alerting/thresholds.ts';
-import { CALLBACK_DURATION_BUCKETS, JOB, PROM } from '../src/metrics/contract.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');

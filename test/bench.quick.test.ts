@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../bench/run.ts';
+import { SOURCE_CONDITION } from './support/server.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -21,10 +22,14 @@ describe('bench/run.ts --quick', () => {
     const json = join(dir, 'report.json');
     const md = join(dir, 'RESULTS.md');
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = spawn(process.execPath, ['bench/run.ts', '--quick', '--json', json, '--out', md], {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [SOURCE_CONDITION, 'bench/run.ts', '--quick', '--json', json, '--out', md],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let out = '';
       child.stdout.on('data', (c: Buffer) => {
         out += c.toString('utf8');

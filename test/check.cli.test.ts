@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { burst, runCheckCli, startSink } from './support/check.ts';
 import { freePort, waitFor } from './support/ports.ts';
-import { CLI, type RunningServer, startServer } from './support/server.ts';
+import { CLI, type RunningServer, SOURCE_CONDITION, startServer } from './support/server.ts';
 
 /*
  * The check command against the real receiver (the CLI as a child process) with a loopback webhook sink: exit codes,
@@ -228,10 +228,14 @@ describe('--watch', () => {
     const state = freshState();
     // A baseline first, so the loop's checks judge only the (quiet) interval since.
     await runCheckCli(['--url', health(), '--state', state]);
-    const child = spawn(process.execPath, [CLI, 'check', '--url', health(), '--state', state, '--watch', '1s'], {
-      env: { PATH: process.env.PATH ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [SOURCE_CONDITION, CLI, 'check', '--url', health(), '--state', state, '--watch', '1s'],
+      {
+        env: { PATH: process.env.PATH ?? '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -249,10 +253,14 @@ describe('--watch', () => {
     expect(err).toContain('stopped');
 
     // An hour-long wait is cut short by SIGTERM: the process is gone long before the next check.
-    const long = spawn(process.execPath, [CLI, 'check', '--url', health(), '--state', state, '--watch', '1h'], {
-      env: { PATH: process.env.PATH ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const long = spawn(
+      process.execPath,
+      [SOURCE_CONDITION, CLI, 'check', '--url', health(), '--state', state, '--watch', '1h'],
+      {
+        env: { PATH: process.env.PATH ?? '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let longOut = '';
     long.stdout.on('data', (c: Buffer) => {
       longOut += c.toString('utf8');

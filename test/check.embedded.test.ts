@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
-import { CallbackMonitor, type CallbackMonitorOptions } from '../src/plugin/CallbackMonitor.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
+import { CallbackMonitor, type CallbackMonitorOptions } from '../packages/koa/src/plugin/CallbackMonitor.ts';
 import { burst, runCheckCli } from './support/check.ts';
 import { waitFor } from './support/ports.ts';
 

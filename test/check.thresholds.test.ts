@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { STALE_AFTER_MS } from '../packages/koa/src/health/healthReport.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { durationSeconds, num } from '../src/alerting/promql.ts';
 import { renderPrometheusRules } from '../src/alerting/renderPrometheusRules.ts';
@@ -18,7 +19,6 @@ import {
   SLOW_RULE,
   STALE_RULE,
 } from '../src/check/rules.ts';
-import { STALE_AFTER_MS } from '../src/health/healthReport.ts';
 import { report } from './support/checkReport.ts';
 
 /*

@@ -8,6 +8,7 @@ import { GRAFANA_MODE_PROMETHEUS_RULES_PATH, GRAFANA_RULE_DELETIONS_PATH } from 
 import { DATASOURCES, SCRAPE_INTERVAL } from '../src/dashboards/datasources.ts';
 import { OVERVIEW_UID } from '../src/dashboards/overview.ts';
 import { requireBinary } from './support/binaries.ts';
+import { SOURCE_CONDITION } from './support/server.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
@@ -291,9 +292,13 @@ describe('Dockerfile', () => {
     expect(existsSync(resolve(ROOT, 'src/demo/alertSink.ts'))).toBe(true);
     expect(base.services['alert-sink']?.entrypoint).toEqual(['node', 'dist/demo/alertSink.js']);
     // The image's CLI answers (the same code the container runs, from source here).
-    const help = execFileSync(process.execPath, [resolve(ROOT, 'src/server/cli.ts'), 'demo', '--help'], {
-      encoding: 'utf8',
-    });
+    const help = execFileSync(
+      process.execPath,
+      [SOURCE_CONDITION, resolve(ROOT, 'src/server/cli.ts'), 'demo', '--help'],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(help).toContain('DEMO_CALLBACK_URL');
   });
 });

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactedConfig } from '../src/server/config.ts';
-import { CLI, startServer } from './support/server.ts';
+import { CLI, SOURCE_CONDITION, startServer } from './support/server.ts';
 
 function run(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
+  const r = spawnSync(process.execPath, [SOURCE_CONDITION, CLI, ...args], {
     env: {
       PATH: process.env.PATH ?? '',
       STORE_URL: 'memory:',

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../src/alerting/thresholds.ts';
@@ -9,7 +10,6 @@ import { DATASOURCES } from '../src/dashboards/datasources.ts';
 import { OVERVIEW_UID, overviewDashboard, PANEL_HEALTHY_RANGE, TITLE } from '../src/dashboards/overview.ts';
 import { healthySteps } from '../src/dashboards/panels.ts';
 import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../src/dashboards/render.ts';
-import { JOB, PROM } from '../src/metrics/contract.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
+import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
 
 describe('DeliveryTracker.trackSubmitted', () => {
   it('registers a large list in chunks, yielding to the event loop between them, and counts each id once', async () => {

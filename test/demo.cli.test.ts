@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TrafficStats } from '../src/demo/trafficGenerator.ts';
 import { freePort } from './support/ports.ts';
-import { CLI, type RunningServer, startServer } from './support/server.ts';
+import { CLI, type RunningServer, SOURCE_CONDITION, startServer } from './support/server.ts';
 
 interface DemoRun {
   code: number | null;
@@ -20,7 +20,7 @@ interface DemoRun {
 
 function runDemo(args: string[], timeoutMs = 60_000): Promise<DemoRun> {
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, 'demo', ...args], {
+  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, 'demo', ...args], {
     env: { PATH: process.env.PATH ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
-import { CallbackStats } from '../src/health/CallbackStats.ts';
-import { healthReport } from '../src/health/healthReport.ts';
-import { LatencyWindow } from '../src/health/LatencyWindow.ts';
+import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
+import { CallbackStats } from '../packages/koa/src/health/CallbackStats.ts';
+import { healthReport } from '../packages/koa/src/health/healthReport.ts';
+import { LatencyWindow } from '../packages/koa/src/health/LatencyWindow.ts';
 
 const MIN = 60_000;
 

@@ -17,7 +17,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { requireBinary } from './support/binaries.ts';
 import {
   callbackLoad,

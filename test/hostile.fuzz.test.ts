@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TASK_ID } from '../src/delivery/taskId.ts';
-import { ERROR_TYPES, FORMATS, OUTCOMES, PROM } from '../src/metrics/contract.ts';
-import { type CallbackInput, MAX_CODE_LENGTH, parseCallback } from '../src/plugin/parseCallback.ts';
+import { TASK_ID } from '../packages/koa/src/delivery/taskId.ts';
+import { ERROR_TYPES, FORMATS, OUTCOMES, PROM } from '../packages/koa/src/metrics/contract.ts';
+import { type CallbackInput, MAX_CODE_LENGTH, parseCallback } from '../packages/koa/src/plugin/parseCallback.ts';
 import {
   checkSeries,
   contractSeriesBound,

@@ -20,15 +20,15 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import Koa from 'koa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
-import { PROM } from '../src/metrics/contract.ts';
-import { CallbackMonitor } from '../src/plugin/CallbackMonitor.ts';
-import { secretMatcher } from '../src/plugin/secretPath.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
+import { CallbackMonitor } from '../packages/koa/src/plugin/CallbackMonitor.ts';
+import { secretMatcher } from '../packages/koa/src/plugin/secretPath.ts';
 import { createLogger } from '../src/server/logger.ts';
 import { requireBinary } from './support/binaries.ts';
 import { httpExchange, keepAliveAgent, LOOPBACK, rawExchange, registerTasks } from './support/hostile.ts';
 import { waitFor } from './support/ports.ts';
-import { CLI, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 
@@ -312,7 +312,7 @@ describe('secrets never leak from the running server', () => {
   it('never echoes a bad secret or token from the configuration at start-up', () => {
     const badSecret = `short!${hex(4)}`;
     const badToken = `has space ${hex(8)}`;
-    const r = spawnSync(process.execPath, [CLI], {
+    const r = spawnSync(process.execPath, [SOURCE_CONDITION, CLI], {
       env: { PATH: process.env.PATH ?? '', CALLBACK_SECRET: badSecret, API_TOKEN: badToken, STORE_URL: 'memory:' },
       encoding: 'utf8',
       timeout: 15_000,

@@ -1,8 +1,8 @@
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FAILURE_REASONS, failureReason, PROM } from '../src/metrics/contract.ts';
-import { ReceiverMetrics } from '../src/metrics/instruments.ts';
+import { FAILURE_REASONS, failureReason, PROM } from '../packages/koa/src/metrics/contract.ts';
+import { ReceiverMetrics } from '../packages/koa/src/metrics/instruments.ts';
 
 /*
  * The failure-reason counter on a real MeterProvider and the Prometheus serializer the server uses (no scope labels,

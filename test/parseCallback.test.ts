@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type CallbackInput, parseCallback } from '../src/plugin/parseCallback.ts';
+import { type CallbackInput, parseCallback } from '../packages/koa/src/plugin/parseCallback.ts';
 
 const get = (qs: string, pathTaskId?: string): CallbackInput => ({
   method: 'GET',

@@ -6,9 +6,9 @@ import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import Koa from 'koa';
 import { koaBody } from 'koa-body';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
-import { PROM } from '../src/metrics/contract.ts';
-import { CallbackMonitor } from '../src/plugin/CallbackMonitor.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
+import { CallbackMonitor } from '../packages/koa/src/plugin/CallbackMonitor.ts';
 import { formPost, jsonPost } from './support/requests.ts';
 import { parseMetrics } from './support/server.ts';
 

@@ -5,7 +5,7 @@ import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporte
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CallbackMonitor, type CallbackResult, MemoryTaskStore, PROM } from '../src/index.ts';
+import { CallbackMonitor, type CallbackResult, MemoryTaskStore, PROM } from '../packages/koa/src/index.ts';
 import { parseMetrics } from './support/server.ts';
 
 /** A host application that owns its MeterProvider, its routes, and mounts the plugin beside them. */

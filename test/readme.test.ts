@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { CONTRACT } from '../packages/koa/src/metrics/contract.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
-import { CONTRACT } from '../src/metrics/contract.ts';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 const SECRET = 's3cr3t-path-token-0123456789';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CALLBACK_DURATION_BUCKETS, PROM } from '../src/metrics/contract.ts';
+import { CALLBACK_DURATION_BUCKETS, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 /** Series whose value changed between two scrapes (or appeared), with the new value. */

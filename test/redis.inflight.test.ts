@@ -3,11 +3,11 @@ import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporte
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
-import { RedisTaskStore, type RedisTaskStoreOptions } from '../src/delivery/stores/RedisTaskStore.ts';
-import { type CallbackResult, StoreUnavailableError } from '../src/delivery/TaskStore.ts';
-import { PROM } from '../src/metrics/contract.ts';
-import { ReceiverMetrics } from '../src/metrics/instruments.ts';
+import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
+import { RedisTaskStore, type RedisTaskStoreOptions } from '../packages/koa/src/delivery/stores/RedisTaskStore.ts';
+import { type CallbackResult, StoreUnavailableError } from '../packages/koa/src/delivery/TaskStore.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
+import { ReceiverMetrics } from '../packages/koa/src/metrics/instruments.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
 import { parseMetrics } from './support/server.ts';
 

@@ -1,7 +1,7 @@
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
-import { SolverMetrics } from '../src/metrics/instruments.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
+import { SolverMetrics } from '../packages/koa/src/metrics/instruments.ts';
 import { createPrometheusReader } from '../src/server/telemetry.ts';
 import { metricsEntries } from '../src/solver/clients.ts';
 import { loadSolversConfig, type SolverConfig, SolverConfigError } from '../src/solver/config.ts';

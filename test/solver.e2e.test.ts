@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import type { SinkRecord } from './support/appSink.ts';
 import { waitFor } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';

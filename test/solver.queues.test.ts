@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
+import { SqliteTaskStore } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
 import { createRecoveryQueue } from '../src/solver/createRecoveryQueue.ts';
 import { MemoryRecoveryQueue, type RecoveryQueue } from '../src/solver/RecoveryQueue.ts';
 import { RedisRecoveryQueue } from '../src/solver/RedisRecoveryQueue.ts';
 import { SqliteRecoveryQueue } from '../src/solver/SqliteRecoveryQueue.ts';
 import { waitFor } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
+import { SOURCE_CONDITION } from './support/server.ts';
 
 let dir: string;
 let redis: RedisServer;
@@ -210,7 +211,7 @@ describe('recovery queue beside the SQLite store', () => {
       process.stdout.write(JSON.stringify(ids));
       process.exit(0);`;
     const start = (owner: string) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script, owner]);
+      const child = spawn(process.execPath, [SOURCE_CONDITION, '--input-type=module', '-e', script, owner]);
       let out = '';
       let err = '';
       child.stdout.on('data', (c: Buffer) => {

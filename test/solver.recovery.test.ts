@@ -3,10 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RedisTaskStore } from '../src/delivery/stores/RedisTaskStore.ts';
-import type { CallbackResult, TaskRecord, TaskStore } from '../src/delivery/TaskStore.ts';
-import { PROM } from '../src/metrics/contract.ts';
-import { CallbackMonitor } from '../src/plugin/CallbackMonitor.ts';
+import { RedisTaskStore } from '../packages/koa/src/delivery/stores/RedisTaskStore.ts';
+import type { CallbackResult, TaskRecord, TaskStore } from '../packages/koa/src/delivery/TaskStore.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
+import { CallbackMonitor } from '../packages/koa/src/plugin/CallbackMonitor.ts';
 import { createPrometheusReader } from '../src/server/telemetry.ts';
 import { createSolverClient } from '../src/solver/clients.ts';
 import { DOCUMENTED_LIMITS, type SolverConfig } from '../src/solver/config.ts';
@@ -133,7 +133,7 @@ describe('recovery polling', () => {
   it('200 tasks over both protocols, 20 % of callbacks never sent: every one recovered before its deadline, within every documented limit', async () => {
     const sims = await simulators();
     const a = await instance(
-      new (await import('../src/delivery/stores/MemoryTaskStore.ts')).MemoryTaskStore(),
+      new (await import('../packages/koa/src/delivery/stores/MemoryTaskStore.ts')).MemoryTaskStore(),
       sims,
       new MemoryRecoveryQueue(),
       'a',

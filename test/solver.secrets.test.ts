@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { waitFor } from './support/ports.ts';
-import { CLI, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
 import { type SolverSimulator, startSolverSimulator } from './support/solverSimulator.ts';
 
 const KEY_2C = `2c${randomBytes(15).toString('hex')}`;
@@ -99,14 +99,17 @@ describe('API keys stay secret', () => {
   });
 
   it('appear nowhere in --help, even with every key set', () => {
-    const help = spawnSync(process.execPath, [CLI, '--help'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    const help = spawnSync(process.execPath, [SOURCE_CONDITION, CLI, '--help'], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+    });
     expect(help.status).toBe(0);
     expect(help.stdout).toContain('SOLVER_<NAME>_KEY_FILE');
     noKey(help.stdout + help.stderr, '--help');
   });
 
   it('appear nowhere in a configuration error, which names the variable', () => {
-    const bad = spawnSync(process.execPath, [CLI], {
+    const bad = spawnSync(process.execPath, [SOURCE_CONDITION, CLI], {
       env: {
         PATH: process.env.PATH ?? '',
         STORE_URL: 'memory:',

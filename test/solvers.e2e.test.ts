@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROM } from '../src/metrics/contract.ts';
+import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { formPost, jsonPost } from './support/requests.ts';
 import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
-import { type CallbackResult, StoreUnavailableError } from '../src/delivery/TaskStore.ts';
+import { SqliteTaskStore } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
+import { type CallbackResult, StoreUnavailableError } from '../packages/koa/src/delivery/TaskStore.ts';
 import { requireBinary } from './support/binaries.ts';
+import { SOURCE_CONDITION } from './support/server.ts';
 
 /*
  * Write failures, simulated in a way that holds when the tests run as root. Root ignores file permissions, so a
@@ -22,7 +23,9 @@ import { requireBinary } from './support/binaries.ts';
 
 const T = 1_700_000_000_000;
 const MIN = 60_000;
-const STORE_MODULE = pathToFileURL(join(import.meta.dirname, '../src/delivery/stores/SqliteTaskStore.ts')).href;
+const STORE_MODULE = pathToFileURL(
+  join(import.meta.dirname, '../packages/koa/src/delivery/stores/SqliteTaskStore.ts'),
+).href;
 
 /** The child: one SqliteTaskStore, driven over IPC. Errors travel back with their name. */
 const CHILD = `
@@ -102,7 +105,7 @@ class StoreProcess {
   }
 
   static async start(file: string): Promise<StoreProcess> {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
+    const child = spawn(process.execPath, [SOURCE_CONDITION, '--input-type=module', '-e', CHILD], {
       env: { ...process.env, CCM_DB: file },
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });

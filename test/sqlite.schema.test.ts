@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SQLITE_SCHEMA, SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
+import { SQLITE_SCHEMA, SqliteTaskStore } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
 
 /** The schema files were created with up to version 2 (commit 4934993), verbatim. */
 const SCHEMA_V2 = `

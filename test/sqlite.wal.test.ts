@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteTaskStore, type SqliteTaskStoreOptions } from '../src/delivery/stores/SqliteTaskStore.ts';
-import { StoreUnavailableError } from '../src/delivery/TaskStore.ts';
+import { SqliteTaskStore, type SqliteTaskStoreOptions } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
+import { StoreUnavailableError } from '../packages/koa/src/delivery/TaskStore.ts';
 
 /*
  * A passive checkpoint (on the store's worker thread) never blocks the writer, and SQLite rewinds the WAL only when a

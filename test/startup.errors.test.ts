@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configBounds, exposureWarnings, isLoopback, loadConfig } from '../src/server/config.ts';
 import { freePort } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { CLI, startServer } from './support/server.ts';
+import { CLI, SOURCE_CONDITION, startServer } from './support/server.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TOKEN = 'tok-0123456789abcdef-secret';
@@ -24,7 +24,7 @@ function runCli(
   options: { uid?: number; gid?: number; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const child: ChildProcess = spawn(process.execPath, [CLI], {
+    const child: ChildProcess = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
       env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', MANAGEMENT_PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
@@ -189,7 +189,9 @@ describe('bounds in --help and the README configuration table', () => {
 
   it('--help shows each bound beside its variable', async () => {
     const help = await new Promise<string>((ok) => {
-      const child = spawn(process.execPath, [CLI, '--help'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, '--help'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out = '';
       child.stdout.on('data', (c: Buffer) => {
         out += c.toString();

@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createStore } from '../src/delivery/createStore.ts';
-import { DeliveryTracker } from '../src/delivery/DeliveryTracker.ts';
-import { MemoryTaskStore } from '../src/delivery/stores/MemoryTaskStore.ts';
-import { RedisTaskStore } from '../src/delivery/stores/RedisTaskStore.ts';
-import { SqliteTaskStore } from '../src/delivery/stores/SqliteTaskStore.ts';
-import { type CallbackResult, StoreUnavailableError, type TaskStore } from '../src/delivery/TaskStore.ts';
-import { parseCallback } from '../src/plugin/parseCallback.ts';
+import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
+import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
+import { RedisTaskStore } from '../packages/koa/src/delivery/stores/RedisTaskStore.ts';
+import { SqliteTaskStore } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
+import { type CallbackResult, StoreUnavailableError, type TaskStore } from '../packages/koa/src/delivery/TaskStore.ts';
+import { parseCallback } from '../packages/koa/src/plugin/parseCallback.ts';
+import { createStore } from '../src/server/createStore.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
 
 /** Unix ms, far from 0 so that a store mixing up "null" and "0" shows. */

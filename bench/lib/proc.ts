@@ -58,7 +58,7 @@ export interface StartOptions {
  */
 export function startPeer(options: StartOptions): Promise<Peer> {
   const child = track(
-    spawn(process.execPath, [...(options.nodeArgs ?? []), options.script], {
+    spawn(process.execPath, [...sourceCondition(options.script), ...(options.nodeArgs ?? []), options.script], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',
@@ -159,6 +159,14 @@ export function procCpuMicros(pid: number): number {
   return ((Number(rest[11]) + Number(rest[12])) * 1e6) / CLK_TCK;
 }
 
+/**
+ * A TypeScript child loads the workspace packages from their sources (the `ccm-source` export condition); a compiled
+ * one (dist/, as `npm start` runs it) loads their compiled dist/.
+ */
+function sourceCondition(script: string): string[] {
+  return script.endsWith('.ts') ? ['--conditions=ccm-source'] : [];
+}
+
 /** Spawns a bench child that prints one JSON line (its last) and exits 0; resolves to that line parsed. */
 function jsonChild<T>(args: string[], env: NodeJS.ProcessEnv | undefined, label: string): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -186,7 +194,11 @@ export function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
 /** Runs a one-shot bench child that prints one JSON line and exits. */
 export function runJsonChild<T>(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<T> {
-  return jsonChild<T>([...nodeArgs, script], { PATH: process.env.PATH ?? '', ...env }, script);
+  return jsonChild<T>(
+    [...sourceCondition(script), ...nodeArgs, script],
+    { PATH: process.env.PATH ?? '', ...env },
+    script,
+  );
 }
 
 /** Registers ids `${prefix}${from}` … `${prefix}${to - 1}` through `POST /tasks`, 10,000 per request. */

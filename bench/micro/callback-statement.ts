@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { SQLITE_SCHEMA } from '../../src/delivery/stores/SqliteTaskStore.ts';
+import { SQLITE_SCHEMA } from '../../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
 
 const CODE = '03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n';
 const N = 48_000; // a multiple of G

@@ -6,7 +6,7 @@
 import { createNoopMeter } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import { ReceiverMetrics } from '../../src/metrics/instruments.ts';
+import { ReceiverMetrics } from '../../packages/koa/src/metrics/instruments.ts';
 
 const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
 const provider = new MeterProvider({ readers: [exporter] });

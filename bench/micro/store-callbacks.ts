@@ -9,8 +9,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteTaskStore } from '../../src/delivery/stores/SqliteTaskStore.ts';
-import type { CallbackResult } from '../../src/delivery/TaskStore.ts';
+import { SqliteTaskStore } from '../../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
+import type { CallbackResult } from '../../packages/koa/src/delivery/TaskStore.ts';
 
 const PRELOAD = Number(process.env.PRELOAD ?? 300_000);
 const CALLBACKS = Number(process.env.CALLBACKS ?? 60_000);

@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createStore } from '../../src/delivery/createStore.ts';
-import { CallbackMonitor } from '../../src/plugin/CallbackMonitor.ts';
+import { CallbackMonitor } from '../../packages/koa/src/plugin/CallbackMonitor.ts';
+import { createStore } from '../../src/server/createStore.ts';
 import { startTelemetry } from '../../src/server/telemetry.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

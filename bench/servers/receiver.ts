@@ -7,8 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createNoopMeter } from '@opentelemetry/api';
-import { createStore } from '../../src/delivery/createStore.ts';
 import { loadConfig } from '../../src/server/config.ts';
+import { createStore } from '../../src/server/createStore.ts';
 import { createLogger } from '../../src/server/logger.ts';
 import { ReceiverServer } from '../../src/server/ReceiverServer.ts';
 import { startTelemetry } from '../../src/server/telemetry.ts';

@@ -1,4 +1,4 @@
-import { JOB, LABEL, PROM } from '../metrics/contract.ts';
+import { JOB, LABEL, PROM } from '@captcha-callback-monitor/koa';
 import { durationSeconds, EXTERNAL, increase, num, rate, sel, without } from './promql.ts';
 import type { AlertRow } from './rules.ts';
 import {

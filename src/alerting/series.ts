@@ -1,4 +1,4 @@
-import { type ErrorType, type FailureReason, JOB, LABEL, PROM } from '../metrics/contract.ts';
+import { type ErrorType, type FailureReason, JOB, LABEL, PROM } from '@captcha-callback-monitor/koa';
 import { eq, increase, ne, num, orZero, sel, without } from './promql.ts';
 import { ALERT_THRESHOLDS as T } from './thresholds.ts';
 

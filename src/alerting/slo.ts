@@ -1,4 +1,4 @@
-import { JOB } from '../metrics/contract.ts';
+import { JOB } from '@captcha-callback-monitor/koa';
 import { durationSeconds, EXTERNAL, num, sel, without } from './promql.ts';
 import type { AlertRow, RecordingRow, Severity } from './rules.ts';
 import { deliveredOrZero, missedOrZero, pct } from './series.ts';

@@ -1,4 +1,4 @@
-import { JOB, LABEL, PROM, SOLVER_FAILED_OUTCOMES } from '../metrics/contract.ts';
+import { JOB, LABEL, PROM, SOLVER_FAILED_OUTCOMES } from '@captcha-callback-monitor/koa';
 import { increase, sel, without } from './promql.ts';
 
 /*

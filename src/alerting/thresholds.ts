@@ -1,4 +1,4 @@
-import { STALE_AFTER_MS } from '../health/healthReport.ts';
+import { STALE_AFTER_MS } from '@captcha-callback-monitor/koa/internal';
 
 /** Which side of a threshold is healthy. */
 export type HealthySide = 'above' | 'below';

@@ -2,7 +2,7 @@
  * Reads a receiver's `/health/callbacks` (and its `/healthz`, the outside probe's target) and says what it found:
  * a report, a receiver that is down, or an answer that is not a health report at all.
  */
-import type { HealthReport } from '../health/healthReport.ts';
+import type { HealthReport } from '@captcha-callback-monitor/koa/internal';
 
 export type Probe =
   | { readonly kind: 'report'; readonly report: HealthReport; readonly notes: readonly string[] }

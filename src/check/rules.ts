@@ -3,13 +3,14 @@
  * from the alert table module: each rule holds its AlertRow (name, severity, threshold, runbook anchor, summary) and
  * its volume guard and window from ALERT_THRESHOLDS / WINDOW, so the check and the Prometheus rules cannot disagree.
  */
+
+import type { HealthReport } from '@captcha-callback-monitor/koa/internal';
 import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { durationSeconds } from '../alerting/promql.ts';
 import type { AlertRow, Severity } from '../alerting/rules.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
 import { HANDLER_ERROR, WINDOW } from '../alerting/series.ts';
 import { ALERT_THRESHOLDS } from '../alerting/thresholds.ts';
-import type { HealthReport } from '../health/healthReport.ts';
 
 function row(name: string): AlertRow {
   const found = ALERT_TABLE.find((r) => r.name === name);

@@ -3,10 +3,11 @@
  * (CaptchaForwardBacklog), how many wait, attempts by outcome, attempt latency, and dead letters
  * (CaptchaForwardDeadLetters). Store-wide gauges are max over instances; counters are summed.
  */
+
+import { LABEL, PROM } from '@captcha-callback-monitor/koa';
 import type { Panel } from '@grafana/grafana-foundation-sdk/dashboard';
 import { increase, rate } from '../alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
-import { LABEL, PROM } from '../metrics/contract.ts';
 import { target, timeseries, withHealthyLine } from './panels.ts';
 import { recv, VAR } from './queries.ts';
 

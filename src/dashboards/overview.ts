@@ -2,6 +2,8 @@
  * The overview dashboard: is the callback endpoint up, fast and error-free, do registered tasks get their callback,
  * how much error budget is left, and what is firing. Thresholds are the alert table's healthy ranges.
  */
+
+import { JOB, PROM } from '@captcha-callback-monitor/koa';
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import {
   type Dashboard,
@@ -25,7 +27,6 @@ import { PromQueryFormat } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as TableBuilder } from '@grafana/grafana-foundation-sdk/table';
 import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
-import { JOB, PROM } from '../metrics/contract.ts';
 import { FORWARD_PANEL_HEALTHY_RANGE, forwarding } from './forwardPanels.ts';
 import {
   COLOR,

@@ -4,10 +4,11 @@
  * variables, so one dashboard shows one service (a job: several receivers behind a load balancer) or any subset
  * of its instances.
  */
+
+import { type FailureReason, JOB, LABEL, PROM } from '@captcha-callback-monitor/koa';
 import { EXTERNAL, eq, increase, ne, num, orZero, rate, sel } from '../alerting/promql.ts';
 import { HANDLER_ERROR, WINDOW } from '../alerting/series.ts';
 import { SLO_OBJECTIVES } from '../alerting/thresholds.ts';
-import { type FailureReason, JOB, LABEL, PROM } from '../metrics/contract.ts';
 
 /** Grafana's variables and built-ins, as they appear in the queries (the live test substitutes them). */
 export const VAR = {

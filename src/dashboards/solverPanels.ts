@@ -3,10 +3,11 @@
  * low-balance threshold (CaptchaSolverLowBalance fires at 1×), the share of its API requests with no usable answer
  * (CaptchaSolverApiErrors), requests by outcome, and tasks recovered by asking the solver beside those delivered.
  */
+
+import { LABEL, PROM, SOLVER_FAILED_OUTCOMES } from '@captcha-callback-monitor/koa';
 import type { Panel } from '@grafana/grafana-foundation-sdk/dashboard';
 import { increase, rate } from '../alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
-import { LABEL, PROM, SOLVER_FAILED_OUTCOMES } from '../metrics/contract.ts';
 import { target, timeseries, withHealthyLine } from './panels.ts';
 import { recv, VAR } from './queries.ts';
 

@@ -3,7 +3,7 @@
  * environment; every value is validated before the first request.
  */
 import { parseArgs } from 'node:util';
-import { type CallbackFormat, FORMATS } from '../metrics/contract.ts';
+import { type CallbackFormat, FORMATS } from '@captcha-callback-monitor/koa';
 import {
   DEFAULT_TRAFFIC,
   ReceiverNotReadyError,

@@ -5,7 +5,7 @@
  * dashboards and alerts have something real to show (`captcha-callback-monitor demo`, the compose `demo` profile)
  * and so the live PromQL test can feed a receiver.
  */
-import { type CallbackFormat, FORMATS } from '../metrics/contract.ts';
+import { type CallbackFormat, FORMATS } from '@captcha-callback-monitor/koa';
 
 export interface TrafficOptions {
   /**

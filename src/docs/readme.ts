@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '@captcha-callback-monitor/koa';
 import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
 import { HEALTHY } from '../alerting/thresholds.ts';
-import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '../metrics/contract.ts';
 import { CONFIG_SCHEMA, type Config, configBounds } from '../server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */

@@ -1,11 +1,10 @@
 import { createServer, type RequestListener, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { CallbackMonitor } from '@captcha-callback-monitor/koa';
+import type { ForwardEvent, ForwarderOptions, TaskStore } from '@captcha-callback-monitor/koa/internal';
 import type { Meter } from '@opentelemetry/api';
 import Koa from 'koa';
-import type { ForwarderOptions } from '../delivery/Forwarder.ts';
-import type { ForwardEvent, TaskStore } from '../delivery/TaskStore.ts';
-import { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import { type TaskRecovery, taskApi } from './taskApi.ts';

@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkCommand } from '../check/command.ts';
-import { createStore } from '../delivery/createStore.ts';
 import { demoCommand } from '../demo/cli.ts';
 import { solverCommand } from '../solver/command.ts';
 import { loadSolversConfig, redactedSolvers, SolverConfigError, solverUsage } from '../solver/config.ts';
@@ -18,6 +17,7 @@ import {
   loadConfig,
   redactedConfig,
 } from './config.ts';
+import { createStore } from './createStore.ts';
 import { createLogger } from './logger.ts';
 import { ReceiverServer } from './ReceiverServer.ts';
 import { listenErrorMessage } from './startupErrors.ts';

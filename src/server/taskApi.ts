@@ -1,12 +1,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { CallbackMonitor } from '@captcha-callback-monitor/koa';
+import {
+  forwardJson,
+  TASK_ID as ID,
+  MAX_TASK_TIMEOUT_SECONDS,
+  readBody,
+  TASK_ID_RULE,
+  TASK_STATES,
+  type TaskRecord,
+  type TaskState,
+  type TaskSubmission,
+  taskJson,
+} from '@captcha-callback-monitor/koa/internal';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
-import { MAX_TASK_TIMEOUT_SECONDS, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
-import { TASK_STATES, type TaskRecord, type TaskState } from '../delivery/TaskStore.ts';
-import { TASK_ID as ID, TASK_ID_RULE } from '../delivery/taskId.ts';
-import { forwardJson, taskJson } from '../delivery/taskJson.ts';
-import type { CallbackMonitor } from '../plugin/CallbackMonitor.ts';
-import { readBody } from '../plugin/readBody.ts';
 
 const MAX_TASKS_PER_REQUEST = 10_000;
 const MAX_BODY_BYTES = 1024 * 1024;

@@ -1,7 +1,7 @@
+import { METER_NAME } from '@captcha-callback-monitor/koa';
 import { type Meter, metrics } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { METER_NAME } from '../plugin/CallbackMonitor.ts';
 
 /** Prometheus text exposition format 0.0.4: Prometheus 3 refuses a scrape without the version parameter. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

@@ -1,4 +1,4 @@
-import type { SolverMetrics } from '../metrics/instruments.ts';
+import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
 import type { BalanceAnswer, SolverClient } from './types.ts';
 
 export interface BalanceWatcherOptions {

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
-import type { CallbackResult, CallbackTransition } from '../delivery/TaskStore.ts';
-import type { ReceiverMetrics } from '../metrics/instruments.ts';
-import type { OnResult } from '../plugin/callbackHandler.ts';
+import type {
+  CallbackResult,
+  CallbackTransition,
+  DeliveryTracker,
+  OnResult,
+  ReceiverMetrics,
+} from '@captcha-callback-monitor/koa/internal';
 import type { SolverPacing } from './config.ts';
 import type { ParkedEntry, RecoveryEntry, RecoveryQueue } from './RecoveryQueue.ts';
 import type { SolverClient } from './types.ts';

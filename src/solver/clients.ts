@@ -1,5 +1,5 @@
-import type { SolverEndpoint } from '../metrics/contract.ts';
-import type { SolverMetrics, SolverMetricsEntry } from '../metrics/instruments.ts';
+import type { SolverEndpoint } from '@captcha-callback-monitor/koa';
+import type { SolverMetrics, SolverMetricsEntry } from '@captcha-callback-monitor/koa/internal';
 import type { SolverConfig } from './config.ts';
 import { CreateTaskClient } from './createTaskClient.ts';
 import { ResPhpClient } from './resPhpClient.ts';

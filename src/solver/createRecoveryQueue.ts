@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { redisTarget, sqlitePath } from '../delivery/createStore.ts';
+import { redisTarget, sqlitePath } from '../server/createStore.ts';
 import { MemoryRecoveryQueue, type RecoveryQueue } from './RecoveryQueue.ts';
 import { RedisRecoveryQueue } from './RedisRecoveryQueue.ts';
 import { SqliteRecoveryQueue } from './SqliteRecoveryQueue.ts';

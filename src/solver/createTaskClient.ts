@@ -1,5 +1,5 @@
-import type { SolverMetrics } from '../metrics/instruments.ts';
-import { parseCallback } from '../plugin/parseCallback.ts';
+import { parseCallback } from '@captcha-callback-monitor/koa';
+import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
 import type { SolverConfig } from './config.ts';
 import { parseJson, recordRequest, solverFetch } from './http.ts';
 import {

@@ -1,5 +1,5 @@
-import type { SolverEndpoint, SolverRequestOutcome } from '../metrics/contract.ts';
-import type { SolverMetrics } from '../metrics/instruments.ts';
+import type { SolverEndpoint, SolverRequestOutcome } from '@captcha-callback-monitor/koa';
+import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
 
 /** Default time a solver has to answer one request. The solvers' own SDKs wait 30 s; recovery can ask again. */
 export const SOLVER_REQUEST_TIMEOUT_MS = 10_000;

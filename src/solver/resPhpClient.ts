@@ -1,6 +1,6 @@
-import type { SolverEndpoint } from '../metrics/contract.ts';
-import type { SolverMetrics } from '../metrics/instruments.ts';
-import { parseCallback } from '../plugin/parseCallback.ts';
+import type { SolverEndpoint } from '@captcha-callback-monitor/koa';
+import { parseCallback } from '@captcha-callback-monitor/koa';
+import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
 import type { SolverConfig } from './config.ts';
 import { parseJson, recordRequest, solverFetch } from './http.ts';
 import {

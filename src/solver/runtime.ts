@@ -1,6 +1,6 @@
+import type { DeliveryTracker } from '@captcha-callback-monitor/koa/internal';
+import { type ReceiverMetrics, SolverMetrics } from '@captcha-callback-monitor/koa/internal';
 import type { Meter } from '@opentelemetry/api';
-import type { DeliveryTracker } from '../delivery/DeliveryTracker.ts';
-import { type ReceiverMetrics, SolverMetrics } from '../metrics/instruments.ts';
 import { BalanceWatcher } from './BalanceWatcher.ts';
 import { createSolverClient, metricsEntries } from './clients.ts';
 import type { SolversConfig } from './config.ts';

@@ -1,5 +1,4 @@
-import type { SolverRequestOutcome } from '../metrics/contract.ts';
-import type { ParsedCallback } from '../plugin/parseCallback.ts';
+import type { ParsedCallback, SolverRequestOutcome } from '@captcha-callback-monitor/koa';
 
 /**
  * What asking a solver about one task answered.

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CLI } from './server.ts';
+import { CLI, SOURCE_CONDITION } from './server.ts';
 
 export interface CliRun {
   readonly code: number | null;
@@ -11,7 +11,7 @@ export interface CliRun {
 
 /** Runs the real CLI (`node src/server/cli.ts check …`) to completion. */
 export function runCheckCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
-  const child = spawn(process.execPath, [CLI, 'check', ...args], {
+  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, 'check', ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/nonexistent', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

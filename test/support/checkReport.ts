@@ -1,5 +1,5 @@
-import type { HealthReport } from '../../src/health/healthReport.ts';
-import { ERROR_TYPES, type ErrorType } from '../../src/metrics/contract.ts';
+import type { HealthReport } from '../../packages/koa/src/health/healthReport.ts';
+import { ERROR_TYPES, type ErrorType } from '../../packages/koa/src/metrics/contract.ts';
 
 export interface ReportFields {
   status?: HealthReport['status'];

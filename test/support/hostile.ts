@@ -19,7 +19,7 @@ import {
   PROM,
   SOLVER_ENDPOINTS,
   SOLVER_REQUEST_OUTCOMES,
-} from '../../src/metrics/contract.ts';
+} from '../../packages/koa/src/metrics/contract.ts';
 import type { RunningServer } from './server.ts';
 
 export const LOOPBACK = '127.0.0.1';

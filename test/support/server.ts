@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
+/** Node resolves the workspace packages to their TypeScript sources with this condition (see vitest.config.ts). */
+export const SOURCE_CONDITION = '--conditions=ccm-source';
 export const CLI = fileURLToPath(new URL('../../src/server/cli.ts', import.meta.url));
 
 export interface RunningServer {
@@ -22,7 +24,7 @@ export interface RunningServer {
  * otherwise, and resolves once its "listening" log line names the bound ports.
  */
 export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<RunningServer> {
-  const child = spawn(process.execPath, [CLI], {
+  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
     env: {
       PATH: process.env.PATH ?? '',
       HOST: '127.0.0.1',

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { SinkRecord } from './appSink.ts';
+import { SOURCE_CONDITION } from './server.ts';
 
 const SINK = fileURLToPath(new URL('./appSink.ts', import.meta.url));
 
@@ -17,7 +18,7 @@ export interface RunningSink {
 
 /** Starts test/support/appSink.ts as its own process; resolves once it listens. */
 export function startSink(options: { log: string; rules?: object; port?: number }): Promise<RunningSink> {
-  const child = spawn(process.execPath, [SINK], {
+  const child = spawn(process.execPath, [SOURCE_CONDITION, SINK], {
     env: {
       PATH: process.env.PATH ?? '',
       SINK_LOG: options.log,

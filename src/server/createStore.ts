@@ -3,10 +3,8 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { MemoryTaskStore } from './stores/MemoryTaskStore.ts';
-import { RedisTaskStore } from './stores/RedisTaskStore.ts';
-import { SqliteTaskStore } from './stores/SqliteTaskStore.ts';
-import type { TaskStore } from './TaskStore.ts';
+import type { TaskStore } from '@captcha-callback-monitor/koa/internal';
+import { MemoryTaskStore, RedisTaskStore, SqliteTaskStore } from '@captcha-callback-monitor/koa/internal';
 
 const USAGE = 'use memory:, sqlite:<path>, sqlite::memory: or redis://host:port/db';
 
