@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorInternals } from '@captcha-callback-monitor/koa/internal';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
 import { CallbackMonitor, type CallbackMonitorOptions } from '../packages/koa/src/plugin/CallbackMonitor.ts';
@@ -114,7 +115,11 @@ describe('check against an embedded receiver', () => {
       },
     });
     await burst(100, (i) => `${r.base}/callback?id=h-${i}&code=ok`);
-    await waitFor(() => r.monitor.stats.errorBreakdown.handler_error === 10, 30_000, 'ten hook failures');
+    await waitFor(
+      () => monitorInternals(r.monitor).stats.errorBreakdown.handler_error === 10,
+      30_000,
+      'ten hook failures',
+    );
     const run = await runCheckCli(['--url', r.health, '--state', state()]);
     expect(run.code).toBe(1);
     expect(run.stdout.trim()).toMatch(/^WARNING CaptchaCallbackHandlerErrors: result hook failed for 10 % > 5 %/);

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorInternals } from '@captcha-callback-monitor/koa/internal';
 import { createNoopMeter } from '@opentelemetry/api';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
@@ -126,7 +127,7 @@ describe('DeliveryTracker retention', () => {
       scrape: async () => '',
       logger: createLogger('silent'),
     });
-    expect(server.monitor.tracker.retentionMs).toBe(120_000);
+    expect(monitorInternals(server.monitor).tracker.retentionMs).toBe(120_000);
     await store.close();
   });
 });

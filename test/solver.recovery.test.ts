@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { monitorInternals } from '@captcha-callback-monitor/koa/internal';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -81,12 +82,12 @@ async function instance(
   const configs = new Map(FLAVORS.map((f) => [f, solverConfig(f, sims.get(f)!.url)]));
   const clients = new Map<string, SolverClient>([...configs].map(([f, c]) => [f, createSolverClient(c)]));
   const poller = new RecoveryPoller({
-    tracker: monitor.tracker,
+    tracker: monitorInternals(monitor).tracker,
     queue,
     clients,
     pacing: (s) => configs.get(s as SimulatorFlavor)!.pacing,
     recoveryAfterMs: RECOVERY_AFTER_MS,
-    metrics: monitor.metrics,
+    metrics: monitorInternals(monitor).metrics,
     onResult: (r) => void hooked.push(r),
     owner,
     tickMs: 100,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { monitorInternals } from '@captcha-callback-monitor/koa/internal';
 import { checkCommand } from '../check/command.ts';
 import { demoCommand } from '../demo/cli.ts';
 import { solverCommand } from '../solver/command.ts';
@@ -99,7 +100,7 @@ async function serve(): Promise<void> {
     meter: telemetry.meter,
     scrape: telemetry.reader.scrape,
     logger,
-    ...(queue ? { recovery: (monitor) => solverRuntime.recovery(monitor, queue) } : {}),
+    ...(queue ? { recovery: (monitor) => solverRuntime.recovery(monitorInternals(monitor), queue) } : {}),
   });
   // Before anything listens: a signal that arrived between "listening" and its handler would kill the process with
   // Node's default action, mid-start-up, instead of stopping it cleanly.

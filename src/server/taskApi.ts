@@ -154,7 +154,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined, 
 
   /** The task's JSON, with its forwards when forwarding is on: `forward` (the latest event's) and `forwards` (all). */
   const answer = async (task: TaskRecord) => {
-    if (!monitor.forwarder || !monitor.store.forwards) return taskJson(task);
+    if (!monitor.forwarding || !monitor.store.forwards) return taskJson(task);
     const forwards = (await monitor.store.forwards.forwardsOf(task.id)).sort((a, b) => a.createdAt - b.createdAt);
     const list = forwards.map(forwardJson);
     return { ...taskJson(task), forward: list.at(-1) ?? null, forwards: list };
@@ -199,7 +199,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined, 
       return badRequest(ctx, `state must be one of ${TASK_STATES.join(', ')}`);
     const limit = Number(ctx.query.limit ?? 100);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return badRequest(ctx, 'limit must be 1-1000');
-    const tasks = await monitor.tracker.store.list(state as TaskState, limit);
+    const tasks = await monitor.store.list(state as TaskState, limit);
     ctx.body = { state, tasks: tasks.map(taskJson) };
   });
 
@@ -266,7 +266,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined, 
   router.post('/tasks/:id/redeliver', async (ctx) => {
     const id = ctx.params.id ?? '';
     if (!ID.test(id)) return badRequest(ctx, `task id must be ${TASK_ID_RULE}`);
-    if (!monitor.forwarder) {
+    if (!monitor.forwarding) {
       ctx.status = 409;
       ctx.body = { error: 'forwarding_off', reason: 'FORWARD_URL is not set' };
       return;
@@ -290,7 +290,7 @@ export function taskApi(monitor: CallbackMonitor, apiToken: string | undefined, 
 
   // Bounded bulk replay: `{ "state": "dead"|"gone"|"delivered"|"all", "from"?, "to"?, "limit"? }` (ISO times).
   router.post('/forwards/replay', async (ctx) => {
-    if (!monitor.forwarder) {
+    if (!monitor.forwarding) {
       ctx.status = 409;
       ctx.body = { error: 'forwarding_off', reason: 'FORWARD_URL is not set' };
       return;

@@ -11,5 +11,7 @@ export * from './delivery/taskJson.ts';
 export * from './health/healthReport.ts';
 export * from './index.ts';
 export * from './metrics/instruments.ts';
+export { type MonitorInternals, monitorInternals } from './plugin/CallbackMonitor.ts';
 export * from './plugin/callbackHandler.ts';
 export * from './plugin/readBody.ts';
+export { isSigningSecret } from './plugin/validateOptions.ts';

@@ -1,4 +1,5 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { DEFAULTS, MAX_TASK_TIMEOUT_SECONDS } from '../defaults.ts';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
 import type {
   AttachResult,
@@ -18,8 +19,7 @@ export interface TaskSubmission {
   readonly timeoutSeconds?: number | undefined;
 }
 
-/** Seconds a per-task deadline may be: at least one, at most the retention horizon's default (7 days). */
-export const MAX_TASK_TIMEOUT_SECONDS = 7 * 24 * 3600;
+export { MAX_TASK_TIMEOUT_SECONDS };
 
 export interface DeliveryTrackerOptions {
   readonly store: TaskStore;
@@ -91,12 +91,12 @@ export class DeliveryTracker {
 
   constructor(options: DeliveryTrackerOptions, metrics?: ReceiverMetrics) {
     this.store = options.store;
-    this.timeoutMs = (options.deliveryTimeoutSeconds ?? 300) * 1000;
+    this.timeoutMs = (options.deliveryTimeoutSeconds ?? DEFAULTS.deliveryTimeoutSeconds) * 1000;
     this.#metrics = metrics;
-    this.#sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs;
     this.#batch = options.sweepBatchSize ?? 500;
     this.#pollMs = options.waitPollIntervalMs ?? 250;
-    this.retentionMs = (options.retentionSeconds ?? 7 * 24 * 3600) * 1000;
+    this.retentionMs = (options.retentionSeconds ?? DEFAULTS.retentionSeconds) * 1000;
     this.#purgeIntervalMs = options.purgeIntervalMs ?? 60_000;
     this.#purgeBatch = options.purgeBatchSize ?? 500;
     this.#onSweepError = options.onSweepError ?? (() => {});

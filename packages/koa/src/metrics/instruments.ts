@@ -1,4 +1,11 @@
-import type { Attributes, Histogram, Meter, ObservableResult } from '@opentelemetry/api';
+import type {
+  Attributes,
+  Histogram,
+  Meter,
+  Observable,
+  ObservableCallback,
+  ObservableResult,
+} from '@opentelemetry/api';
 import {
   ATTR,
   CALLBACK_STATUS_CODES,
@@ -68,14 +75,15 @@ const NONE = '' as const;
 const single = () => new Totals<typeof NONE>([[NONE, {}]]);
 
 /**
- * The receiver's instruments, created once from a Meter. Counters and the last-callback gauge are observable: the
- * callback path adds to plain numbers (so recording costs no SDK call and no attribute hashing) and the SDK reads them
- * at collection; only the two histograms are recorded per request, with attribute objects built once and frozen. Every
- * attribute value comes from the contract's closed sets.
+ * The receiver's instruments, created from a Meter and created again by `bind()` when the meter changes (an app whose
+ * SDK starts after the monitor). Counters and the last-callback gauge are observable: the callback path adds to plain
+ * numbers (so recording costs no SDK call and no attribute hashing) and the SDK reads them at collection, so totals
+ * counted before a rebind are still reported after it; only the histograms are recorded per request, with attribute
+ * objects built once and frozen. Every attribute value comes from the contract's closed sets.
  */
 export class ReceiverMetrics {
-  readonly #duration: Histogram;
-  readonly #deliveryDuration: Histogram;
+  #duration!: Histogram;
+  #deliveryDuration!: Histogram;
   readonly #callbacks: Totals<string>;
   readonly #errors = new Totals<ErrorType>(ERROR_TYPES.map((t) => [t, { [ATTR.errorType]: t }]));
   readonly #failures = new Totals<FailureReason>(FAILURE_REASONS.map((r) => [r, { [ATTR.reason]: r }]));
@@ -88,26 +96,43 @@ export class ReceiverMetrics {
   #recoveredCount = 0;
   readonly #forwardAttempts = new Totals<ForwardOutcome>(FORWARD_OUTCOMES.map((o) => [o, { [ATTR.outcome]: o }]));
   readonly #forwardOutcomeAttrs = frozenTable(FORWARD_OUTCOMES, (o) => ({ [ATTR.outcome]: o }));
-  readonly #forwardDuration: Histogram;
+  #forwardDuration!: Histogram;
   readonly #deadLetters = single();
   #lastReceived: number | undefined;
 
   readonly #statusAttrs = frozenTable(CALLBACK_STATUS_CODES, (c) => ({ [ATTR.statusCode]: c }));
   readonly #outcomeAttrs = frozenTable(OUTCOMES, (o) => ({ [ATTR.outcome]: o }));
 
+  readonly #sources: GaugeSources;
+  /** The observable instruments of the current meter with their callbacks, detached again by the next bind. */
+  #observed: Array<readonly [Observable, ObservableCallback]> = [];
+
   constructor(meter: Meter, sources: GaugeSources) {
     this.#callbacks = new Totals(
       OUTCOMES.flatMap((o) => FORMATS.map((f) => [`${o}/${f}`, { [ATTR.outcome]: o, [ATTR.format]: f }] as const)),
     );
+    this.#sources = sources;
+    this.bind(meter);
+  }
+
+  /** Creates every instrument on `meter`; the previous meter's observable callbacks are removed, totals kept. */
+  bind(meter: Meter): void {
+    for (const [instrument, callback] of this.#observed) instrument.removeCallback(callback);
+    this.#observed = [];
+    const sources = this.#sources;
+    const observe = (instrument: Observable, callback: ObservableCallback) => {
+      instrument.addCallback(callback);
+      this.#observed.push([instrument, callback]);
+    };
     const counter = <K extends string | number>(name: string, totals: Totals<K>) => {
       const s = spec(name);
-      meter
-        .createObservableCounter(s.name, { unit: s.unit, description: s.description })
-        .addCallback((r) => totals.observe(r));
+      observe(meter.createObservableCounter(s.name, { unit: s.unit, description: s.description }), (r) =>
+        totals.observe(r),
+      );
     };
     const gauge = (name: string, read: (r: ObservableResult) => void) => {
       const s = spec(name);
-      meter.createObservableGauge(s.name, { unit: s.unit, description: s.description }).addCallback(read);
+      observe(meter.createObservableGauge(s.name, { unit: s.unit, description: s.description }), read);
     };
     const histogram = (name: string) => {
       const s = spec(name);

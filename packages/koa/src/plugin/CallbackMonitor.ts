@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { createNoopMeter, type Meter, metrics as otelMetrics } from '@opentelemetry/api';
-import type { Middleware } from 'koa';
+import { createNoopMeter, type Meter, type MeterProvider, metrics as otelMetrics } from '@opentelemetry/api';
+import { DEFAULTS } from '../defaults.ts';
 import { DeliveryTracker, type TaskSubmission } from '../delivery/DeliveryTracker.ts';
 import { Forwarder, type ForwarderOptions } from '../delivery/Forwarder.ts';
 import { MemoryTaskStore } from '../delivery/stores/MemoryTaskStore.ts';
@@ -18,6 +18,8 @@ import {
   pathOf,
   type Reply,
 } from './callbackHandler.ts';
+import type { KoaMiddleware } from './koaTypes.ts';
+import { validateOptions } from './validateOptions.ts';
 
 export const METER_NAME = 'captcha-callback-monitor';
 
@@ -34,12 +36,17 @@ function writeReply(res: ServerResponse, reply: Reply, closing: boolean): void {
   res.end(reply.body);
 }
 
-/** Everything the receiver can be told; every field has a default. */
+/** Everything the receiver can be told; every field has a default. Checked by the constructor (a TypeError names the option). */
 export interface CallbackMonitorOptions {
   /** Where results and tasks live. Default: a MemoryTaskStore (lost on restart; use SqliteTaskStore in production). */
   store?: TaskStore;
-  /** The meter for the contract's instruments. Default: the global MeterProvider's `captcha-callback-monitor` meter. */
+  /**
+   * The meter for the contract's instruments. Default: the global MeterProvider's `captcha-callback-monitor` meter,
+   * followed when the app registers its SDK after creating the monitor. Give `meter` or `meterProvider`, not both.
+   */
   meter?: Meter;
+  /** The MeterProvider to take the meter from, instead of the global one (`setMeterProvider` changes it later). */
+  meterProvider?: MeterProvider;
   /** Set false to record no metrics at all (the benchmark's "metrics off" variant). Default true. */
   metrics?: boolean;
   /** Path of the callback route family. Default `/callback`. */
@@ -79,23 +86,44 @@ export interface CallbackMonitorOptions {
   now?: () => number;
 }
 
+/** The parts the standalone server wires itself (recovery poller, task API); not part of the public API. */
+export interface MonitorInternals {
+  readonly tracker: DeliveryTracker;
+  readonly stats: CallbackStats;
+  readonly metrics: ReceiverMetrics;
+  readonly forwarder: Forwarder | undefined;
+}
+
+const INTERNALS = new WeakMap<CallbackMonitor, MonitorInternals>();
+
+/** The monitor's tracker, stats, metrics and forwarder, for the standalone server and the tests. */
+export function monitorInternals(monitor: CallbackMonitor): MonitorInternals {
+  const found = INTERNALS.get(monitor);
+  if (!found) throw new TypeError('not a CallbackMonitor');
+  return found;
+}
+
 /**
  * The receiver as a library: mount `middleware()` in any Koa 3 app, register tasks with `trackSubmitted`, read
  * results with `getTask` / `waitForResult`. Call `start()` to run the deadline sweeper and `close()` to stop it.
  */
 export class CallbackMonitor {
-  readonly tracker: DeliveryTracker;
-  readonly stats: CallbackStats;
-  readonly metrics: ReceiverMetrics;
+  /** The store given in the options (or the default MemoryTaskStore). */
   readonly store: TaskStore;
-  /** The outbox worker, when `forward` is set. */
-  readonly forwarder: Forwarder | undefined;
+  readonly #tracker: DeliveryTracker;
+  readonly #stats: CallbackStats;
+  readonly #metrics: ReceiverMetrics;
+  readonly #forwarder: Forwarder | undefined;
   readonly #options: CallbackMonitorOptions;
   readonly #onError: OnError;
+  /** The provider the instruments were last created from; undefined once the meter is fixed. */
+  #provider: MeterProvider | undefined;
+  #followsGlobal: boolean;
   #callbacks: CallbackHandler | undefined;
   #closing = false;
 
   constructor(options: CallbackMonitorOptions = {}) {
+    validateOptions(options);
     this.#options = options;
     const onError = options.onError ?? (() => {});
     this.#onError = (error, where) => {
@@ -106,19 +134,26 @@ export class CallbackMonitor {
       }
     };
     this.store = options.store ?? new MemoryTaskStore();
-    this.stats = new CallbackStats(options.now);
-    const meter = options.metrics === false ? createNoopMeter() : (options.meter ?? otelMetrics.getMeter(METER_NAME));
-    this.metrics = new ReceiverMetrics(meter, {
-      secondsSinceLastCallback: () => this.stats.secondsSinceLast(),
-      pendingTasks: () => this.tracker.counts.pending,
-      forwardBacklog: () => this.forwarder?.backlog ?? 0,
-      forwardOldestPendingAge: () => this.forwarder?.oldestPendingAgeSeconds ?? 0,
+    this.#stats = new CallbackStats(options.now);
+    // The metrics API has no proxy provider: a meter taken from the global before the app's SDK registers stays a
+    // no-op forever, so the monitor follows the global provider (checked per request) unless given its own.
+    this.#followsGlobal = options.metrics !== false && !options.meter && !options.meterProvider;
+    this.#provider = options.meterProvider ?? (this.#followsGlobal ? otelMetrics.getMeterProvider() : undefined);
+    const meter =
+      options.metrics === false ? createNoopMeter() : (options.meter ?? this.#provider!.getMeter(METER_NAME));
+    this.#metrics = new ReceiverMetrics(meter, {
+      secondsSinceLastCallback: () => this.#stats.secondsSinceLast(),
+      pendingTasks: () => this.#tracker.counts.pending,
+      forwardBacklog: () => this.#forwarder?.backlog ?? 0,
+      forwardOldestPendingAge: () => this.#forwarder?.oldestPendingAgeSeconds ?? 0,
     });
     const outbox = this.store.forwards;
-    if (options.forward && !outbox) throw new Error('forwarding needs a store with a forwarding outbox');
-    this.forwarder = options.forward && outbox ? new Forwarder(outbox, options.forward, this.metrics) : undefined;
-    const forwarder = this.forwarder;
-    this.tracker = new DeliveryTracker(
+    if (options.forward && !outbox) {
+      throw new TypeError('CallbackMonitor: option "forward" needs a store with a forwarding outbox (store.forwards)');
+    }
+    this.#forwarder = options.forward && outbox ? new Forwarder(outbox, options.forward, this.#metrics) : undefined;
+    const forwarder = this.#forwarder;
+    this.#tracker = new DeliveryTracker(
       {
         store: this.store,
         ...(options.deliveryTimeoutSeconds === undefined
@@ -130,8 +165,36 @@ export class CallbackMonitor {
         onSweepError: (error) => this.#onError(error, 'sweep'),
         ...(forwarder ? { onTransition: () => forwarder.kick() } : {}),
       },
-      this.metrics,
+      this.#metrics,
     );
+    INTERNALS.set(this, { tracker: this.#tracker, stats: this.#stats, metrics: this.#metrics, forwarder });
+  }
+
+  /**
+   * Records the contract's instruments on this provider's meter from now on (totals counted so far included), as
+   * OpenTelemetry's instrumentations do; the monitor then stops following the global provider.
+   */
+  setMeterProvider(provider: MeterProvider): void {
+    if (this.#options.metrics === false) return;
+    this.#followsGlobal = false;
+    this.#bindProvider(provider);
+  }
+
+  /** True when results are forwarded to the app (the `forward` option). */
+  get forwarding(): boolean {
+    return this.#forwarder !== undefined;
+  }
+
+  #bindProvider(provider: MeterProvider): void {
+    this.#provider = provider;
+    this.#metrics.bind(provider.getMeter(METER_NAME));
+  }
+
+  /** When following the global provider: rebinds once the app has registered (or replaced) its SDK's provider. */
+  #followGlobalProvider(): void {
+    if (!this.#followsGlobal) return;
+    const current = otelMetrics.getMeterProvider();
+    if (current !== this.#provider) this.#bindProvider(current);
   }
 
   /**
@@ -139,7 +202,7 @@ export class CallbackMonitor {
    * Mount it anywhere: before a body parser it reads the body itself; after one (`@koa/bodyparser`, `koa-body`) it
    * uses the raw body the parser kept (`ctx.request.rawBody`) or else what it parsed (`ctx.request.body`).
    */
-  middleware(): Middleware {
+  middleware(): KoaMiddleware {
     const serve = this.#router();
     return async (ctx, next) => {
       const request = ctx.request as { body?: unknown; rawBody?: unknown };
@@ -171,20 +234,21 @@ export class CallbackMonitor {
   #router(): (req: IncomingMessage, path: string, preread?: PrereadBody) => Promise<Reply> | undefined {
     const o = this.#options;
     this.#callbacks ??= createCallbackHandler({
-      prefix: (o.prefix ?? '/callback').replace(/\/+$/, ''),
+      prefix: (o.prefix ?? DEFAULTS.prefix).replace(/\/+$/, ''),
       secret: o.secret,
-      maxBodyBytes: o.maxBodyBytes ?? 64 * 1024,
-      maxQueryBytes: o.maxQueryBytes ?? 8 * 1024,
-      tracker: this.tracker,
-      stats: this.stats,
-      metrics: this.metrics,
+      maxBodyBytes: o.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+      maxQueryBytes: o.maxQueryBytes ?? DEFAULTS.maxQueryBytes,
+      tracker: this.#tracker,
+      stats: this.#stats,
+      metrics: this.#metrics,
       onResult: o.onResult,
       onError: this.#onError,
     });
     const callbacks = this.#callbacks;
-    const healthPath = o.healthPath === undefined ? '/health/callbacks' : o.healthPath;
-    const healthzPath = o.healthzPath === undefined ? '/healthz' : o.healthzPath;
+    const healthPath = o.healthPath === undefined ? DEFAULTS.healthPath : o.healthPath;
+    const healthzPath = o.healthzPath === undefined ? DEFAULTS.healthzPath : o.healthzPath;
     return (req, path, preread) => {
+      this.#followGlobalProvider();
       if (req.method === 'GET' || req.method === 'HEAD') {
         if (path === healthPath) {
           const report = this.health();
@@ -200,7 +264,8 @@ export class CallbackMonitor {
 
   /** The `/health/callbacks` report, from running aggregates (O(1)). */
   health(): HealthReport {
-    return healthReport(this.stats, this.tracker, (this.#options.now ?? Date.now)(), this.metrics.recoveredCount);
+    this.#followGlobalProvider();
+    return healthReport(this.#stats, this.#tracker, (this.#options.now ?? Date.now)(), this.#metrics.recoveredCount);
   }
 
   /** True when the store answers a write-capable ping within `timeoutMs`. */
@@ -223,22 +288,23 @@ export class CallbackMonitor {
    * when already known, and a deadline for this task instead of `deliveryTimeoutSeconds`). Resolves to the new ids.
    */
   trackSubmitted(tasks: string | readonly (string | TaskSubmission)[]): Promise<string[]> {
-    return this.tracker.trackSubmitted(tasks);
+    this.#followGlobalProvider();
+    return this.#tracker.trackSubmitted(tasks);
   }
 
   /** Tells the monitor the solver's task id of a registered task, once the solver's createTask has answered. */
   attachSolverTaskId(id: string, solverTaskId: string): Promise<AttachResult> {
-    return this.tracker.attachSolverTaskId(id, solverTaskId);
+    return this.#tracker.attachSolverTaskId(id, solverTaskId);
   }
 
   /** The task with this app id, or else with this solver task id. */
   getTask(id: string): Promise<TaskRecord | undefined> {
-    return this.tracker.get(id);
+    return this.#tracker.get(id);
   }
 
   /** Waits for the task (by app id, or else by solver task id) to settle; see DeliveryTracker.waitForResult. */
   waitForResult(id: string, timeoutMs = 30_000): Promise<TaskRecord | undefined> {
-    return this.tracker.waitForResult(id, timeoutMs);
+    return this.#tracker.waitForResult(id, timeoutMs);
   }
 
   /**
@@ -246,7 +312,7 @@ export class CallbackMonitor {
    * Empty when forwarding is off.
    */
   async getForwards(id: string): Promise<ForwardRecord[] | undefined> {
-    const task = await this.tracker.get(id);
+    const task = await this.#tracker.get(id);
     if (!task) return undefined;
     return this.store.forwards ? this.store.forwards.forwardsOf(task.id) : [];
   }
@@ -257,7 +323,7 @@ export class CallbackMonitor {
    */
   async redeliver(id: string): Promise<number | undefined> {
     const forwarder = this.#requireForwarder();
-    const task = await this.tracker.get(id);
+    const task = await this.#tracker.get(id);
     return task ? forwarder.redeliver(task.id) : undefined;
   }
 
@@ -270,14 +336,14 @@ export class CallbackMonitor {
   }
 
   #requireForwarder(): Forwarder {
-    if (!this.forwarder) throw new Error('forwarding is off (no forward option)');
-    return this.forwarder;
+    if (!this.#forwarder) throw new Error('forwarding is off (no forward option)');
+    return this.#forwarder;
   }
 
   /** Starts the deadline sweeper, the retention purge and, with `forward`, the forwarder. */
   start(): this {
-    this.tracker.start();
-    this.forwarder?.start();
+    this.#tracker.start();
+    this.#forwarder?.start();
     return this;
   }
 
@@ -287,8 +353,8 @@ export class CallbackMonitor {
    */
   async close(): Promise<void> {
     this.#closing = true;
-    await this.tracker.close();
+    await this.#tracker.close();
     // After the tracker: attempts in flight finish and their settlements are written before the store closes.
-    await this.forwarder?.close();
+    await this.#forwarder?.close();
   }
 }
