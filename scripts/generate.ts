@@ -1,11 +1,11 @@
 /**
- * `npm run generate`: writes every generated file (see src/alerting/outputs.ts) from its source of truth.
+ * `npm run generate`: writes every generated file (see scripts/generators/outputs.ts) from its source of truth.
  * `--check` writes nothing and exits 1 when a committed file is out of date (what the test does, for CI logs).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GENERATED_OUTPUTS } from '../src/alerting/outputs.ts';
+import { GENERATED_OUTPUTS } from './generators/outputs.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');

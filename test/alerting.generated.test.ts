@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GENERATED_OUTPUTS } from '../src/alerting/outputs.ts';
+import { GENERATED_OUTPUTS } from '../scripts/generators/outputs.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 

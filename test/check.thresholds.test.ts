@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { STALE_AFTER_MS } from '../packages/koa/src/health/healthReport.ts';
+import { renderPrometheusRules } from '../scripts/generators/alerting/renderPrometheusRules.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { durationSeconds, num } from '../src/alerting/promql.ts';
-import { renderPrometheusRules } from '../src/alerting/renderPrometheusRules.ts';
 import { runbookUrl } from '../src/alerting/runbook.ts';
 import { WINDOW } from '../src/alerting/series.ts';
 import { ALERT_THRESHOLDS } from '../src/alerting/thresholds.ts';

@@ -4,9 +4,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { GRAFANA_MODE_PROMETHEUS_RULES_PATH, GRAFANA_RULE_DELETIONS_PATH } from '../src/alerting/grafanaRules.ts';
-import { DATASOURCES, SCRAPE_INTERVAL } from '../src/dashboards/datasources.ts';
-import { OVERVIEW_UID } from '../src/dashboards/overview.ts';
+import {
+  GRAFANA_MODE_PROMETHEUS_RULES_PATH,
+  GRAFANA_RULE_DELETIONS_PATH,
+} from '../scripts/generators/alerting/grafanaRules.ts';
+import { DATASOURCES, SCRAPE_INTERVAL } from '../scripts/generators/dashboards/datasources.ts';
+import { OVERVIEW_UID } from '../scripts/generators/dashboards/overview.ts';
 import { requireBinary } from './support/binaries.ts';
 import { SOURCE_CONDITION } from './support/server.ts';
 

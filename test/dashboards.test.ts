@@ -3,13 +3,18 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
+import { DATASOURCES } from '../scripts/generators/dashboards/datasources.ts';
+import {
+  OVERVIEW_UID,
+  overviewDashboard,
+  PANEL_HEALTHY_RANGE,
+  TITLE,
+} from '../scripts/generators/dashboards/overview.ts';
+import { healthySteps } from '../scripts/generators/dashboards/panels.ts';
+import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../scripts/generators/dashboards/render.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../src/alerting/thresholds.ts';
-import { DATASOURCES } from '../src/dashboards/datasources.ts';
-import { OVERVIEW_UID, overviewDashboard, PANEL_HEALTHY_RANGE, TITLE } from '../src/dashboards/overview.ts';
-import { healthySteps } from '../src/dashboards/panels.ts';
-import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../src/dashboards/render.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');

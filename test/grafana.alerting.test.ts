@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import {
   CONTACT_POINT,
   escapeDollars,
@@ -15,12 +14,13 @@ import {
   grafanaTemplate,
   REF,
   ruleUid,
-} from '../src/alerting/grafanaRules.ts';
+} from '../scripts/generators/alerting/grafanaRules.ts';
+import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
+import { DATASOURCES } from '../scripts/generators/dashboards/datasources.ts';
+import { DATASOURCES_PATH } from '../scripts/generators/dashboards/render.ts';
+import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { durationSeconds } from '../src/alerting/promql.ts';
-import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
 import { runbookUrl } from '../src/alerting/runbook.ts';
-import { DATASOURCES } from '../src/dashboards/datasources.ts';
-import { DATASOURCES_PATH } from '../src/dashboards/render.ts';
 import { requireBinary } from './support/binaries.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { JOB } from '../packages/koa/src/metrics/contract.ts';
-import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
+import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
 import { requireBinary } from './support/binaries.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

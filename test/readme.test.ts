@@ -7,7 +7,7 @@ const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
 describe('README', () => {
   it('documents every instrument and shows the two quick-start commands', () => {
-    // The tables themselves are generated outputs (src/alerting/outputs.ts), checked for drift with the others.
+    // The tables themselves are generated outputs (scripts/generators/outputs.ts), checked for drift with the others.
     for (const spec of CONTRACT) expect(readme).toContain(`\`${spec.prom}`);
     for (const alert of ALERT_TABLE) expect(readme).toContain(`\`${alert.name}\``);
     expect(readme).toContain('npm ci && npm start');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
-import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
+import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
 import { requireBinary } from './support/binaries.ts';
 import { waitFor } from './support/ports.ts';
 import { type RunningServer, startServer } from './support/server.ts';

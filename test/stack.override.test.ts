@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { PROMETHEUS_RULES_PATH } from '../src/alerting/renderPrometheusRules.ts';
+import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
 import { LIVE_FOR, overrideAlertmanagerConfig, overridePrometheusConfig, overrideRuleFor } from './support/stack.ts';
 
 /* The live stack test runs the committed configs through these overrides: they may change addresses, intervals and

@@ -7,7 +7,7 @@ import { type Threshold, ThresholdsConfigBuilder, ThresholdsMode } from '@grafan
 import { DataqueryBuilder, type PromQueryFormat, QueryEditorMode } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as StatBuilder } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-sdk/timeseries';
-import { HEALTHY, type HealthyRange, type HealthyRangeName } from '../alerting/thresholds.ts';
+import { HEALTHY, type HealthyRange, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
 import { DATASOURCES, dsRef } from './datasources.ts';
 
 export const PROMETHEUS = dsRef(DATASOURCES.prometheus);

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '@captcha-callback-monitor/koa';
-import { ALERT_TABLE } from '../alerting/alertTable.ts';
-import { runbookUrl } from '../alerting/runbook.ts';
-import { HEALTHY } from '../alerting/thresholds.ts';
-import { CONFIG_SCHEMA, type Config, configBounds } from '../server/config.ts';
+import { ALERT_TABLE } from '../../../src/alerting/alertTable.ts';
+import { runbookUrl } from '../../../src/alerting/runbook.ts';
+import { HEALTHY } from '../../../src/alerting/thresholds.ts';
+import { CONFIG_SCHEMA, type Config, configBounds } from '../../../src/server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */
 export function renderMetricTable(): string {
@@ -82,5 +82,5 @@ export const README_PATH = 'README.md';
 
 /** The README with its generated blocks brought up to date (an output of `npm run generate`). */
 export function renderCurrentReadme(): string {
-  return renderReadme(readFileSync(new URL(`../../${README_PATH}`, import.meta.url), 'utf8'));
+  return renderReadme(readFileSync(new URL(`../../../${README_PATH}`, import.meta.url), 'utf8'));
 }

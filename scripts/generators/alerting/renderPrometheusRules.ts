@@ -1,8 +1,8 @@
 import { Document } from 'yaml';
-import { ALERT_TABLE } from './alertTable.ts';
-import { type AlertRow, isAlert, type RecordingRow, type RuleGroup } from './rules.ts';
-import { runbookUrl } from './runbook.ts';
-import { SLO_RECORDINGS } from './slo.ts';
+import { ALERT_TABLE } from '../../../src/alerting/alertTable.ts';
+import { type AlertRow, isAlert, type RecordingRow, type RuleGroup } from '../../../src/alerting/rules.ts';
+import { runbookUrl } from '../../../src/alerting/runbook.ts';
+import { SLO_RECORDINGS } from '../../../src/alerting/slo.ts';
 
 /** Path of the rendered rule file, relative to the repository root (prometheus.yml loads rules/*.yml). */
 export const PROMETHEUS_RULES_PATH = 'prometheus/rules/captcha-callback.rules.yml';

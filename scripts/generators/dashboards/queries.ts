@@ -6,9 +6,9 @@
  */
 
 import { type FailureReason, JOB, LABEL, PROM } from '@captcha-callback-monitor/koa';
-import { EXTERNAL, eq, increase, ne, num, orZero, rate, sel } from '../alerting/promql.ts';
-import { HANDLER_ERROR, WINDOW } from '../alerting/series.ts';
-import { SLO_OBJECTIVES } from '../alerting/thresholds.ts';
+import { EXTERNAL, eq, increase, ne, num, orZero, rate, sel } from '../../../src/alerting/promql.ts';
+import { HANDLER_ERROR, WINDOW } from '../../../src/alerting/series.ts';
+import { SLO_OBJECTIVES } from '../../../src/alerting/thresholds.ts';
 
 /** Grafana's variables and built-ins, as they appear in the queries (the live test substitutes them). */
 export const VAR = {

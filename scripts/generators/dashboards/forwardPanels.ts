@@ -6,8 +6,8 @@
 
 import { LABEL, PROM } from '@captcha-callback-monitor/koa';
 import type { Panel } from '@grafana/grafana-foundation-sdk/dashboard';
-import { increase, rate } from '../alerting/promql.ts';
-import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
+import { increase, rate } from '../../../src/alerting/promql.ts';
+import { HEALTHY, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
 import { target, timeseries, withHealthyLine } from './panels.ts';
 import { recv, VAR } from './queries.ts';
 

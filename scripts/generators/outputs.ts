@@ -1,6 +1,6 @@
-import { GRAFANA_OUTPUTS } from '../dashboards/render.ts';
-import { README_PATH, renderCurrentReadme } from '../docs/readme.ts';
-import { PROMETHEUS_RULES_PATH, renderPrometheusRules } from './renderPrometheusRules.ts';
+import { PROMETHEUS_RULES_PATH, renderPrometheusRules } from './alerting/renderPrometheusRules.ts';
+import { GRAFANA_OUTPUTS } from './dashboards/render.ts';
+import { README_PATH, renderCurrentReadme } from './docs/readme.ts';
 
 /**
  * Every file `npm run generate` writes, as a path (relative to the repository root) and a pure render function.
@@ -14,8 +14,8 @@ export interface GeneratedOutput {
 
 export const GENERATED_OUTPUTS: GeneratedOutput[] = [
   { path: PROMETHEUS_RULES_PATH, render: renderPrometheusRules },
-  // Dashboards, datasources and Grafana-managed alerting provisioning (src/dashboards/render.ts).
+  // Dashboards, datasources and Grafana-managed alerting provisioning (scripts/generators/dashboards/render.ts).
   ...GRAFANA_OUTPUTS,
-  // The README's metric, configuration and alert tables (src/docs/readme.ts).
+  // The README's metric, configuration and alert tables (scripts/generators/docs/readme.ts).
   { path: README_PATH, render: renderCurrentReadme },
 ];

@@ -25,8 +25,8 @@ import {
 } from '@grafana/grafana-foundation-sdk/heatmap';
 import { PromQueryFormat } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as TableBuilder } from '@grafana/grafana-foundation-sdk/table';
-import { ALERT_TABLE } from '../alerting/alertTable.ts';
-import { HEALTHY, type HealthyRangeName } from '../alerting/thresholds.ts';
+import { ALERT_TABLE } from '../../../src/alerting/alertTable.ts';
+import { HEALTHY, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
 import { FORWARD_PANEL_HEALTHY_RANGE, forwarding } from './forwardPanels.ts';
 import {
   COLOR,
