@@ -17,6 +17,7 @@ import {
   exposureWarnings,
   loadConfig,
   redactedConfig,
+  schemaDefault,
 } from './config.ts';
 import { createStore } from './createStore.ts';
 import { createLogger } from './logger.ts';
@@ -28,7 +29,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 function usage(): string {
   const vars = Object.entries(CONFIG_SCHEMA.shape).map(([name, schema]) => {
-    const def = (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
+    const def = schemaDefault(schema);
     const shown = def === undefined ? '' : ` (default ${String(def)})`;
     const bounds = configBounds(name as keyof Config);
     return `  ${name.padEnd(22)} ${schema.description ?? ''}${shown}${bounds === '' ? '' : ` [${bounds}]`}`;

@@ -1,4 +1,6 @@
+import { DEFAULTS, MAX_TASK_TIMEOUT_SECONDS } from '@captcha-callback-monitor/koa';
 import { z } from 'zod';
+import { redactUrlCredentials } from './redact.ts';
 
 const port = (fallback: number) =>
   z.coerce
@@ -76,13 +78,13 @@ export const CONFIG_SCHEMA = z.object({
   DELIVERY_TIMEOUT: z.coerce
     .number({ error: 'must be a number of seconds' })
     .min(1, 'must be at least 1 second')
-    .max(7 * 24 * 3600, 'must be at most 604800 seconds (7 days)')
-    .default(300)
+    .max(MAX_TASK_TIMEOUT_SECONDS, `must be at most ${MAX_TASK_TIMEOUT_SECONDS} seconds (7 days)`)
+    .default(DEFAULTS.deliveryTimeoutSeconds)
     .describe('Seconds a registered task may wait for its callback before it counts as missed.'),
   RETENTION: z.coerce
     .number({ error: 'must be a number of seconds' })
     .min(60, 'must be at least 60 seconds')
-    .default(7 * 24 * 3600)
+    .default(DEFAULTS.retentionSeconds)
     .describe(
       'Seconds settled tasks and stored callbacks are kept after their callback or deadline (pending ones always).',
     ),
@@ -91,7 +93,7 @@ export const CONFIG_SCHEMA = z.object({
   CALLBACK_PATH: z
     .string()
     .regex(/^\/[A-Za-z0-9_/-]*[A-Za-z0-9_-]$/, 'must be a path like /callback')
-    .default('/callback')
+    .default(DEFAULTS.prefix)
     .describe('Path of the callback route family.'),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -180,13 +182,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
 }
 
+/** The default a configuration schema entry declares (zod keeps it on the schema's definition), if any. */
+export function schemaDefault(schema: unknown): unknown {
+  return (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
+}
+
 /** The configuration as it is safe to log: secrets shown only as set/unset, credentials cut from STORE_URL. */
 export function redactedConfig(c: Config): Record<string, unknown> {
   return {
     ...c,
     CALLBACK_SECRET: c.CALLBACK_SECRET ? '[set]' : '[unset]',
     API_TOKEN: c.API_TOKEN ? '[set]' : '[unset]',
-    STORE_URL: c.STORE_URL.replace(/\/\/[^@/]*@/, '//[credentials]@'),
+    STORE_URL: redactUrlCredentials(c.STORE_URL),
     FORWARD_URL: c.FORWARD_URL ? '[set]' : '[unset]',
     FORWARD_SECRET: c.FORWARD_SECRET ? '[set]' : '[unset]',
   };

@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import type { TaskStore } from '@captcha-callback-monitor/koa/internal';
 import { MemoryTaskStore, RedisTaskStore, SqliteTaskStore } from '@captcha-callback-monitor/koa/internal';
+import { redactUrlCredentials } from './redact.ts';
 
 const USAGE = 'use memory:, sqlite:<path>, sqlite::memory: or redis://host:port/db';
 
@@ -32,7 +33,7 @@ export async function createStore(url: string): Promise<TaskStore> {
       throw new StoreOpenError(await redisOpenProblem(connectUrl, error));
     }
   }
-  throw new Error(`unsupported store URL scheme in "${redact(url)}" (${USAGE})`);
+  throw new Error(`unsupported store URL scheme in "${redactUrlCredentials(url)}" (${USAGE})`);
 }
 
 /** A store that could not be opened, with a one-line message naming where and why (never a password). */
@@ -213,21 +214,18 @@ export function redisTarget(url: string): { connectUrl: string; keyPrefix: strin
   try {
     parsed = new URL(url);
   } catch {
-    throw new Error(`"${redact(url)}" is not a valid URL (${USAGE})`);
+    throw new Error(`"${redactUrlCredentials(url)}" is not a valid URL (${USAGE})`);
   }
-  if (parsed.hostname === '') throw new Error(`"${redact(url)}" has no host (${USAGE})`);
+  if (parsed.hostname === '') throw new Error(`"${redactUrlCredentials(url)}" has no host (${USAGE})`);
   const db = parsed.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d+$/.test(db)) {
-    throw new Error(`"${redact(url)}": the path must be a database number, e.g. redis://localhost:6379/0`);
+    throw new Error(
+      `"${redactUrlCredentials(url)}": the path must be a database number, e.g. redis://localhost:6379/0`,
+    );
   }
   const keyPrefix = parsed.searchParams.get('prefix') ?? undefined;
-  if (keyPrefix === '') throw new Error(`"${redact(url)}": prefix must not be empty`);
+  if (keyPrefix === '') throw new Error(`"${redactUrlCredentials(url)}": prefix must not be empty`);
   // ioredis turns every query parameter into a client option: pass on only what it should see.
   parsed.searchParams.delete('prefix');
   return { connectUrl: parsed.toString(), keyPrefix };
-}
-
-/** Error messages end up in logs: never echo a password. */
-function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//[credentials]@');
 }

@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { CallbackMonitor } from '@captcha-callback-monitor/koa';
 import {
   forwardJson,
   TASK_ID as ID,
   MAX_TASK_TIMEOUT_SECONDS,
   readBody,
+  secretMatcher,
   TASK_ID_RULE,
   TASK_STATES,
   type TaskRecord,
@@ -131,12 +131,12 @@ async function readJson(ctx: Context, maxBytes: number): Promise<{ value: unknow
 
 function bearerGuard(token: string | undefined) {
   if (token === undefined) return async (_ctx: Context, next: Next) => next();
-  const expected = createHash('sha256').update(token).digest();
+  const matches = secretMatcher(token);
   return async (ctx: Context, next: Next) => {
     const header = ctx.get('authorization');
     // The auth scheme name is case-insensitive (RFC 9110 §11.1).
     const given = /^bearer /i.test(header) ? header.slice(7) : '';
-    if (!timingSafeEqual(createHash('sha256').update(given).digest(), expected)) {
+    if (!matches(given)) {
       ctx.status = 401;
       ctx.set('WWW-Authenticate', 'Bearer');
       ctx.body = { error: 'unauthorized', reason: 'missing or wrong bearer token' };

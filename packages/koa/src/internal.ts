@@ -14,4 +14,5 @@ export * from './metrics/instruments.ts';
 export { type MonitorInternals, monitorInternals } from './plugin/CallbackMonitor.ts';
 export * from './plugin/callbackHandler.ts';
 export * from './plugin/readBody.ts';
+export { secretMatcher } from './plugin/secretPath.ts';
 export { isSigningSecret } from './plugin/validateOptions.ts';
