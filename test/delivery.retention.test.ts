@@ -12,7 +12,7 @@ import { loadConfig } from '../src/server/config.ts';
 import { createLogger } from '../src/server/logger.ts';
 import { ReceiverServer } from '../src/server/ReceiverServer.ts';
 
-const T = 1_700_000_000_000;
+const BASE_MS = 1_700_000_000_000;
 const DAY = 24 * 3600 * 1000;
 
 const result = (taskId: string, receivedAt: number) =>
@@ -27,7 +27,7 @@ describe.each([
 ] as Array<[string, () => TaskStore]>)('DeliveryTracker retention (%s store)', (_name, open) => {
   it('deletes settled tasks older than retentionSeconds in bounded batches, keeps pending ones and the counts', async () => {
     const store = open();
-    let now = T;
+    let now = BASE_MS;
     const calls: number[] = [];
     const spied: TaskStore = {
       register: (...a) => store.register(...a),
@@ -95,11 +95,11 @@ describe('DeliveryTracker retention', () => {
   it('defaults to 7 days, runs on start(), and reports a failing store without stopping', async () => {
     const store = new MemoryTaskStore();
     const errors: unknown[] = [];
-    const tracker = new DeliveryTracker({ store, now: () => T, onSweepError: (e) => errors.push(e) });
+    const tracker = new DeliveryTracker({ store, now: () => BASE_MS, onMaintenanceError: (e) => errors.push(e) });
     expect(tracker.retentionMs).toBe(7 * DAY);
-    await store.register(['old'], T - 9 * DAY, T - 8 * DAY);
-    await store.recordCallback(result('old', T - 8 * DAY - 1));
-    await store.recordCallback(result('recent', T - 6 * DAY));
+    await store.register(['old'], BASE_MS - 9 * DAY, BASE_MS - 8 * DAY);
+    await store.recordCallback(result('old', BASE_MS - 8 * DAY - 1));
+    await store.recordCallback(result('recent', BASE_MS - 6 * DAY));
     tracker.start();
     await new Promise((r) => setTimeout(r, 50));
     expect(await store.get('old')).toBeUndefined();

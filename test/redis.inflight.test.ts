@@ -20,7 +20,7 @@ import { parseMetrics } from './support/server.ts';
  * socket buffer. The store finds such a call through its token, which the script wrote into the task's own hash.
  */
 
-const T = 1_700_000_000_000;
+const BASE_MS = 1_700_000_000_000;
 const MIN = 60_000;
 
 type Mode =
@@ -165,7 +165,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     const store = await RedisTaskStore.open(url, { keyPrefix: `inflight${++prefixes}:`, ...options });
     opened.push(store);
     // The script is loaded (EVALSHA falls back to EVAL once per server) so the armed command is the script itself.
-    await store.recordCallback(callback('warm-up', T));
+    await store.recordCallback(callback('warm-up', BASE_MS));
     return store;
   };
 
@@ -185,8 +185,8 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
 
   it('reports a callback whose reply was lost when the connection dropped, exactly once', async () => {
     const store = await open();
-    await store.register(['t1'], T, T + MIN);
-    const r = callback('t1', T + 5, { solverTaskId: 's1', solution: { token: 'tok', userAgent: 'UA ✓' } });
+    await store.register(['t1'], BASE_MS, BASE_MS + MIN);
+    const r = callback('t1', BASE_MS + 5, { solverTaskId: 's1', solution: { token: 'tok', userAgent: 'UA ✓' } });
 
     const cut = proxy.arm('cut-after-reply');
     await expect(store.recordCallback(r)).rejects.toBeInstanceOf(StoreUnavailableError);
@@ -197,7 +197,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     await untilReady(store);
     expect(await store.get('s1')).toMatchObject({ id: 't1', state: 'delivered', callbacks: 1 });
     const reports = await reconcileUntilSettled(store);
-    expect(reports).toEqual([{ transition: { kind: 'delivered', id: 't1', submittedAt: T }, result: r }]);
+    expect(reports).toEqual([{ transition: { kind: 'delivered', id: 't1', submittedAt: BASE_MS }, result: r }]);
     expect(await store.reconcile()).toEqual([]);
     expect(await store.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
     // Another instance on the same Redis never reports it: only the instance whose call rejected does.
@@ -207,10 +207,10 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
 
   it('reports a callback whose script ran after the command timeout (Redis hung with the command read)', async () => {
     const store = await open({ commandTimeoutMs: 300, direct: true });
-    await store.register(['hung'], T, T + MIN);
+    await store.register(['hung'], BASE_MS, BASE_MS + MIN);
     server.pause(); // SIGSTOP: the command waits in redis-server's socket buffer
     try {
-      await expect(store.recordCallback(callback('hung', T + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(store.recordCallback(callback('hung', BASE_MS + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
       // While Redis hangs, reconcile cannot learn anything: it rejects, reports nothing, forgets nothing.
       await expect(store.reconcile()).rejects.toBeInstanceOf(StoreUnavailableError);
       expect(store.unconfirmedCount).toBe(1);
@@ -219,7 +219,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     }
     const reports = await reconcileUntilSettled(store);
     expect(reports).toEqual([
-      { transition: { kind: 'delivered', id: 'hung', submittedAt: T }, result: callback('hung', T + 1) },
+      { transition: { kind: 'delivered', id: 'hung', submittedAt: BASE_MS }, result: callback('hung', BASE_MS + 1) },
     ]);
     expect(await store.reconcile()).toEqual([]);
     expect(await store.get('hung')).toMatchObject({ state: 'delivered', callbacks: 1 });
@@ -229,9 +229,9 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     // The command reaches Redis on the old connection only after the store has reconnected and asked: a token
     // missing from that first answer must not be forgotten. (A store that forgot it would never report it.)
     const store = await open({ commandTimeoutMs: 2000 }); // grace: 4 s from the rejection
-    await store.register(['slow'], T, T + MIN);
+    await store.register(['slow'], BASE_MS, BASE_MS + MIN);
     const cut = proxy.arm('hold-then-send');
-    await expect(store.recordCallback(callback('slow', T + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.recordCallback(callback('slow', BASE_MS + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
     await cut;
     await untilReady(store);
     expect(await store.reconcile()).toEqual([]);
@@ -241,49 +241,55 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     proxy.release();
     const reports = await reconcileUntilSettled(store);
     expect(reports).toEqual([
-      { transition: { kind: 'delivered', id: 'slow', submittedAt: T }, result: callback('slow', T + 1) },
+      { transition: { kind: 'delivered', id: 'slow', submittedAt: BASE_MS }, result: callback('slow', BASE_MS + 1) },
     ]);
     expect(await store.get('slow')).toMatchObject({ state: 'delivered', callbacks: 1 });
   });
 
   it('never reports a callback Redis did not apply, and forgets it once that is certain', async () => {
     const store = await open({ commandTimeoutMs: 300 }); // grace: 600 ms
-    await store.register(['lost'], T, T + MIN);
+    await store.register(['lost'], BASE_MS, BASE_MS + MIN);
     const cut = proxy.arm('cut-before-send');
-    await expect(store.recordCallback(callback('lost', T + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.recordCallback(callback('lost', BASE_MS + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
     await cut;
     expect(store.unconfirmedCount).toBe(1);
     await untilReady(store);
     expect(await reconcileUntilSettled(store)).toEqual([]);
     expect(await store.get('lost')).toMatchObject({ state: 'pending', callbacks: 0 });
     // The solver's retry (or the recovery poll) then delivers it, counted once, by the call that succeeds.
-    expect(await store.recordCallback(callback('lost', T + 2))).toEqual({
+    expect(await store.recordCallback(callback('lost', BASE_MS + 2))).toEqual({
       kind: 'delivered',
       id: 'lost',
-      submittedAt: T,
+      submittedAt: BASE_MS,
     });
     expect(await store.reconcile()).toEqual([]);
   });
 
   it('reports a duplicate whose reply was lost as a duplicate, once', async () => {
     const store = await open();
-    await store.register(['dup'], T, T + MIN);
-    expect(await store.recordCallback(callback('dup', T + 1))).toMatchObject({ kind: 'delivered' });
+    await store.register(['dup'], BASE_MS, BASE_MS + MIN);
+    expect(await store.recordCallback(callback('dup', BASE_MS + 1))).toMatchObject({ kind: 'delivered' });
     const cut = proxy.arm('cut-after-reply');
-    await expect(store.recordCallback(callback('dup', T + 2))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.recordCallback(callback('dup', BASE_MS + 2))).rejects.toBeInstanceOf(StoreUnavailableError);
     await cut;
     await untilReady(store);
     expect(await reconcileUntilSettled(store)).toEqual([
-      { transition: { kind: 'duplicate', id: 'dup' }, result: callback('dup', T + 2) },
+      { transition: { kind: 'duplicate', id: 'dup' }, result: callback('dup', BASE_MS + 2) },
     ]);
     expect(await store.reconcile()).toEqual([]);
-    expect(await store.get('dup')).toMatchObject({ state: 'delivered', callbacks: 2, receivedAt: T + 1 });
+    expect(await store.get('dup')).toMatchObject({ state: 'delivered', callbacks: 2, receivedAt: BASE_MS + 1 });
   });
 
   it('finds a lost unregistered callback (solver id only) in its own record, and keeps no key per call', async () => {
     const store = await open();
-    for (let i = 0; i < 20; i++) await store.recordCallback(callback(`ok${i}`, T + i));
-    const r: CallbackResult = { solverTaskId: 'sv9', outcome: 'solved', code: 'c', format: 'query', receivedAt: T };
+    for (let i = 0; i < 20; i++) await store.recordCallback(callback(`ok${i}`, BASE_MS + i));
+    const r: CallbackResult = {
+      solverTaskId: 'sv9',
+      outcome: 'solved',
+      code: 'c',
+      format: 'query',
+      receivedAt: BASE_MS,
+    };
     const cut = proxy.arm('cut-after-reply');
     await expect(store.recordCallback(r)).rejects.toBeInstanceOf(StoreUnavailableError);
     await cut;
@@ -313,7 +319,10 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
       secondsSinceLastCallback: () => 0,
       pendingTasks: () => tracker?.counts.pending ?? 0,
     });
-    tracker = new DeliveryTracker({ store, deliveryTimeoutSeconds: 600, onSweepError: (e) => errors.push(e) }, metrics);
+    tracker = new DeliveryTracker(
+      { store, deliveryTimeoutSeconds: 600, onMaintenanceError: (e) => errors.push(e) },
+      metrics,
+    );
     const t = tracker;
     const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
     const scrape = async () => parseMetrics(serializer.serialize((await exporter.collect()).resourceMetrics));
@@ -384,7 +393,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
     await server.kill();
     try {
       for (const id of ['a', 'b', 'c']) {
-        await expect(store.recordCallback(callback(id, T))).rejects.toBeInstanceOf(StoreUnavailableError);
+        await expect(store.recordCallback(callback(id, BASE_MS))).rejects.toBeInstanceOf(StoreUnavailableError);
       }
       expect(store.unconfirmedCount).toBe(2);
       expect(store.unconfirmedDropped).toBe(1);

@@ -21,7 +21,7 @@ import { SOURCE_CONDITION } from './support/server.ts';
  * runner keeps writing its own files.
  */
 
-const T = 1_700_000_000_000;
+const BASE_MS = 1_700_000_000_000;
 const MIN = 60_000;
 const STORE_MODULE = pathToFileURL(
   join(import.meta.dirname, '../packages/koa/src/delivery/stores/SqliteTaskStore.ts'),
@@ -161,18 +161,18 @@ describe('SqliteTaskStore when the disk refuses writes', () => {
   it('rejects writes and ping with StoreUnavailableError, keeps state intact, and recovers when writes work again', async () => {
     const file = newFile();
     const proc = await startChild(file);
-    await proc.call('register', ['t1', 't2'], T, T + MIN);
+    await proc.call('register', ['t1', 't2'], BASE_MS, BASE_MS + MIN);
     await proc.call('ping');
 
     proc.limitFileSize(0);
     // All settled at once: awaiting them one by one left the later ones rejected with no handler yet whenever the
     // child's answers arrived together (vitest then reports unhandled rejections).
     const attempts = await Promise.allSettled([
-      proc.call('recordCallback', callback('t1', T + 1)),
+      proc.call('recordCallback', callback('t1', BASE_MS + 1)),
       proc.call('ping'),
-      proc.call('register', ['t3'], T, T + MIN),
-      proc.call('expireDue', T + MIN, 10),
-      proc.call('recordCallback', callback('unknown', T + 1)),
+      proc.call('register', ['t3'], BASE_MS, BASE_MS + MIN),
+      proc.call('expireDue', BASE_MS + MIN, 10),
+      proc.call('recordCallback', callback('unknown', BASE_MS + 1)),
     ]);
     for (const attempt of attempts) {
       expect(attempt).toMatchObject({ status: 'rejected', reason: { name: 'StoreUnavailableError' } });
@@ -185,16 +185,16 @@ describe('SqliteTaskStore when the disk refuses writes', () => {
     proc.limitFileSize('unlimited');
     await proc.call('ping');
     // The callback that failed was never applied, so it delivers now rather than counting as a duplicate.
-    expect(await proc.call('recordCallback', callback('t1', T + 2))).toEqual({
+    expect(await proc.call('recordCallback', callback('t1', BASE_MS + 2))).toEqual({
       kind: 'delivered',
       id: 't1',
-      submittedAt: T,
+      submittedAt: BASE_MS,
     });
-    expect(await proc.call('register', ['t3'], T, T + MIN)).toEqual({ added: ['t3'], merged: [] });
+    expect(await proc.call('register', ['t3'], BASE_MS, BASE_MS + MIN)).toEqual({ added: ['t3'], merged: [] });
     await proc.kill();
 
     const reopened = new SqliteTaskStore(file);
-    expect(await reopened.get('t1')).toMatchObject({ state: 'delivered', receivedAt: T + 2, callbacks: 1 });
+    expect(await reopened.get('t1')).toMatchObject({ state: 'delivered', receivedAt: BASE_MS + 2, callbacks: 1 });
     expect(await reopened.counts()).toEqual({ pending: 2, delivered: 1, missed: 0, late: 0 });
     await reopened.close();
   });
@@ -202,21 +202,21 @@ describe('SqliteTaskStore when the disk refuses writes', () => {
   it('rejects a write it cannot lock within the busy timeout instead of hanging, then writes once the lock is free', async () => {
     const file = newFile();
     const store = new SqliteTaskStore(file, { busyTimeoutMs: 200 });
-    await store.register(['locked'], T, T + MIN);
+    await store.register(['locked'], BASE_MS, BASE_MS + MIN);
     const other = new DatabaseSync(file);
     other.exec('BEGIN IMMEDIATE'); // another process (here: connection) holds the write lock
     const started = Date.now();
-    const error = await store.recordCallback(callback('locked', T + 1)).catch((e: unknown) => e);
+    const error = await store.recordCallback(callback('locked', BASE_MS + 1)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StoreUnavailableError);
     expect((error as Error).message).toMatch(/locked|busy/i);
     await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
     expect(Date.now() - started).toBeLessThan(2000);
     other.exec('ROLLBACK');
     other.close();
-    expect(await store.recordCallback(callback('locked', T + 2))).toEqual({
+    expect(await store.recordCallback(callback('locked', BASE_MS + 2))).toEqual({
       kind: 'delivered',
       id: 'locked',
-      submittedAt: T,
+      submittedAt: BASE_MS,
     });
     await store.close();
   });
@@ -227,11 +227,11 @@ describe('SqliteTaskStore across processes', () => {
     const file = newFile();
     const ids = Array.from({ length: 5000 }, (_, i) => `k${i}`);
     const setup = new SqliteTaskStore(file);
-    await setup.register(ids, T, T + MIN);
+    await setup.register(ids, BASE_MS, BASE_MS + MIN);
     await setup.close();
 
     const proc = await startChild(file);
-    void proc.call('flood', ids, T + 1).catch(() => {});
+    void proc.call('flood', ids, BASE_MS + 1).catch(() => {});
     const until = Date.now() + 10_000;
     while (proc.acks.length < 300 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     await proc.kill('SIGKILL');
@@ -254,8 +254,8 @@ describe('SqliteTaskStore across processes', () => {
     const ids = Array.from({ length: n }, (_, i) => `x${i}`);
     const setup = new SqliteTaskStore(file);
     // Half the tasks are already due when the race starts, so expiry and callbacks genuinely collide.
-    await setup.register(ids.slice(0, n / 2), T, T + MIN);
-    await setup.register(ids.slice(n / 2), T, T + 60 * MIN);
+    await setup.register(ids.slice(0, n / 2), BASE_MS, BASE_MS + MIN);
+    await setup.register(ids.slice(n / 2), BASE_MS, BASE_MS + 60 * MIN);
     await setup.close();
 
     const [a, b] = await Promise.all([startChild(file), startChild(file)]);
@@ -263,8 +263,8 @@ describe('SqliteTaskStore across processes', () => {
     const reversed = [...ids].reverse();
     const startAt = Date.now() + 200;
     const [ta, tb] = await Promise.all([
-      a.call<Tally>('race', ids, T + 2 * MIN, T + MIN, startAt),
-      b.call<Tally>('race', reversed, T + 2 * MIN, T + MIN, startAt),
+      a.call<Tally>('race', ids, BASE_MS + 2 * MIN, BASE_MS + MIN, startAt),
+      b.call<Tally>('race', reversed, BASE_MS + 2 * MIN, BASE_MS + MIN, startAt),
     ]);
     // Both did real work on the same tasks: each sweeper moved some, each process saw the other's results.
     for (const t of [ta, tb]) {

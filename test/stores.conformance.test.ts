@@ -12,7 +12,7 @@ import { createStore } from '../src/server/createStore.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
 
 /** Unix ms, far from 0 so that a store mixing up "null" and "0" shows. */
-const T = 1_700_000_000_000;
+const BASE_MS = 1_700_000_000_000;
 const MIN = 60_000;
 
 function callback(taskId: string, receivedAt: number, code = `code-${taskId}`): CallbackResult {
@@ -62,9 +62,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('registers tasks once and returns only the ids it added', async () => {
       const s = await fresh();
-      expect(await s.register(['a', 'b', 'a'], T, T + 5 * MIN)).toEqual({ added: ['a', 'b'], merged: [] });
-      expect(await s.register(['b', 'c'], T + 1, T + 9 * MIN)).toEqual({ added: ['c'], merged: [] });
-      expect(await s.register([], T, T)).toEqual({ added: [], merged: [] });
+      expect(await s.register(['a', 'b', 'a'], BASE_MS, BASE_MS + 5 * MIN)).toEqual({ added: ['a', 'b'], merged: [] });
+      expect(await s.register(['b', 'c'], BASE_MS + 1, BASE_MS + 9 * MIN)).toEqual({ added: ['c'], merged: [] });
+      expect(await s.register([], BASE_MS, BASE_MS)).toEqual({ added: [], merged: [] });
       // Re-registering leaves the first registration untouched.
       expect(await s.get('b')).toEqual({
         id: 'b',
@@ -77,8 +77,8 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         solution: null,
         metadata: null,
         recovered: false,
-        submittedAt: T,
-        deadlineAt: T + 5 * MIN,
+        submittedAt: BASE_MS,
+        deadlineAt: BASE_MS + 5 * MIN,
         receivedAt: null,
         callbacks: 0,
       });
@@ -92,8 +92,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('moves pending → delivered on the first callback and keeps the result', async () => {
       const s = await fresh();
-      await s.register(['t1', 't2'], T, T + 5 * MIN);
-      expect(await s.recordCallback(callback('t1', T + 1500))).toEqual({ kind: 'delivered', id: 't1', submittedAt: T });
+      await s.register(['t1', 't2'], BASE_MS, BASE_MS + 5 * MIN);
+      expect(await s.recordCallback(callback('t1', BASE_MS + 1500))).toEqual({
+        kind: 'delivered',
+        id: 't1',
+        submittedAt: BASE_MS,
+      });
       expect(await s.get('t1')).toEqual({
         id: 't1',
         solverTaskId: null,
@@ -105,9 +109,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         solution: null,
         metadata: null,
         recovered: false,
-        submittedAt: T,
-        deadlineAt: T + 5 * MIN,
-        receivedAt: T + 1500,
+        submittedAt: BASE_MS,
+        deadlineAt: BASE_MS + 5 * MIN,
+        receivedAt: BASE_MS + 1500,
         callbacks: 1,
       });
       expect(await s.counts()).toEqual({ pending: 1, delivered: 1, missed: 0, late: 0 });
@@ -115,20 +119,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('counts a repeated callback as a duplicate and keeps the first result', async () => {
       const s = await fresh();
-      await s.register(['t1'], T, T + 5 * MIN);
-      await s.recordCallback(callback('t1', T + 1000, 'first'));
+      await s.register(['t1'], BASE_MS, BASE_MS + 5 * MIN);
+      await s.recordCallback(callback('t1', BASE_MS + 1000, 'first'));
       const second: CallbackResult = {
         taskId: 't1',
         outcome: 'failed',
         code: 'ERROR_X',
         format: 'json',
-        receivedAt: T + 2000,
+        receivedAt: BASE_MS + 2000,
       };
       expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
       expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
       const t1 = await s.get('t1');
       expect(t1).toMatchObject({ state: 'delivered', outcome: 'solved', code: 'first', format: 'query', callbacks: 3 });
-      expect(t1?.receivedAt).toBe(T + 1000);
+      expect(t1?.receivedAt).toBe(BASE_MS + 1000);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
     });
 
@@ -139,7 +143,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         outcome: 'failed',
         code: 'ERROR_CAPTCHA_UNSOLVABLE',
         format: 'form',
-        receivedAt: T,
+        receivedAt: BASE_MS,
       };
       expect(await s.recordCallback(r)).toEqual({ kind: 'unregistered', id: 'ghost' });
       expect(await s.get('ghost')).toEqual({
@@ -155,14 +159,14 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         recovered: false,
         submittedAt: null,
         deadlineAt: null,
-        receivedAt: T,
+        receivedAt: BASE_MS,
         callbacks: 1,
       });
-      expect(await s.recordCallback({ ...r, receivedAt: T + 5 })).toEqual({ kind: 'duplicate', id: 'ghost' });
+      expect(await s.recordCallback({ ...r, receivedAt: BASE_MS + 5 })).toEqual({ kind: 'duplicate', id: 'ghost' });
       expect((await s.get('ghost'))?.callbacks).toBe(2);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
       // A later registration of the same id is ignored: the result is already there.
-      expect(await s.register(['ghost'], T + 10, T + 5 * MIN)).toEqual({ added: [], merged: [] });
+      expect(await s.register(['ghost'], BASE_MS + 10, BASE_MS + 5 * MIN)).toEqual({ added: [], merged: [] });
       expect(await s.list('delivered', 10)).toMatchObject([{ id: 'ghost', registered: false }]);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
     });
@@ -171,18 +175,18 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const s = await fresh();
       // Registered out of deadline order, and ids sorting against deadline order, so neither insertion order nor
       // key order can pass for deadline order.
-      await s.register(['x3'], T, T + 3 * MIN);
-      await s.register(['z1'], T, T + 1 * MIN);
-      await s.register(['w4'], T, T + 4 * MIN);
-      await s.register(['y2'], T, T + 2 * MIN);
-      await s.register(['later'], T, T + 60 * MIN);
-      expect(await s.expireDue(T, 10)).toEqual([]);
-      expect(await s.expireDue(T + 4 * MIN, 0)).toEqual([]);
-      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual(['z1', 'y2', 'x3']);
+      await s.register(['x3'], BASE_MS, BASE_MS + 3 * MIN);
+      await s.register(['z1'], BASE_MS, BASE_MS + 1 * MIN);
+      await s.register(['w4'], BASE_MS, BASE_MS + 4 * MIN);
+      await s.register(['y2'], BASE_MS, BASE_MS + 2 * MIN);
+      await s.register(['later'], BASE_MS, BASE_MS + 60 * MIN);
+      expect(await s.expireDue(BASE_MS, 10)).toEqual([]);
+      expect(await s.expireDue(BASE_MS + 4 * MIN, 0)).toEqual([]);
+      expect(await s.expireDue(BASE_MS + 4 * MIN, 3)).toEqual(['z1', 'y2', 'x3']);
       expect(await s.counts()).toEqual({ pending: 2, delivered: 0, missed: 3, late: 0 });
       // The deadline is inclusive.
-      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual(['w4']);
-      expect(await s.expireDue(T + 4 * MIN, 3)).toEqual([]);
+      expect(await s.expireDue(BASE_MS + 4 * MIN, 3)).toEqual(['w4']);
+      expect(await s.expireDue(BASE_MS + 4 * MIN, 3)).toEqual([]);
       expect(await s.get('y2')).toMatchObject({ state: 'missed', receivedAt: null, callbacks: 0 });
       expect(await s.get('later')).toMatchObject({ state: 'pending' });
       expect(await s.counts()).toEqual({ pending: 1, delivered: 0, missed: 4, late: 0 });
@@ -190,31 +194,34 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('never expires a task that already got its callback', async () => {
       const s = await fresh();
-      await s.register(['a', 'b'], T, T + MIN);
-      await s.recordCallback(callback('a', T + 10));
-      expect(await s.expireDue(T + 2 * MIN, 10)).toEqual(['b']);
+      await s.register(['a', 'b'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('a', BASE_MS + 10));
+      expect(await s.expireDue(BASE_MS + 2 * MIN, 10)).toEqual(['b']);
       expect(await s.get('a')).toMatchObject({ state: 'delivered' });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 1, late: 0 });
     });
 
     it('moves missed → late on a callback after the deadline, then counts duplicates', async () => {
       const s = await fresh();
-      await s.register(['slow'], T, T + MIN);
-      await s.expireDue(T + MIN, 10);
-      expect(await s.recordCallback(callback('slow', T + 2 * MIN, 'late-code'))).toEqual({
+      await s.register(['slow'], BASE_MS, BASE_MS + MIN);
+      await s.expireDue(BASE_MS + MIN, 10);
+      expect(await s.recordCallback(callback('slow', BASE_MS + 2 * MIN, 'late-code'))).toEqual({
         kind: 'late',
         id: 'slow',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('slow')).toMatchObject({
         state: 'late',
         registered: true,
         code: 'late-code',
-        receivedAt: T + 2 * MIN,
+        receivedAt: BASE_MS + 2 * MIN,
         callbacks: 1,
       });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
-      expect(await s.recordCallback(callback('slow', T + 3 * MIN, 'again'))).toEqual({ kind: 'duplicate', id: 'slow' });
+      expect(await s.recordCallback(callback('slow', BASE_MS + 3 * MIN, 'again'))).toEqual({
+        kind: 'duplicate',
+        id: 'slow',
+      });
       expect(await s.get('slow')).toMatchObject({ state: 'late', code: 'late-code', callbacks: 2 });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
     });
@@ -222,19 +229,19 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('lists one state, at most `limit`: pending by deadline, settled by settling time, oldest first', async () => {
       const s = await fresh();
       // Ids sort against deadline order, so key order cannot pass for it.
-      await s.register(['pa'], T, T + 3 * MIN);
-      await s.register(['pc'], T, T + 1 * MIN);
-      await s.register(['pb'], T, T + 2 * MIN);
-      await s.register(['ma'], T, T - 2 * MIN);
-      await s.register(['mb'], T, T - 3 * MIN);
-      await s.register(['mc'], T, T - 1 * MIN);
-      await s.expireDue(T, 10);
-      await s.register(['dv'], T, T + 10 * MIN);
-      await s.register(['dw'], T, T + 5 * MIN);
-      await s.recordCallback(callback('dv', T + 2 * MIN)); // delivered: ordered by receipt, not by deadline
-      await s.recordCallback(callback('dw', T + 3 * MIN));
-      await s.recordCallback(callback('ghost', T + 1 * MIN)); // unregistered: ordered by receipt time too
-      await s.recordCallback(callback('mb', T + 2)); // late
+      await s.register(['pa'], BASE_MS, BASE_MS + 3 * MIN);
+      await s.register(['pc'], BASE_MS, BASE_MS + 1 * MIN);
+      await s.register(['pb'], BASE_MS, BASE_MS + 2 * MIN);
+      await s.register(['ma'], BASE_MS, BASE_MS - 2 * MIN);
+      await s.register(['mb'], BASE_MS, BASE_MS - 3 * MIN);
+      await s.register(['mc'], BASE_MS, BASE_MS - 1 * MIN);
+      await s.expireDue(BASE_MS, 10);
+      await s.register(['dv'], BASE_MS, BASE_MS + 10 * MIN);
+      await s.register(['dw'], BASE_MS, BASE_MS + 5 * MIN);
+      await s.recordCallback(callback('dv', BASE_MS + 2 * MIN)); // delivered: ordered by receipt, not by deadline
+      await s.recordCallback(callback('dw', BASE_MS + 3 * MIN));
+      await s.recordCallback(callback('ghost', BASE_MS + 1 * MIN)); // unregistered: ordered by receipt time too
+      await s.recordCallback(callback('mb', BASE_MS + 2)); // late
 
       const ids = async (state: 'pending' | 'delivered' | 'missed' | 'late', limit: number) =>
         (await s.list(state, limit)).map((t) => t.id);
@@ -245,7 +252,11 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await ids('delivered', 10)).toEqual(['ghost', 'dv', 'dw']);
       expect(await ids('delivered', 2)).toEqual(['ghost', 'dv']);
       expect(await ids('late', 10)).toEqual(['mb']);
-      expect((await s.list('late', 10))[0]).toMatchObject({ state: 'late', code: 'code-mb', deadlineAt: T - 3 * MIN });
+      expect((await s.list('late', 10))[0]).toMatchObject({
+        state: 'late',
+        code: 'code-mb',
+        deadlineAt: BASE_MS - 3 * MIN,
+      });
       expect(await s.counts()).toEqual({ pending: 3, delivered: 2, missed: 2, late: 1 });
     });
 
@@ -254,45 +265,49 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const expectCounts = async (pending: number, delivered: number, missed: number, late: number) =>
         expect(await s.counts()).toEqual({ pending, delivered, missed, late });
       await expectCounts(0, 0, 0, 0);
-      await s.register(['a', 'b', 'c', 'd'], T, T + MIN);
+      await s.register(['a', 'b', 'c', 'd'], BASE_MS, BASE_MS + MIN);
       await expectCounts(4, 0, 0, 0);
-      await s.register(['a', 'b'], T, T + MIN); // idempotent
+      await s.register(['a', 'b'], BASE_MS, BASE_MS + MIN); // idempotent
       await expectCounts(4, 0, 0, 0);
-      await s.recordCallback(callback('a', T + 1)); // delivered
+      await s.recordCallback(callback('a', BASE_MS + 1)); // delivered
       await expectCounts(3, 1, 0, 0);
-      await s.recordCallback(callback('a', T + 2)); // duplicate
+      await s.recordCallback(callback('a', BASE_MS + 2)); // duplicate
       await expectCounts(3, 1, 0, 0);
-      await s.recordCallback(callback('zz', T + 3)); // unregistered
+      await s.recordCallback(callback('zz', BASE_MS + 3)); // unregistered
       await expectCounts(3, 1, 0, 0);
-      await s.expireDue(T + MIN, 2); // missed ×2
+      await s.expireDue(BASE_MS + MIN, 2); // missed ×2
       await expectCounts(1, 1, 2, 0);
-      await s.recordCallback(callback('b', T + 2 * MIN)); // late
+      await s.recordCallback(callback('b', BASE_MS + 2 * MIN)); // late
       await expectCounts(1, 1, 1, 1);
-      await s.recordCallback(callback('b', T + 3 * MIN)); // duplicate of a late one
+      await s.recordCallback(callback('b', BASE_MS + 3 * MIN)); // duplicate of a late one
       await expectCounts(1, 1, 1, 1);
-      await s.expireDue(T + MIN, 10);
+      await s.expireDue(BASE_MS + MIN, 10);
       await expectCounts(0, 1, 2, 1);
     });
 
     it('lets exactly one of 20 concurrent callbacks for one task deliver it', async () => {
       const s = await fresh();
-      await s.register(['hot'], T, T + MIN);
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('hot', T + i))));
+      await s.register(['hot'], BASE_MS, BASE_MS + MIN);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('hot', BASE_MS + i))),
+      );
       expect(results.filter((r) => r.kind === 'delivered')).toHaveLength(1);
       expect(results.filter((r) => r.kind === 'duplicate')).toHaveLength(19);
       expect((await s.get('hot'))?.callbacks).toBe(20);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
       // The same for an id nobody registered: one stores it, the rest are duplicates.
-      const ghosts = await Promise.all(Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('cold', T + i))));
+      const ghosts = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => s.recordCallback(callback('cold', BASE_MS + i))),
+      );
       expect(ghosts.filter((r) => r.kind === 'unregistered')).toHaveLength(1);
       expect((await s.get('cold'))?.callbacks).toBe(20);
     });
 
     it('lets two instances on one backing deliver a task exactly once', async () => {
       const [a, b] = await pair();
-      await a.register(['shared'], T, T + MIN);
+      await a.register(['shared'], BASE_MS, BASE_MS + MIN);
       const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).recordCallback(callback('shared', T + i))),
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).recordCallback(callback('shared', BASE_MS + i))),
       );
       expect(results.filter((r) => r.kind === 'delivered')).toHaveLength(1);
       expect(await b.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
@@ -303,11 +318,11 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const [a, b] = await pair();
       const n = 300;
       const ids = Array.from({ length: n }, (_, i) => `e${String(i).padStart(4, '0')}`);
-      for (let i = 0; i < n; i += 50) await a.register(ids.slice(i, i + 50), T, T + i);
+      for (let i = 0; i < n; i += 50) await a.register(ids.slice(i, i + 50), BASE_MS, BASE_MS + i);
       const drain = async (s: TaskStore) => {
         const moved: string[] = [];
         for (;;) {
-          const batch = await s.expireDue(T + n, 7);
+          const batch = await s.expireDue(BASE_MS + n, 7);
           if (batch.length === 0) return moved;
           moved.push(...batch);
         }
@@ -324,16 +339,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const [a, b] = await pair();
       const n = 100;
       const ids = Array.from({ length: n }, (_, i) => `r${i}`);
-      await a.register(ids, T, T + MIN);
+      await a.register(ids, BASE_MS, BASE_MS + MIN);
       const [moved, transitions] = await Promise.all([
         (async () => {
           const out: string[] = [];
-          for (let batch = await a.expireDue(T + MIN, 5); batch.length > 0; batch = await a.expireDue(T + MIN, 5)) {
+          for (
+            let batch = await a.expireDue(BASE_MS + MIN, 5);
+            batch.length > 0;
+            batch = await a.expireDue(BASE_MS + MIN, 5)
+          ) {
             out.push(...batch);
           }
           return out;
         })(),
-        Promise.all(ids.map((id) => b.recordCallback(callback(id, T + 2 * MIN)))),
+        Promise.all(ids.map((id) => b.recordCallback(callback(id, BASE_MS + 2 * MIN)))),
       ]);
       const kinds = transitions.map((t) => t.kind);
       const late = kinds.filter((k) => k === 'late').length;
@@ -346,67 +365,67 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('purges settled tasks older than the cut-off by settling time, never pending ones, counts untouched', async () => {
       const s = await fresh();
-      await s.register(['d1', 'd2', 'm1', 'lt'], T, T + MIN);
-      await s.recordCallback(callback('d1', T + 1000)); // delivered, settled at T+1s
-      await s.recordCallback(callback('ghost', T + 2000)); // unregistered, settled at T+2s
-      await s.recordCallback(callback('d2', T + 3000)); // delivered, settled at T+3s
-      expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['lt', 'm1']); // missed, settled at their deadline T+1min
-      await s.recordCallback(callback('lt', T + 5 * MIN)); // late: settled again, at its receipt T+5min
-      await s.register(['overdue'], T, T - 10 * MIN); // pending with a long-past deadline, not swept yet
-      await s.register(['p1'], T, T + 60 * MIN);
+      await s.register(['d1', 'd2', 'm1', 'lt'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('d1', BASE_MS + 1000)); // delivered, settled at BASE_MS+1s
+      await s.recordCallback(callback('ghost', BASE_MS + 2000)); // unregistered, settled at BASE_MS+2s
+      await s.recordCallback(callback('d2', BASE_MS + 3000)); // delivered, settled at BASE_MS+3s
+      expect((await s.expireDue(BASE_MS + MIN, 10)).sort()).toEqual(['lt', 'm1']); // missed, settled at their deadline BASE_MS+1min
+      await s.recordCallback(callback('lt', BASE_MS + 5 * MIN)); // late: settled again, at its receipt BASE_MS+5min
+      await s.register(['overdue'], BASE_MS, BASE_MS - 10 * MIN); // pending with a long-past deadline, not swept yet
+      await s.register(['p1'], BASE_MS, BASE_MS + 60 * MIN);
       const before = { pending: 2, delivered: 2, missed: 1, late: 1 };
       expect(await s.counts()).toEqual(before);
 
-      expect(await s.purge(T + 1000, 10)).toBe(0); // the cut-off is exclusive
-      expect(await s.purge(T + 10 * MIN, 0)).toBe(0);
-      expect(await s.purge(T + 10 * MIN, 2)).toBe(2); // oldest first: d1, ghost
+      expect(await s.purge(BASE_MS + 1000, 10)).toBe(0); // the cut-off is exclusive
+      expect(await s.purge(BASE_MS + 10 * MIN, 0)).toBe(0);
+      expect(await s.purge(BASE_MS + 10 * MIN, 2)).toBe(2); // oldest first: d1, ghost
       expect(await s.get('d1')).toBeUndefined();
       expect(await s.get('ghost')).toBeUndefined();
       expect(await s.get('d2')).toMatchObject({ state: 'delivered' });
-      expect(await s.purge(T + 10 * MIN, 2)).toBe(2); // d2, m1
+      expect(await s.purge(BASE_MS + 10 * MIN, 2)).toBe(2); // d2, m1
       expect(await s.get('m1')).toBeUndefined();
       // A late task is kept by its receipt time, not its (older) deadline.
-      expect(await s.purge(T + 5 * MIN, 10)).toBe(0);
+      expect(await s.purge(BASE_MS + 5 * MIN, 10)).toBe(0);
       expect(await s.get('lt')).toMatchObject({ state: 'late' });
-      expect(await s.purge(T + 10 * MIN, 10)).toBe(1);
+      expect(await s.purge(BASE_MS + 10 * MIN, 10)).toBe(1);
       expect(await s.get('lt')).toBeUndefined();
       // However old, a pending task is never purged.
-      expect(await s.purge(T + 1e12, 100)).toBe(0);
+      expect(await s.purge(BASE_MS + 1e12, 100)).toBe(0);
       expect((await s.list('pending', 10)).map((t) => t.id)).toEqual(['overdue', 'p1']);
       for (const state of ['delivered', 'missed', 'late'] as const) expect(await s.list(state, 10)).toEqual([]);
       expect(await s.counts()).toEqual(before);
 
       // A callback for a purged id is a new, unregistered result; a purged id can be registered afresh.
-      expect(await s.recordCallback(callback('d1', T + 20 * MIN))).toEqual({ kind: 'unregistered', id: 'd1' });
-      expect(await s.register(['m1'], T + 20 * MIN, T + 25 * MIN)).toEqual({ added: ['m1'], merged: [] });
+      expect(await s.recordCallback(callback('d1', BASE_MS + 20 * MIN))).toEqual({ kind: 'unregistered', id: 'd1' });
+      expect(await s.register(['m1'], BASE_MS + 20 * MIN, BASE_MS + 25 * MIN)).toEqual({ added: ['m1'], merged: [] });
       expect(await s.counts()).toEqual({ ...before, pending: 3 });
     });
 
     it('purges in bounded batches, oldest first', async () => {
       const s = await fresh();
       const ids = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, '0')}`);
-      await s.register(ids, T, T + 60 * MIN);
+      await s.register(ids, BASE_MS, BASE_MS + 60 * MIN);
       // Settled newest-id-first, so neither key order nor registration order can pass for settling order.
-      for (let i = ids.length - 1; i >= 0; i--) await s.recordCallback(callback(ids[i]!, T + 1000 - i));
-      expect(await s.purge(T + 2000, 120)).toBe(120);
+      for (let i = ids.length - 1; i >= 0; i--) await s.recordCallback(callback(ids[i]!, BASE_MS + 1000 - i));
+      expect(await s.purge(BASE_MS + 2000, 120)).toBe(120);
       expect(await s.get('k299')).toBeUndefined();
       expect(await s.get('k180')).toBeUndefined();
       expect(await s.get('k179')).toMatchObject({ state: 'delivered' });
-      expect(await s.purge(T + 2000, 120)).toBe(120);
-      expect(await s.purge(T + 2000, 120)).toBe(60);
-      expect(await s.purge(T + 2000, 120)).toBe(0);
+      expect(await s.purge(BASE_MS + 2000, 120)).toBe(120);
+      expect(await s.purge(BASE_MS + 2000, 120)).toBe(60);
+      expect(await s.purge(BASE_MS + 2000, 120)).toBe(0);
       expect(await s.list('delivered', 10)).toEqual([]);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 300, missed: 0, late: 0 });
     });
 
     it("never lets a purged task's old deadline expire the same id registered again", async () => {
       const s = await fresh();
-      await s.register(['again'], T, T + MIN);
-      await s.recordCallback(callback('again', T + 1));
-      expect(await s.purge(T + 2, 10)).toBe(1);
-      expect(await s.register(['again'], T + 2, T + 60 * MIN)).toEqual({ added: ['again'], merged: [] });
-      expect(await s.expireDue(T + 2 * MIN, 10)).toEqual([]);
-      expect(await s.get('again')).toMatchObject({ state: 'pending', deadlineAt: T + 60 * MIN });
+      await s.register(['again'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('again', BASE_MS + 1));
+      expect(await s.purge(BASE_MS + 2, 10)).toBe(1);
+      expect(await s.register(['again'], BASE_MS + 2, BASE_MS + 60 * MIN)).toEqual({ added: ['again'], merged: [] });
+      expect(await s.expireDue(BASE_MS + 2 * MIN, 10)).toEqual([]);
+      expect(await s.get('again')).toMatchObject({ state: 'pending', deadlineAt: BASE_MS + 60 * MIN });
     });
 
     // ---- two ids per task: the app's id and the solver's task id ------------------------------------------------
@@ -416,13 +435,13 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(
         await s.register(
           [
-            { id: 'a', solverTaskId: 'sa', deadlineAt: T + 3 * MIN },
-            { id: 'b', deadlineAt: T + 1 * MIN },
-            'c', // the call's deadline, T + 2 min
+            { id: 'a', solverTaskId: 'sa', deadlineAt: BASE_MS + 3 * MIN },
+            { id: 'b', deadlineAt: BASE_MS + 1 * MIN },
+            'c', // the call's deadline, BASE_MS + 2 min
             { id: 'd', solverTaskId: 'sd' },
           ],
-          T,
-          T + 2 * MIN,
+          BASE_MS,
+          BASE_MS + 2 * MIN,
         ),
       ).toEqual({ added: ['a', 'b', 'c', 'd'], merged: [] });
       expect(await s.get('a')).toEqual({
@@ -436,58 +455,60 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         solution: null,
         metadata: null,
         recovered: false,
-        submittedAt: T,
-        deadlineAt: T + 3 * MIN,
+        submittedAt: BASE_MS,
+        deadlineAt: BASE_MS + 3 * MIN,
         receivedAt: null,
         callbacks: 0,
       });
-      expect(await s.get('d')).toMatchObject({ solverTaskId: 'sd', deadlineAt: T + 2 * MIN });
+      expect(await s.get('d')).toMatchObject({ solverTaskId: 'sd', deadlineAt: BASE_MS + 2 * MIN });
       const pending = (await s.list('pending', 10)).map((t) => t.id);
       // c and d share a deadline: their order between them is the store's.
       expect([pending[0], pending.slice(1, 3).sort(), pending[3], pending.length]).toEqual(['b', ['c', 'd'], 'a', 4]);
-      expect(await s.expireDue(T + 1 * MIN - 1, 10)).toEqual([]);
-      expect(await s.expireDue(T + 1 * MIN, 10)).toEqual(['b']);
-      expect((await s.expireDue(T + 2 * MIN, 10)).sort()).toEqual(['c', 'd']);
-      expect(await s.expireDue(T + 3 * MIN - 1, 10)).toEqual([]);
-      expect(await s.expireDue(T + 3 * MIN, 10)).toEqual(['a']);
+      expect(await s.expireDue(BASE_MS + 1 * MIN - 1, 10)).toEqual([]);
+      expect(await s.expireDue(BASE_MS + 1 * MIN, 10)).toEqual(['b']);
+      expect((await s.expireDue(BASE_MS + 2 * MIN, 10)).sort()).toEqual(['c', 'd']);
+      expect(await s.expireDue(BASE_MS + 3 * MIN - 1, 10)).toEqual([]);
+      expect(await s.expireDue(BASE_MS + 3 * MIN, 10)).toEqual(['a']);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 4, late: 0 });
       // Registering a known id again neither repeats the registration nor attaches the solver id given with it.
-      expect(await s.register([{ id: 'b', solverTaskId: 'sb', deadlineAt: T + 60 * MIN }], T, T)).toEqual({
+      expect(
+        await s.register([{ id: 'b', solverTaskId: 'sb', deadlineAt: BASE_MS + 60 * MIN }], BASE_MS, BASE_MS),
+      ).toEqual({
         added: [],
         merged: [],
       });
-      expect(await s.get('b')).toMatchObject({ solverTaskId: null, state: 'missed', deadlineAt: T + MIN });
+      expect(await s.get('b')).toMatchObject({ solverTaskId: null, state: 'missed', deadlineAt: BASE_MS + MIN });
       expect(await s.get('sb')).toBeUndefined();
     });
 
     it('finds a task by its app id, else by its solver id', async () => {
       const s = await fresh();
-      await s.register([{ id: 'app-1', solverTaskId: 'solver-1' }, 'app-2'], T, T + MIN);
+      await s.register([{ id: 'app-1', solverTaskId: 'solver-1' }, 'app-2'], BASE_MS, BASE_MS + MIN);
       expect(await s.get('app-1')).toMatchObject({ id: 'app-1', solverTaskId: 'solver-1', state: 'pending' });
       expect(await s.get('solver-1')).toEqual(await s.get('app-1'));
       expect(await s.get('app-2')).toMatchObject({ id: 'app-2', solverTaskId: null });
       expect(await s.get('solver-2')).toBeUndefined();
       // An app id that is also another task's solver id: the app id wins.
-      await s.register([{ id: 'app-3', solverTaskId: 'app-2' }], T, T + MIN);
+      await s.register([{ id: 'app-3', solverTaskId: 'app-2' }], BASE_MS, BASE_MS + MIN);
       expect(await s.get('app-2')).toMatchObject({ id: 'app-2' });
     });
 
     it("links the solver id a callback by the app's id carries, so later callbacks by solver id find the task", async () => {
       const s = await fresh();
-      await s.register(['t'], T, T + MIN);
-      expect(await s.recordCallback({ ...callback('t', T + 1), solverTaskId: 's-t' })).toEqual({
+      await s.register(['t'], BASE_MS, BASE_MS + MIN);
+      expect(await s.recordCallback({ ...callback('t', BASE_MS + 1), solverTaskId: 's-t' })).toEqual({
         kind: 'delivered',
         id: 't',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('t')).toMatchObject({ solverTaskId: 's-t', state: 'delivered', code: 'code-t' });
       expect(await s.get('s-t')).toMatchObject({ id: 't' });
-      expect(await s.recordCallback(bySolver('s-t', T + 2, 'again'))).toEqual({ kind: 'duplicate', id: 't' });
+      expect(await s.recordCallback(bySolver('s-t', BASE_MS + 2, 'again'))).toEqual({ kind: 'duplicate', id: 't' });
       expect(await s.get('t')).toMatchObject({ code: 'code-t', callbacks: 2 });
       // A duplicate by the app's id also links the solver id when the task has none yet.
-      await s.register(['u'], T, T + MIN);
-      await s.recordCallback(callback('u', T + 1));
-      expect(await s.recordCallback({ ...callback('u', T + 2), solverTaskId: 's-u' })).toEqual({
+      await s.register(['u'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('u', BASE_MS + 1));
+      expect(await s.recordCallback({ ...callback('u', BASE_MS + 2), solverTaskId: 's-u' })).toEqual({
         kind: 'duplicate',
         id: 'u',
       });
@@ -502,26 +523,30 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           { id: 'app', solverTaskId: 'sol' },
           { id: 'slow', solverTaskId: 'sol-slow' },
         ],
-        T,
-        T + MIN,
+        BASE_MS,
+        BASE_MS + MIN,
       );
-      expect(await s.recordCallback(bySolver('sol', T + 5))).toEqual({ kind: 'delivered', id: 'app', submittedAt: T });
+      expect(await s.recordCallback(bySolver('sol', BASE_MS + 5))).toEqual({
+        kind: 'delivered',
+        id: 'app',
+        submittedAt: BASE_MS,
+      });
       expect(await s.get('app')).toMatchObject({
         id: 'app',
         solverTaskId: 'sol',
         state: 'delivered',
         registered: true,
         code: 'code-sol',
-        receivedAt: T + 5,
+        receivedAt: BASE_MS + 5,
         callbacks: 1,
       });
-      expect(await s.expireDue(T + MIN, 10)).toEqual(['slow']);
-      expect(await s.recordCallback(bySolver('sol-slow', T + 2 * MIN))).toEqual({
+      expect(await s.expireDue(BASE_MS + MIN, 10)).toEqual(['slow']);
+      expect(await s.recordCallback(bySolver('sol-slow', BASE_MS + 2 * MIN))).toEqual({
         kind: 'late',
         id: 'slow',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
-      expect(await s.recordCallback(bySolver('sol', T + 6))).toEqual({ kind: 'duplicate', id: 'app' });
+      expect(await s.recordCallback(bySolver('sol', BASE_MS + 6))).toEqual({ kind: 'duplicate', id: 'app' });
       expect(await s.list('delivered', 10)).toMatchObject([{ id: 'app', callbacks: 2 }]);
       // No record was made under the solver ids.
       expect((await s.get('sol'))?.id).toBe('app');
@@ -532,48 +557,48 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       // Apps that register the id the solver returned as their own id, with no solver id: the callback's solver id
       // is that task's app id.
       const s = await fresh();
-      await s.register(['73400123'], T, T + MIN);
-      expect(await s.recordCallback(bySolver('73400123', T + 1))).toEqual({
+      await s.register(['73400123'], BASE_MS, BASE_MS + MIN);
+      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 1))).toEqual({
         kind: 'delivered',
         id: '73400123',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('73400123')).toMatchObject({ registered: true, state: 'delivered', callbacks: 1 });
-      expect(await s.recordCallback(bySolver('73400123', T + 2))).toEqual({ kind: 'duplicate', id: '73400123' });
+      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 2))).toEqual({ kind: 'duplicate', id: '73400123' });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
     });
 
     it('files a callback whose path id and solver id differ under the path id, keeping the solver id', async () => {
       const s = await fresh();
-      await s.register(['p', { id: 'q', solverTaskId: 'sq' }, { id: 'r', solverTaskId: 'sr' }], T, T + MIN);
+      await s.register(['p', { id: 'q', solverTaskId: 'sq' }, { id: 'r', solverTaskId: 'sr' }], BASE_MS, BASE_MS + MIN);
       // The path wins; the solver id is kept on the task.
-      await s.register(['p2'], T, T + MIN);
-      expect(await s.recordCallback({ ...callback('p2', T + 1), solverTaskId: 'fresh' })).toMatchObject({
+      await s.register(['p2'], BASE_MS, BASE_MS + MIN);
+      expect(await s.recordCallback({ ...callback('p2', BASE_MS + 1), solverTaskId: 'fresh' })).toMatchObject({
         kind: 'delivered',
         id: 'p2',
       });
       expect(await s.get('fresh')).toMatchObject({ id: 'p2', solverTaskId: 'fresh' });
       // The path wins even when the solver id belongs to another task; that task keeps it and stays pending.
-      expect(await s.recordCallback({ ...callback('p', T + 2), solverTaskId: 'sq' })).toEqual({
+      expect(await s.recordCallback({ ...callback('p', BASE_MS + 2), solverTaskId: 'sq' })).toEqual({
         kind: 'delivered',
         id: 'p',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('p')).toMatchObject({ solverTaskId: null, state: 'delivered' });
       expect(await s.get('q')).toMatchObject({ solverTaskId: 'sq', state: 'pending', callbacks: 0 });
       expect((await s.get('sq'))?.id).toBe('q');
       // A task keeps the solver id it has; another one in a callback by its app id does not replace it.
-      expect(await s.recordCallback({ ...callback('r', T + 3), solverTaskId: 'other' })).toMatchObject({
+      expect(await s.recordCallback({ ...callback('r', BASE_MS + 3), solverTaskId: 'other' })).toMatchObject({
         kind: 'delivered',
         id: 'r',
       });
       expect(await s.get('r')).toMatchObject({ solverTaskId: 'sr' });
       expect(await s.get('other')).toBeUndefined();
       // An unknown path id with a known solver id: the solver id finds the task.
-      expect(await s.recordCallback({ ...callback('nobody', T + 4), solverTaskId: 'sq' })).toEqual({
+      expect(await s.recordCallback({ ...callback('nobody', BASE_MS + 4), solverTaskId: 'sq' })).toEqual({
         kind: 'delivered',
         id: 'q',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('nobody')).toBeUndefined();
       expect(await s.counts()).toEqual({ pending: 0, delivered: 4, missed: 0, late: 0 });
@@ -581,19 +606,22 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('refuses a callback that names no task', async () => {
       const s = await fresh();
-      await s.register(['x'], T, T + MIN);
-      const anonymous: CallbackResult = { outcome: 'solved', code: 'c', format: 'json', receivedAt: T };
+      await s.register(['x'], BASE_MS, BASE_MS + MIN);
+      const anonymous: CallbackResult = { outcome: 'solved', code: 'c', format: 'json', receivedAt: BASE_MS };
       await expect(s.recordCallback(anonymous)).rejects.toBeInstanceOf(StoreUnavailableError);
       // Only that call: a callback stored at the same moment is unaffected.
-      const [bad, good] = await Promise.allSettled([s.recordCallback(anonymous), s.recordCallback(callback('x', T))]);
+      const [bad, good] = await Promise.allSettled([
+        s.recordCallback(anonymous),
+        s.recordCallback(callback('x', BASE_MS)),
+      ]);
       expect(bad.status).toBe('rejected');
-      expect(good).toEqual({ status: 'fulfilled', value: { kind: 'delivered', id: 'x', submittedAt: T } });
+      expect(good).toEqual({ status: 'fulfilled', value: { kind: 'delivered', id: 'x', submittedAt: BASE_MS } });
     });
 
     it('attaches a solver id: attached, unchanged, unknown, conflict', async () => {
       const s = await fresh();
-      await s.register(['a', 'b', { id: 'c', solverTaskId: 'sc' }], T, T + MIN);
-      await s.recordCallback(callback('ghost', T)); // unregistered
+      await s.register(['a', 'b', { id: 'c', solverTaskId: 'sc' }], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('ghost', BASE_MS)); // unregistered
       expect(await s.attachSolverTaskId('a', 'sa')).toEqual({ kind: 'attached' });
       expect(await s.get('a')).toMatchObject({ solverTaskId: 'sa', state: 'pending' });
       expect(await s.attachSolverTaskId('a', 'sa')).toEqual({ kind: 'unchanged' });
@@ -610,10 +638,14 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect((await s.get('sc'))?.id).toBe('c');
       expect(await s.get('sa2')).toBeUndefined();
       // A settled task can still be given its solver id.
-      await s.recordCallback(callback('b', T + 1));
+      await s.recordCallback(callback('b', BASE_MS + 1));
       expect(await s.attachSolverTaskId('b', 'sb')).toEqual({ kind: 'attached' });
-      expect(await s.recordCallback(bySolver('sb', T + 2))).toEqual({ kind: 'duplicate', id: 'b' });
-      expect(await s.recordCallback(bySolver('sa', T + 3))).toEqual({ kind: 'delivered', id: 'a', submittedAt: T });
+      expect(await s.recordCallback(bySolver('sb', BASE_MS + 2))).toEqual({ kind: 'duplicate', id: 'b' });
+      expect(await s.recordCallback(bySolver('sa', BASE_MS + 3))).toEqual({
+        kind: 'delivered',
+        id: 'a',
+        submittedAt: BASE_MS,
+      });
       expect(await s.counts()).toEqual({ pending: 1, delivered: 2, missed: 0, late: 0 });
     });
 
@@ -624,27 +656,27 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         outcome: 'solved',
         code: 'tok-early',
         format: 'json',
-        receivedAt: T + 100,
+        receivedAt: BASE_MS + 100,
         solution: { gRecaptchaResponse: 'tok-early', userAgent: 'UA/1.0' },
         metadata: { cost: '0.00120', solveCount: 1 },
       };
       expect(await s.recordCallback(early)).toEqual({ kind: 'unregistered', id: 'early' });
-      expect(await s.recordCallback({ ...early, code: 'second', receivedAt: T + 200 })).toEqual({
+      expect(await s.recordCallback({ ...early, code: 'second', receivedAt: BASE_MS + 200 })).toEqual({
         kind: 'duplicate',
         id: 'early',
       });
       expect(await s.get('early')).toMatchObject({ registered: false, solverTaskId: 'early', callbacks: 2 });
-      await s.register(['m'], T, T + MIN);
+      await s.register(['m'], BASE_MS, BASE_MS + MIN);
       expect(await s.attachSolverTaskId('m', 'early')).toEqual({
         kind: 'merged',
-        transition: { kind: 'delivered', id: 'm', submittedAt: T },
+        transition: { kind: 'delivered', id: 'm', submittedAt: BASE_MS },
         result: {
           taskId: 'm',
           solverTaskId: 'early',
           outcome: 'solved',
           code: 'tok-early',
           format: 'json',
-          receivedAt: T + 100,
+          receivedAt: BASE_MS + 100,
           solution: early.solution,
           metadata: early.metadata,
           recovered: false,
@@ -661,9 +693,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         solution: early.solution,
         metadata: early.metadata,
         recovered: false,
-        submittedAt: T,
-        deadlineAt: T + MIN,
-        receivedAt: T + 100,
+        submittedAt: BASE_MS,
+        deadlineAt: BASE_MS + MIN,
+        receivedAt: BASE_MS + 100,
         callbacks: 2,
       });
       // The unregistered record is gone: the solver id finds the task, and only the task is listed.
@@ -671,35 +703,35 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect((await s.list('delivered', 10)).map((t) => t.id)).toEqual(['m']);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
       expect(await s.attachSolverTaskId('m', 'early')).toEqual({ kind: 'unchanged' });
-      expect(await s.recordCallback({ ...early, receivedAt: T + 300 })).toEqual({ kind: 'duplicate', id: 'm' });
-      expect(await s.get('m')).toMatchObject({ callbacks: 3, receivedAt: T + 100 });
+      expect(await s.recordCallback({ ...early, receivedAt: BASE_MS + 300 })).toEqual({ kind: 'duplicate', id: 'm' });
+      expect(await s.get('m')).toMatchObject({ callbacks: 3, receivedAt: BASE_MS + 100 });
       // Purged later, it goes with its solver id.
-      expect(await s.purge(T + 1000, 10)).toBe(1);
+      expect(await s.purge(BASE_MS + 1000, 10)).toBe(1);
       expect(await s.get('early')).toBeUndefined();
     });
 
     it('merges into a missed task as late, and into a settled one as a duplicate that keeps the first result', async () => {
       const s = await fresh();
-      await s.register(['missed', 'done'], T, T + MIN);
-      expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['done', 'missed']);
-      await s.register(['done2'], T, T + 10 * MIN);
-      await s.recordCallback(callback('done2', T + 10, 'first'));
-      await s.recordCallback(bySolver('s-missed', T + 2 * MIN, 'late-tok'));
-      await s.recordCallback(bySolver('s-done', T + 20, 'dup-tok'));
-      await s.recordCallback(bySolver('s-done', T + 21, 'dup-tok-2'));
+      await s.register(['missed', 'done'], BASE_MS, BASE_MS + MIN);
+      expect((await s.expireDue(BASE_MS + MIN, 10)).sort()).toEqual(['done', 'missed']);
+      await s.register(['done2'], BASE_MS, BASE_MS + 10 * MIN);
+      await s.recordCallback(callback('done2', BASE_MS + 10, 'first'));
+      await s.recordCallback(bySolver('s-missed', BASE_MS + 2 * MIN, 'late-tok'));
+      await s.recordCallback(bySolver('s-done', BASE_MS + 20, 'dup-tok'));
+      await s.recordCallback(bySolver('s-done', BASE_MS + 21, 'dup-tok-2'));
       const late = await s.attachSolverTaskId('missed', 's-missed');
-      expect(late).toMatchObject({ kind: 'merged', transition: { kind: 'late', id: 'missed', submittedAt: T } });
+      expect(late).toMatchObject({ kind: 'merged', transition: { kind: 'late', id: 'missed', submittedAt: BASE_MS } });
       expect(await s.get('missed')).toMatchObject({ state: 'late', code: 'late-tok', callbacks: 1 });
       const dup = await s.attachSolverTaskId('done2', 's-done');
       expect(dup).toMatchObject({
         kind: 'merged',
         transition: { kind: 'duplicate', id: 'done2' },
-        result: { taskId: 'done2', solverTaskId: 's-done', code: 'dup-tok', receivedAt: T + 20 },
+        result: { taskId: 'done2', solverTaskId: 's-done', code: 'dup-tok', receivedAt: BASE_MS + 20 },
       });
       expect(await s.get('done2')).toMatchObject({
         state: 'delivered',
         code: 'first',
-        receivedAt: T + 10,
+        receivedAt: BASE_MS + 10,
         callbacks: 3,
         solverTaskId: 's-done',
       });
@@ -710,14 +742,14 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('merges on register: counts and callbacks add up, and a solver id held by a registered task is left off', async () => {
       const s = await fresh();
-      await s.recordCallback({ ...bySolver('x1', T + 5), metadata: { cost: 0.002 } });
+      await s.recordCallback({ ...bySolver('x1', BASE_MS + 5), metadata: { cost: 0.002 } });
       // A callback by an unregistered app id carrying a solver id links it too, so registration can merge it.
-      expect(await s.recordCallback({ ...callback('u', T + 6), solverTaskId: 'x2' })).toEqual({
+      expect(await s.recordCallback({ ...callback('u', BASE_MS + 6), solverTaskId: 'x2' })).toEqual({
         kind: 'unregistered',
         id: 'u',
       });
       expect((await s.get('x2'))?.id).toBe('u');
-      await s.register([{ id: 'held', solverTaskId: 'x3' }], T, T + MIN);
+      await s.register([{ id: 'held', solverTaskId: 'x3' }], BASE_MS, BASE_MS + MIN);
       const result = await s.register(
         [
           { id: 'r1', solverTaskId: 'x1' },
@@ -725,34 +757,34 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           { id: 'r3', solverTaskId: 'x3' },
           { id: 'r4', solverTaskId: 'x4' },
         ],
-        T + 1,
-        T + MIN,
+        BASE_MS + 1,
+        BASE_MS + MIN,
       );
       expect(result.added).toEqual(['r1', 'r2', 'r3', 'r4']);
       expect(result.merged).toEqual([
         {
-          transition: { kind: 'delivered', id: 'r1', submittedAt: T + 1 },
+          transition: { kind: 'delivered', id: 'r1', submittedAt: BASE_MS + 1 },
           result: {
             taskId: 'r1',
             solverTaskId: 'x1',
             outcome: 'solved',
             code: 'code-x1',
             format: 'query',
-            receivedAt: T + 5,
+            receivedAt: BASE_MS + 5,
             solution: null,
             metadata: { cost: 0.002 },
             recovered: false,
           },
         },
         {
-          transition: { kind: 'delivered', id: 'r2', submittedAt: T + 1 },
+          transition: { kind: 'delivered', id: 'r2', submittedAt: BASE_MS + 1 },
           result: {
             taskId: 'r2',
             solverTaskId: 'x2',
             outcome: 'solved',
             code: 'code-u',
             format: 'query',
-            receivedAt: T + 6,
+            receivedAt: BASE_MS + 6,
             solution: null,
             metadata: null,
             recovered: false,
@@ -771,20 +803,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('unlinks a purged task’s solver id, so it can be stored or attached afresh', async () => {
       const s = await fresh();
-      await s.register([{ id: 'pa', solverTaskId: 'spa' }], T, T + MIN);
-      await s.recordCallback(bySolver('spa', T + 1));
-      await s.recordCallback(bySolver('sghost', T + 2)); // unregistered, linked to its own solver id
-      expect(await s.purge(T + 10, 10)).toBe(2);
+      await s.register([{ id: 'pa', solverTaskId: 'spa' }], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(bySolver('spa', BASE_MS + 1));
+      await s.recordCallback(bySolver('sghost', BASE_MS + 2)); // unregistered, linked to its own solver id
+      expect(await s.purge(BASE_MS + 10, 10)).toBe(2);
       expect(await s.get('spa')).toBeUndefined();
       expect(await s.get('sghost')).toBeUndefined();
-      await s.register(['pb', 'pc'], T + 20, T + MIN);
+      await s.register(['pb', 'pc'], BASE_MS + 20, BASE_MS + MIN);
       expect(await s.attachSolverTaskId('pb', 'spa')).toEqual({ kind: 'attached' });
-      expect(await s.recordCallback(bySolver('spa', T + 30))).toEqual({
+      expect(await s.recordCallback(bySolver('spa', BASE_MS + 30))).toEqual({
         kind: 'delivered',
         id: 'pb',
-        submittedAt: T + 20,
+        submittedAt: BASE_MS + 20,
       });
-      expect(await s.recordCallback({ ...callback('pc', T + 31), solverTaskId: 'sghost' })).toMatchObject({
+      expect(await s.recordCallback({ ...callback('pc', BASE_MS + 31), solverTaskId: 'sghost' })).toMatchObject({
         kind: 'delivered',
         id: 'pc',
       });
@@ -802,8 +834,8 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         flags: [true, false, null],
       };
       const metadata = { cost: '0.00099', createTime: 1700000000, endTime: 1700000012, solveCount: 2, errorId: 0 };
-      await s.register(['rich'], T, T + MIN);
-      const r: CallbackResult = { ...callback('rich', T + 1), format: 'json', solution, metadata };
+      await s.register(['rich'], BASE_MS, BASE_MS + MIN);
+      const r: CallbackResult = { ...callback('rich', BASE_MS + 1), format: 'json', solution, metadata };
       await s.recordCallback(r);
       expect(await s.get('rich')).toMatchObject({ solution, metadata });
       expect((await s.get('rich'))?.solution).toEqual(solution);
@@ -815,36 +847,36 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       // Unregistered ones keep theirs; no details read back as null.
       await s.recordCallback({ ...r, taskId: 'loose', metadata: { status: 0, ключ: 'значение' } });
       expect(await s.get('loose')).toMatchObject({ solution, metadata: { status: 0, ключ: 'значение' } });
-      await s.recordCallback({ ...callback('bare', T + 2), solution: null });
+      await s.recordCallback({ ...callback('bare', BASE_MS + 2), solution: null });
       expect(await s.get('bare')).toMatchObject({ solution: null, metadata: null });
     });
 
     it('marks a result recovered only when recovery stored it; the first result decides, a merge carries it', async () => {
       const s = await fresh();
-      await s.register(['rec', 'cb', 'forged', 'missed'], T, T + MIN);
-      expect(await s.recordCallback({ ...callback('rec', T + 1), recovered: true })).toEqual({
+      await s.register(['rec', 'cb', 'forged', 'missed'], BASE_MS, BASE_MS + MIN);
+      expect(await s.recordCallback({ ...callback('rec', BASE_MS + 1), recovered: true })).toEqual({
         kind: 'delivered',
         id: 'rec',
-        submittedAt: T,
+        submittedAt: BASE_MS,
       });
       expect(await s.get('rec')).toMatchObject({ state: 'delivered', code: 'code-rec', recovered: true });
       // The real callback afterwards is a duplicate: the recovered result and its mark stay.
-      expect(await s.recordCallback(callback('rec', T + 2, 'real'))).toEqual({ kind: 'duplicate', id: 'rec' });
+      expect(await s.recordCallback(callback('rec', BASE_MS + 2, 'real'))).toEqual({ kind: 'duplicate', id: 'rec' });
       expect(await s.get('rec')).toMatchObject({ code: 'code-rec', callbacks: 2, recovered: true });
       // A callback's result is not recovered, and a recovered duplicate after it does not make it so.
-      expect(await s.recordCallback(callback('cb', T + 3))).toMatchObject({ kind: 'delivered' });
-      expect(await s.recordCallback({ ...callback('cb', T + 4), recovered: true })).toEqual({
+      expect(await s.recordCallback(callback('cb', BASE_MS + 3))).toMatchObject({ kind: 'delivered' });
+      expect(await s.recordCallback({ ...callback('cb', BASE_MS + 4), recovered: true })).toEqual({
         kind: 'duplicate',
         id: 'cb',
       });
       expect(await s.get('cb')).toMatchObject({ code: 'code-cb', callbacks: 2, recovered: false });
       // The solver's own fields are kept whole, a `recovered` among them included, and are not the mark.
-      await s.recordCallback({ ...callback('forged', T + 5), format: 'json', metadata: { recovered: true } });
+      await s.recordCallback({ ...callback('forged', BASE_MS + 5), format: 'json', metadata: { recovered: true } });
       expect(await s.get('forged')).toMatchObject({ metadata: { recovered: true }, recovered: false });
       // missed → late by a recovered result.
-      expect(await s.expireDue(T + MIN, 10)).toEqual(['missed']);
+      expect(await s.expireDue(BASE_MS + MIN, 10)).toEqual(['missed']);
       expect(await s.get('missed')).toMatchObject({ state: 'missed', recovered: false });
-      await s.recordCallback({ ...callback('missed', T + 2 * MIN), recovered: true });
+      await s.recordCallback({ ...callback('missed', BASE_MS + 2 * MIN), recovered: true });
       expect(await s.get('missed')).toMatchObject({ state: 'late', recovered: true });
       const flags = (await s.list('delivered', 10)).map((t) => [t.id, t.recovered]);
       expect(flags).toEqual([
@@ -853,15 +885,15 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         ['forged', false],
       ]);
       // A stored result merged into its task brings its mark along, on register and on attach.
-      expect(await s.recordCallback({ ...bySolver('s-rec', T + 6), recovered: true })).toEqual({
+      expect(await s.recordCallback({ ...bySolver('s-rec', BASE_MS + 6), recovered: true })).toEqual({
         kind: 'unregistered',
         id: 's-rec',
       });
       expect(await s.get('s-rec')).toMatchObject({ registered: false, recovered: true });
-      await s.recordCallback(bySolver('s-cb', T + 7));
-      const registered = await s.register([{ id: 'm-rec', solverTaskId: 's-rec' }], T, T + 10 * MIN);
+      await s.recordCallback(bySolver('s-cb', BASE_MS + 7));
+      const registered = await s.register([{ id: 'm-rec', solverTaskId: 's-rec' }], BASE_MS, BASE_MS + 10 * MIN);
       expect(registered.merged).toMatchObject([{ transition: { kind: 'delivered' }, result: { recovered: true } }]);
-      await s.register(['m-cb'], T, T + 10 * MIN);
+      await s.register(['m-cb'], BASE_MS, BASE_MS + 10 * MIN);
       expect(await s.attachSolverTaskId('m-cb', 's-cb')).toMatchObject({
         kind: 'merged',
         result: { recovered: false },
@@ -873,7 +905,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('keeps a callback whose JSON body says "recovered": true unrecovered (parser → tracker → store)', async () => {
       const s = await fresh();
       const tracker = new DeliveryTracker({ store: s });
-      await s.register(['j1'], T, T + MIN);
+      await s.register(['j1'], BASE_MS, BASE_MS + MIN);
       const parsed = parseCallback({
         method: 'POST',
         query: new URLSearchParams(),
@@ -882,7 +914,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       });
       if (!parsed.ok) throw new Error(`not parsed: ${parsed.error.reason}`);
       // As the callback handler builds it.
-      const result: CallbackResult = { ...parsed.value, receivedAt: T + 1 };
+      const result: CallbackResult = { ...parsed.value, receivedAt: BASE_MS + 1 };
       expect(await tracker.recordCallback(result)).toMatchObject({ kind: 'delivered', id: 'j1' });
       expect(await s.get('j1')).toMatchObject({ code: 'tok', metadata: { recovered: true }, recovered: false });
     });
@@ -891,12 +923,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const [a, b] = await pair();
       const n = 20;
       const tasks = Array.from({ length: n }, (_, i) => ({ id: `app-${i}`, solverTaskId: `sol-${i}` }));
-      await a.register(tasks, T, T + MIN);
+      await a.register(tasks, BASE_MS, BASE_MS + MIN);
       // One callback by the app's id on one instance, one by the solver's id only on the other, all at once.
       const results = await Promise.all(
         tasks.flatMap((t, i) => [
-          (i % 2 ? a : b).recordCallback(callback(t.id, T + 1)),
-          (i % 2 ? b : a).recordCallback(bySolver(t.solverTaskId, T + 2)),
+          (i % 2 ? a : b).recordCallback(callback(t.id, BASE_MS + 1)),
+          (i % 2 ? b : a).recordCallback(bySolver(t.solverTaskId, BASE_MS + 2)),
         ]),
       );
       for (const [i, t] of tasks.entries()) {
@@ -912,10 +944,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const [a, b] = await pair();
       const n = 20;
       const ids = Array.from({ length: n }, (_, i) => `late-attach-${i}`);
-      await a.register(ids, T, T + MIN);
+      await a.register(ids, BASE_MS, BASE_MS + MIN);
       const [attached, callbacks] = await Promise.all([
         Promise.all(ids.map((id) => a.attachSolverTaskId(id, `s-${id}`))),
-        Promise.all(ids.map((id) => b.recordCallback(bySolver(`s-${id}`, T + 1)))),
+        Promise.all(ids.map((id) => b.recordCallback(bySolver(`s-${id}`, BASE_MS + 1)))),
       ]);
       for (const [i, id] of ids.entries()) {
         const attach = attached[i]!;
@@ -923,10 +955,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         // Either the callback came first (stored unregistered, then merged by attach) or the attach did.
         if (attach.kind === 'merged') {
           expect(cb).toEqual({ kind: 'unregistered', id: `s-${id}` });
-          expect(attach.transition).toEqual({ kind: 'delivered', id, submittedAt: T });
+          expect(attach.transition).toEqual({ kind: 'delivered', id, submittedAt: BASE_MS });
         } else {
           expect(attach).toEqual({ kind: 'attached' });
-          expect(cb).toEqual({ kind: 'delivered', id, submittedAt: T });
+          expect(cb).toEqual({ kind: 'delivered', id, submittedAt: BASE_MS });
         }
         expect(await b.get(`s-${id}`)).toMatchObject({ id, state: 'delivered', callbacks: 1 });
       }
@@ -956,12 +988,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     itOutbox('writes no forward while forwarding is off', async () => {
       const s = await fresh();
-      await s.register(['a', 'm'], T, T + MIN);
-      await s.recordCallback(callback('a', T + 1));
-      await s.recordCallback(callback('ghost', T + 2));
-      await s.expireDue(T + MIN, 10);
+      await s.register(['a', 'm'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('a', BASE_MS + 1));
+      await s.recordCallback(callback('ghost', BASE_MS + 2));
+      await s.expireDue(BASE_MS + MIN, 10);
       for (const id of ['a', 'ghost', 'm']) expect(await outbox(s).forwardsOf(id)).toEqual([]);
-      expect(await outbox(s).claimDue(T + 10 * MIN, 10, 1000)).toEqual([]);
+      expect(await outbox(s).claimDue(BASE_MS + 10 * MIN, 10, 1000)).toEqual([]);
       expect(await outbox(s).backlog(100)).toEqual({ pending: 0, oldestCreatedAt: null });
     });
 
@@ -970,12 +1002,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       async () => {
         const s = await fresh();
         outbox(s).enable(['delivered', 'missed', 'late']);
-        await s.register(['d', 'm', 'l'], T, T + MIN);
-        await s.recordCallback(callback('d', T + 1000));
-        await s.recordCallback(callback('d', T + 2000)); // a duplicate writes nothing
-        await s.recordCallback(callback('ghost', T + 3000));
-        expect((await s.expireDue(T + MIN, 10)).sort()).toEqual(['l', 'm']);
-        await s.recordCallback(callback('l', T + 2 * MIN));
+        await s.register(['d', 'm', 'l'], BASE_MS, BASE_MS + MIN);
+        await s.recordCallback(callback('d', BASE_MS + 1000));
+        await s.recordCallback(callback('d', BASE_MS + 2000)); // a duplicate writes nothing
+        await s.recordCallback(callback('ghost', BASE_MS + 3000));
+        expect((await s.expireDue(BASE_MS + MIN, 10)).sort()).toEqual(['l', 'm']);
+        await s.recordCallback(callback('l', BASE_MS + 2 * MIN));
         const d = await outbox(s).forwardsOf('d');
         expect(d).toEqual([
           {
@@ -983,10 +1015,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
             event: 'delivered',
             webhookId: expect.stringMatching(/^msg_[A-Za-z0-9_-]{22,}$/),
             state: 'pending',
-            createdAt: T + 1000,
-            since: T + 1000,
+            createdAt: BASE_MS + 1000,
+            since: BASE_MS + 1000,
             attempts: 0,
-            nextAttemptAt: T + 1000,
+            nextAttemptAt: BASE_MS + 1000,
             leased: false,
             lastAttemptAt: null,
             lastStatus: null,
@@ -994,16 +1026,16 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
             doneAt: null,
           },
         ]);
-        expect(await outbox(s).forwardsOf('ghost')).toMatchObject([{ event: 'delivered', createdAt: T + 3000 }]);
-        expect(await outbox(s).forwardsOf('m')).toMatchObject([{ event: 'missed', createdAt: T + MIN }]);
+        expect(await outbox(s).forwardsOf('ghost')).toMatchObject([{ event: 'delivered', createdAt: BASE_MS + 3000 }]);
+        expect(await outbox(s).forwardsOf('m')).toMatchObject([{ event: 'missed', createdAt: BASE_MS + MIN }]);
         const l = await outbox(s).forwardsOf('l');
         expect(l.map((f) => [f.event, f.createdAt]).sort()).toEqual([
-          ['late', T + 2 * MIN],
-          ['missed', T + MIN],
+          ['late', BASE_MS + 2 * MIN],
+          ['missed', BASE_MS + MIN],
         ]);
         const ids = new Set([...d, ...l].map((f) => f.webhookId));
         expect(ids.size).toBe(3);
-        expect(await outbox(s).backlog(100)).toEqual({ pending: 5, oldestCreatedAt: T + 1000 });
+        expect(await outbox(s).backlog(100)).toEqual({ pending: 5, oldestCreatedAt: BASE_MS + 1000 });
         expect(await outbox(s).backlog(2)).toMatchObject({ pending: 2 });
       },
     );
@@ -1011,10 +1043,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     itOutbox('forwards only the enabled events', async () => {
       const s = await fresh();
       outbox(s).enable(['delivered']);
-      await s.register(['d', 'm'], T, T + MIN);
-      await s.recordCallback(callback('d', T + 1));
-      await s.expireDue(T + MIN, 10);
-      await s.recordCallback(callback('m', T + 2 * MIN));
+      await s.register(['d', 'm'], BASE_MS, BASE_MS + MIN);
+      await s.recordCallback(callback('d', BASE_MS + 1));
+      await s.expireDue(BASE_MS + MIN, 10);
+      await s.recordCallback(callback('m', BASE_MS + 2 * MIN));
       expect(await outbox(s).forwardsOf('d')).toHaveLength(1);
       expect(await outbox(s).forwardsOf('m')).toEqual([]);
     });
@@ -1024,31 +1056,38 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       async () => {
         const s = await fresh();
         outbox(s).enable(['delivered']);
-        for (let i = 0; i < 5; i++) await s.recordCallback(callback(`f${i}`, T + 1000 * (5 - i)));
-        expect(await outbox(s).claimDue(T, 10, 5000)).toEqual([]); // none due yet
-        const first = await outbox(s).claimDue(T + 4000, 2, 5000);
+        for (let i = 0; i < 5; i++) await s.recordCallback(callback(`f${i}`, BASE_MS + 1000 * (5 - i)));
+        expect(await outbox(s).claimDue(BASE_MS, 10, 5000)).toEqual([]); // none due yet
+        const first = await outbox(s).claimDue(BASE_MS + 4000, 2, 5000);
         expect(first.map((j) => j.forward.taskId)).toEqual(['f4', 'f3']);
         expect(first[0]).toMatchObject({
-          forward: { attempts: 1, leased: true, nextAttemptAt: T + 9000, state: 'pending' },
+          forward: { attempts: 1, leased: true, nextAttemptAt: BASE_MS + 9000, state: 'pending' },
           task: { id: 'f4', state: 'delivered', code: 'code-f4' },
         });
         // Leased rows are not due again until the lease runs out.
-        const second = await outbox(s).claimDue(T + 8000, 10, 5000);
+        const second = await outbox(s).claimDue(BASE_MS + 8000, 10, 5000);
         expect(second.map((j) => j.forward.taskId).sort()).toEqual(['f0', 'f1', 'f2']);
-        expect(await outbox(s).claimDue(T + 8999, 10, 5000)).toEqual([]);
+        expect(await outbox(s).claimDue(BASE_MS + 8999, 10, 5000)).toEqual([]);
         // The holder of f4 and f3 died: their leases ran out, a claim takes both over with new leases, second attempts.
-        const takeover = await outbox(s).claimDue(T + 9000, 10, 5000);
+        const takeover = await outbox(s).claimDue(BASE_MS + 9000, 10, 5000);
         expect(takeover.map((j) => [j.forward.taskId, j.forward.attempts]).sort()).toEqual([
           ['f3', 2],
           ['f4', 2],
         ]);
         const f4 = takeover.find((j) => j.forward.taskId === 'f4')!;
         expect(f4.lease).not.toBe(first[0]!.lease);
-        expect(await outbox(s).settle([settleOk('f4', first[0]!.lease, T + 9001)])).toBe(0); // the old lease: refused
-        expect(await outbox(s).settle([settleOk('f4', f4.lease, T + 9002)])).toBe(1);
-        expect(await outbox(s).settle([settleOk('f4', f4.lease, T + 9003)])).toBe(0); // once
+        expect(await outbox(s).settle([settleOk('f4', first[0]!.lease, BASE_MS + 9001)])).toBe(0); // the old lease: refused
+        expect(await outbox(s).settle([settleOk('f4', f4.lease, BASE_MS + 9002)])).toBe(1);
+        expect(await outbox(s).settle([settleOk('f4', f4.lease, BASE_MS + 9003)])).toBe(0); // once
         expect(await outbox(s).forwardsOf('f4')).toMatchObject([
-          { state: 'delivered', attempts: 2, doneAt: T + 9002, lastStatus: 200, nextAttemptAt: null, leased: false },
+          {
+            state: 'delivered',
+            attempts: 2,
+            doneAt: BASE_MS + 9002,
+            lastStatus: 200,
+            nextAttemptAt: null,
+            leased: false,
+          },
         ]);
       },
     );
@@ -1056,10 +1095,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     itOutbox('settles retries, gone and dead letters; a retry is due at its time', async () => {
       const s = await fresh();
       outbox(s).enable(['delivered']);
-      for (const id of ['r', 'g', 'x']) await s.recordCallback(callback(id, T));
-      const jobs = await outbox(s).claimDue(T, 10, 1000);
+      for (const id of ['r', 'g', 'x']) await s.recordCallback(callback(id, BASE_MS));
+      const jobs = await outbox(s).claimDue(BASE_MS, 10, 1000);
       const lease = (id: string) => jobs.find((j) => j.forward.taskId === id)!.lease;
-      const at = T + 100;
+      const at = BASE_MS + 100;
       expect(
         await outbox(s).settle([
           {
@@ -1067,7 +1106,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
             event: 'delivered',
             lease: lease('r'),
             at,
-            result: { state: 'pending', nextAttemptAt: T + 5000, status: 503, error: 'HTTP 503' },
+            result: { state: 'pending', nextAttemptAt: BASE_MS + 5000, status: 503, error: 'HTTP 503' },
           },
           {
             taskId: 'g',
@@ -1089,7 +1128,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         {
           state: 'pending',
           attempts: 1,
-          nextAttemptAt: T + 5000,
+          nextAttemptAt: BASE_MS + 5000,
           lastStatus: 503,
           lastError: 'HTTP 503',
           lastAttemptAt: at,
@@ -1098,11 +1137,11 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       ]);
       expect(await outbox(s).forwardsOf('g')).toMatchObject([{ state: 'gone', doneAt: at, lastStatus: 410 }]);
       expect(await outbox(s).forwardsOf('x')).toMatchObject([{ state: 'dead', doneAt: at, lastError: 'timeout' }]);
-      expect(await outbox(s).claimDue(T + 4999, 10, 1000)).toEqual([]);
-      expect((await outbox(s).claimDue(T + 5000, 10, 1000)).map((j) => [j.forward.taskId, j.forward.attempts])).toEqual(
-        [['r', 2]],
-      );
-      expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: T });
+      expect(await outbox(s).claimDue(BASE_MS + 4999, 10, 1000)).toEqual([]);
+      expect(
+        (await outbox(s).claimDue(BASE_MS + 5000, 10, 1000)).map((j) => [j.forward.taskId, j.forward.attempts]),
+      ).toEqual([['r', 2]]);
+      expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: BASE_MS });
     });
 
     itOutbox(
@@ -1110,9 +1149,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       async () => {
         const s = await fresh();
         outbox(s).enable(['delivered']);
-        for (let i = 0; i < 6; i++) await s.recordCallback(callback(`k${i}`, T + i * 1000));
-        const jobs = await outbox(s).claimDue(T + 10_000, 10, 1000);
-        const now = T + 20_000;
+        for (let i = 0; i < 6; i++) await s.recordCallback(callback(`k${i}`, BASE_MS + i * 1000));
+        const jobs = await outbox(s).claimDue(BASE_MS + 10_000, 10, 1000);
+        const now = BASE_MS + 20_000;
         await outbox(s).settle(
           jobs.map((j) => ({
             taskId: j.forward.taskId,
@@ -1131,8 +1170,10 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           { ...before, state: 'pending', since: now + 1, attempts: 0, nextAttemptAt: now + 1, doneAt: null },
         ]);
         expect(await outbox(s).redeliver('nobody', now + 1)).toBe(0);
-        // Dead ones with event time in [T+1s, T+4s): k1, k2, k3; the limit takes the oldest two.
-        expect(await outbox(s).replay({ state: 'dead', from: T + 1000, to: T + 4000, limit: 2 }, now + 2)).toBe(2);
+        // Dead ones with event time in [BASE_MS+1s, BASE_MS+4s): k1, k2, k3; the limit takes the oldest two.
+        expect(
+          await outbox(s).replay({ state: 'dead', from: BASE_MS + 1000, to: BASE_MS + 4000, limit: 2 }, now + 2),
+        ).toBe(2);
         const state = async (id: string) => (await outbox(s).forwardsOf(id))[0]!.state;
         expect([await state('k0'), await state('k1'), await state('k2'), await state('k3')]).toEqual([
           'dead',
@@ -1141,8 +1182,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           'dead',
         ]);
         // `all` takes every settled state (here the dead k0, k3, k4), never a pending one (k1, k2, k5).
-        expect(await outbox(s).replay({ state: 'all', from: T, to: T + 60_000, limit: 100 }, now + 3)).toBe(3);
-        expect(await outbox(s).replay({ state: 'dead', from: T, to: T + 60_000, limit: 100 }, now + 3)).toBe(0);
+        expect(await outbox(s).replay({ state: 'all', from: BASE_MS, to: BASE_MS + 60_000, limit: 100 }, now + 3)).toBe(
+          3,
+        );
+        expect(
+          await outbox(s).replay({ state: 'dead', from: BASE_MS, to: BASE_MS + 60_000, limit: 100 }, now + 3),
+        ).toBe(0);
         const due = await outbox(s).claimDue(now + 3, 100, 1000);
         expect(due.map((j) => j.forward.taskId).sort()).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
         expect(due.every((j) => j.forward.attempts === 1)).toBe(true);
@@ -1156,20 +1201,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       async () => {
         const s = await fresh();
         outbox(s).enable(['delivered']);
-        await s.recordCallback(callback('old', T));
-        await s.recordCallback(bySolver('s-1', T + 1));
-        expect(await s.purge(T + 1, 10)).toBe(1);
+        await s.recordCallback(callback('old', BASE_MS));
+        await s.recordCallback(bySolver('s-1', BASE_MS + 1));
+        expect(await s.purge(BASE_MS + 1, 10)).toBe(1);
         expect(await outbox(s).forwardsOf('old')).toEqual([]);
-        await s.register(['app-1'], T + 2, T + MIN);
+        await s.register(['app-1'], BASE_MS + 2, BASE_MS + MIN);
         expect(await s.attachSolverTaskId('app-1', 's-1')).toMatchObject({ kind: 'merged' });
         expect(await outbox(s).forwardsOf('s-1')).toEqual([]);
         expect(await outbox(s).forwardsOf('app-1')).toMatchObject([
-          { event: 'delivered', state: 'pending', createdAt: T + 1 },
+          { event: 'delivered', state: 'pending', createdAt: BASE_MS + 1 },
         ]);
         // Registered again after retention, an id gets a new forward with a new webhook id.
         const first = (await outbox(s).forwardsOf('app-1'))[0]!.webhookId;
-        expect(await s.purge(T + 10, 10)).toBe(1);
-        await s.recordCallback(callback('app-1', T + 20));
+        expect(await s.purge(BASE_MS + 10, 10)).toBe(1);
+        await s.recordCallback(callback('app-1', BASE_MS + 20));
         expect((await outbox(s).forwardsOf('app-1'))[0]!.webhookId).not.toBe(first);
       },
     );
@@ -1179,15 +1224,17 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       outbox(a).enable(['delivered']);
       outbox(b).enable(['delivered']);
       const n = 60;
-      await Promise.all(Array.from({ length: n }, (_, i) => (i % 2 ? a : b).recordCallback(callback(`c${i}`, T + i))));
+      await Promise.all(
+        Array.from({ length: n }, (_, i) => (i % 2 ? a : b).recordCallback(callback(`c${i}`, BASE_MS + i))),
+      );
       const claims = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => outbox(i % 2 ? a : b).claimDue(T + n, 10, 60_000)),
+        Array.from({ length: 8 }, (_, i) => outbox(i % 2 ? a : b).claimDue(BASE_MS + n, 10, 60_000)),
       );
       const ids = claims.flat().map((j) => j.forward.taskId);
       expect(new Set(ids).size).toBe(ids.length);
       const rest = [
-        ...(await outbox(a).claimDue(T + n, 100, 60_000)),
-        ...(await outbox(b).claimDue(T + n, 100, 60_000)),
+        ...(await outbox(a).claimDue(BASE_MS + n, 100, 60_000)),
+        ...(await outbox(b).claimDue(BASE_MS + n, 100, 60_000)),
       ];
       expect([...ids, ...rest.map((j) => j.forward.taskId)].sort()).toEqual(
         Array.from({ length: n }, (_, i) => `c${i}`).sort(),
@@ -1200,22 +1247,22 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await s.close();
       const unavailable = expect.any(StoreUnavailableError);
       await expect(s.ping()).rejects.toEqual(unavailable);
-      await expect(s.recordCallback(callback('x', T))).rejects.toEqual(unavailable);
-      await expect(s.register(['x'], T, T)).rejects.toEqual(unavailable);
+      await expect(s.recordCallback(callback('x', BASE_MS))).rejects.toEqual(unavailable);
+      await expect(s.register(['x'], BASE_MS, BASE_MS)).rejects.toEqual(unavailable);
       await expect(s.attachSolverTaskId('x', 'sx')).rejects.toEqual(unavailable);
       await expect(s.get('x')).rejects.toEqual(unavailable);
       await expect(s.list('pending', 10)).rejects.toEqual(unavailable);
       await expect(s.counts()).rejects.toEqual(unavailable);
-      await expect(s.expireDue(T, 10)).rejects.toEqual(unavailable);
-      await expect(s.purge(T, 10)).rejects.toEqual(unavailable);
+      await expect(s.expireDue(BASE_MS, 10)).rejects.toEqual(unavailable);
+      await expect(s.purge(BASE_MS, 10)).rejects.toEqual(unavailable);
       if (s.reconcile) await expect(s.reconcile()).rejects.toEqual(unavailable);
       if (factory.outbox === false) return;
       const o = outbox(s);
-      await expect(o.claimDue(T, 10, 1000)).rejects.toEqual(unavailable);
+      await expect(o.claimDue(BASE_MS, 10, 1000)).rejects.toEqual(unavailable);
       await expect(o.settle([])).rejects.toEqual(unavailable);
       await expect(o.forwardsOf('x')).rejects.toEqual(unavailable);
-      await expect(o.redeliver('x', T)).rejects.toEqual(unavailable);
-      await expect(o.replay({ state: 'dead', from: 0, to: T, limit: 10 }, T)).rejects.toEqual(unavailable);
+      await expect(o.redeliver('x', BASE_MS)).rejects.toEqual(unavailable);
+      await expect(o.replay({ state: 'dead', from: 0, to: BASE_MS, limit: 10 }, BASE_MS)).rejects.toEqual(unavailable);
       await expect(o.backlog(10)).rejects.toEqual(unavailable);
       await s.close(); // idempotent
     });
@@ -1289,20 +1336,20 @@ describe('SqliteTaskStore specifics', () => {
   it('keeps tasks and counts across a reopen, and creates the parent directory', async () => {
     const file = join(dir, 'nested', 'deeper', 'tasks.db');
     const first = new SqliteTaskStore(file);
-    await first.register(['keep', 'gone'], T, T + MIN);
-    await first.recordCallback(callback('keep', T + 1));
+    await first.register(['keep', 'gone'], BASE_MS, BASE_MS + MIN);
+    await first.recordCallback(callback('keep', BASE_MS + 1));
     await first.close();
     const second = new SqliteTaskStore(file);
     expect(await second.get('keep')).toMatchObject({ state: 'delivered', code: 'code-keep' });
     expect(await second.counts()).toEqual({ pending: 1, delivered: 1, missed: 0, late: 0 });
-    expect(await second.expireDue(T + MIN, 10)).toEqual(['gone']);
+    expect(await second.expireDue(BASE_MS + MIN, 10)).toEqual(['gone']);
     await second.close();
   });
 
   it('works in memory with sqlite::memory:', async () => {
     const s = await createStore('sqlite::memory:');
     expect(s).toBeInstanceOf(SqliteTaskStore);
-    expect(await s.register(['m'], T, T + MIN)).toEqual({ added: ['m'], merged: [] });
+    expect(await s.register(['m'], BASE_MS, BASE_MS + MIN)).toEqual({ added: ['m'], merged: [] });
     await s.ping();
     await s.close();
   });
@@ -1310,7 +1357,7 @@ describe('SqliteTaskStore specifics', () => {
   it('rejects with StoreUnavailableError once closed', async () => {
     const s = new SqliteTaskStore(':memory:');
     await s.close();
-    await expect(s.recordCallback(callback('x', T))).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(s.recordCallback(callback('x', BASE_MS))).rejects.toBeInstanceOf(StoreUnavailableError);
   });
 });
 
@@ -1324,12 +1371,12 @@ describe('RedisTaskStore outages', () => {
   it('rejects promptly while Redis is down and recovers by itself when it returns', async () => {
     const s = await RedisTaskStore.open(server.url, { keyPrefix: 'down:' });
     try {
-      await s.register(['before'], T, T + MIN);
+      await s.register(['before'], BASE_MS, BASE_MS + MIN);
       await server.kill();
       const started = Date.now();
-      await expect(s.recordCallback(callback('before', T + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.recordCallback(callback('before', BASE_MS + 1))).rejects.toBeInstanceOf(StoreUnavailableError);
       await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
-      await expect(s.expireDue(T + MIN, 10)).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.expireDue(BASE_MS + MIN, 10)).rejects.toBeInstanceOf(StoreUnavailableError);
       expect(Date.now() - started).toBeLessThan(2000);
 
       await server.resume(); // an empty Redis: nothing is persisted in this test server
@@ -1343,7 +1390,7 @@ describe('RedisTaskStore outages', () => {
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      expect(await s.recordCallback(callback('after', T + 2))).toEqual({ kind: 'unregistered', id: 'after' });
+      expect(await s.recordCallback(callback('after', BASE_MS + 2))).toEqual({ kind: 'unregistered', id: 'after' });
     } finally {
       await s.close();
     }
@@ -1354,13 +1401,13 @@ describe('RedisTaskStore outages', () => {
     try {
       server.pause();
       const started = Date.now();
-      await expect(s.recordCallback(callback('h', T))).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(s.recordCallback(callback('h', BASE_MS))).rejects.toBeInstanceOf(StoreUnavailableError);
       await expect(s.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
       expect(Date.now() - started).toBeLessThan(2000);
       server.unpause();
       // The hung command may still have run once Redis woke up; the next one must see the store healthy again.
       await expect(s.ping()).resolves.toBeUndefined();
-      const replay = await s.recordCallback(callback('h', T + 1));
+      const replay = await s.recordCallback(callback('h', BASE_MS + 1));
       expect(['unregistered', 'duplicate']).toContain(replay.kind);
     } finally {
       server.unpause();
@@ -1397,7 +1444,7 @@ describe('createStore', () => {
       const s = await createStore(`${server.url.replace(/\/0$/, '/3')}?prefix=app1:`);
       expect(s).toBeInstanceOf(RedisTaskStore);
       expect((s as unknown as RedisTaskStore).keyPrefix).toBe('app1:');
-      expect(await s.register(['r'], T, T + MIN)).toEqual({ added: ['r'], merged: [] });
+      expect(await s.register(['r'], BASE_MS, BASE_MS + MIN)).toEqual({ added: ['r'], merged: [] });
       await s.close();
     } finally {
       await server.stop();

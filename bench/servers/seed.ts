@@ -1,6 +1,6 @@
 /**
- * Peer: a faithful re-implementation of the seed tutorial's Express 5 callback handler (shared/FACTS.md, "The seed
- * tutorial's handler"). It stores nothing (`storeResult` is the user's no-op), keeps its metrics in memory, and its
+ * Peer: a faithful re-implementation of the seed tutorial's Express 5 callback handler (the handler this project
+ * replaces: an in-memory metrics object and a health endpoint, as the tutorial wrote it). It stores nothing (`storeResult` is the user's no-op), keeps its metrics in memory, and its
  * health endpoint copies and sorts the last 1,000 latencies on every call. Benchmark peer only: not product code.
  */
 import { createServer } from 'node:http';

@@ -130,7 +130,7 @@ export function planTask(
   return { id: `demo-${runId}-${n}`, format, lost, failed, invalidFirst, duplicate, delayMs };
 }
 
-/** The HTTP request a solver sends for a plan, in the plan's format (the shapes in DESIGN.md's table). */
+/** The HTTP request a solver sends for a plan, in the plan's format (the shapes README's per-solver recipes show). */
 export function callbackRequest(
   callbackUrl: string,
   plan: Pick<TaskPlan, 'id' | 'format' | 'failed'>,

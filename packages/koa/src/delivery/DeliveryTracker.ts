@@ -47,7 +47,7 @@ export interface DeliveryTrackerOptions {
    */
   readonly onTransition?: () => void;
   /** Called when the sweeper or the retention purge fails (store down); both keep running. */
-  readonly onSweepError?: (error: unknown) => void;
+  readonly onMaintenanceError?: (error: unknown) => void;
   readonly now?: () => number;
 }
 
@@ -74,7 +74,7 @@ export class DeliveryTracker {
   readonly #pollMs: number;
   readonly #purgeIntervalMs: number;
   readonly #purgeBatch: number;
-  readonly #onSweepError: (error: unknown) => void;
+  readonly #onMaintenanceError: (error: unknown) => void;
   readonly #onTransition: () => void;
   readonly #now: () => number;
   readonly #waiters = new Map<string, Set<Waiter>>();
@@ -99,7 +99,7 @@ export class DeliveryTracker {
     this.retentionMs = (options.retentionSeconds ?? DEFAULTS.retentionSeconds) * 1000;
     this.#purgeIntervalMs = options.purgeIntervalMs ?? 60_000;
     this.#purgeBatch = options.purgeBatchSize ?? 500;
-    this.#onSweepError = options.onSweepError ?? (() => {});
+    this.#onMaintenanceError = options.onMaintenanceError ?? (() => {});
     this.#onTransition = options.onTransition ?? (() => {});
     this.#now = options.now ?? Date.now;
   }
@@ -253,7 +253,7 @@ export class DeliveryTracker {
   /**
    * Deletes settled tasks older than the retention period, in batches, yielding to the event loop between batches
    * so a large backlog never stalls callbacks. Concurrent calls share one run. Resolves to how many were deleted
-   * (0 when the store failed; the failure goes to `onSweepError`). Counts are unaffected.
+   * (0 when the store failed; the failure goes to `onMaintenanceError`). Counts are unaffected.
    */
   purge(): Promise<number> {
     this.#purging ??= this.#purgeOnce().finally(() => {
@@ -273,7 +273,7 @@ export class DeliveryTracker {
         await yieldToEventLoop();
       }
     } catch (error) {
-      this.#onSweepError(error);
+      this.#onMaintenanceError(error);
     }
     return deleted;
   }
@@ -311,7 +311,7 @@ export class DeliveryTracker {
       }
       this.#counts = await this.store.counts();
     } catch (error) {
-      this.#onSweepError(error);
+      this.#onMaintenanceError(error);
     }
   }
 

@@ -162,7 +162,7 @@ export class CallbackMonitor {
         ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
         ...(options.retentionSeconds === undefined ? {} : { retentionSeconds: options.retentionSeconds }),
         ...(options.now === undefined ? {} : { now: options.now }),
-        onSweepError: (error) => this.#onError(error, 'sweep'),
+        onMaintenanceError: (error) => this.#onError(error, 'sweep'),
         ...(forwarder ? { onTransition: () => forwarder.kick() } : {}),
       },
       this.#metrics,

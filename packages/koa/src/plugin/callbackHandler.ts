@@ -61,10 +61,14 @@ const TEXT_TYPE = 'text/plain; charset=utf-8';
 const fail = (status: number, errorType: ErrorType, reason: string): Failure => ({ status, errorType, reason });
 const NOT_FOUND = fail(404, 'invalid_request', 'no such callback route');
 const NOT_FOUND_SECRET = fail(404, 'unauthorized', 'no such callback route');
-const METHOD = fail(405, 'method_not_allowed', 'use GET or POST');
+const METHOD_NOT_ALLOWED = fail(405, 'method_not_allowed', 'use GET or POST');
 const QUERY_TOO_LONG = fail(414, 'uri_too_long', 'query string too long');
 const BODY_TOO_LARGE = fail(413, 'payload_too_large', 'body too large');
-const MEDIA = fail(415, 'unsupported_media_type', 'use application/x-www-form-urlencoded or application/json');
+const UNSUPPORTED_MEDIA_TYPE = fail(
+  415,
+  'unsupported_media_type',
+  'use application/x-www-form-urlencoded or application/json',
+);
 const BAD_JSON = fail(400, 'invalid_request', 'body is not valid JSON');
 const BAD_PATH = fail(400, 'invalid_request', 'bad percent-encoding in path');
 const BODY_GONE = fail(
@@ -184,7 +188,7 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
       if (type === 'application/x-www-form-urlencoded') {
         return { method: 'POST', ...base, body: { kind: 'form', params: paramsOf(body.parsed) } };
       }
-      return MEDIA;
+      return UNSUPPORTED_MEDIA_TYPE;
     }
     // A POST with no body carries its fields in the query string, as some solvers send them.
     if (body.bytes.length === 0) return { method: 'POST', ...base, body: { kind: 'form', params: query } };
@@ -202,7 +206,7 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
         return BAD_JSON;
       }
     }
-    return MEDIA;
+    return UNSUPPORTED_MEDIA_TYPE;
   }
 
   function runHook(result: CallbackResult, transition: CallbackTransition): void {
@@ -230,7 +234,7 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
   ): Promise<Failure | undefined> {
     const routed = route(path);
     if ('status' in routed) return routed;
-    if (req.method !== 'GET' && req.method !== 'POST') return METHOD;
+    if (req.method !== 'GET' && req.method !== 'POST') return METHOD_NOT_ALLOWED;
     const input = await readInput(req, routed.taskId, preread);
     if ('status' in input) return input;
     const parsed = parseCallback(input);
@@ -272,7 +276,7 @@ export function createCallbackHandler(options: CallbackHandlerOptions): Callback
           status: failure.status,
           contentType: JSON_TYPE,
           body: JSON.stringify({ error: failure.errorType, reason: failure.reason }),
-          ...(failure === METHOD ? { headers: ALLOW } : failure.status === 413 ? { headers: CLOSE } : {}),
+          ...(failure === METHOD_NOT_ALLOWED ? { headers: ALLOW } : failure.status === 413 ? { headers: CLOSE } : {}),
         };
         metrics.error(failure.errorType);
         stats.error(failure.errorType);
