@@ -201,7 +201,9 @@ describe('the packed Koa package in a scratch app', () => {
           );
         expect(solved, text.slice(0, 2000)).toMatch(/ 1$/);
         // The contract's buckets (advice) reached the app's SDK; one request recorded.
-        expect(text).toMatch(/^captcha_callback_duration_bucket\{http_response_status_code="200",.*le="0\.005"\} [01]$/m);
+        expect(text).toMatch(
+          /^captcha_callback_duration_bucket\{http_response_status_code="200",.*le="0\.005"\} [01]$/m,
+        );
         expect(text).toMatch(/^captcha_callback_duration_count\{http_response_status_code="200".*\} 1$/m);
       } finally {
         child.kill('SIGKILL');
