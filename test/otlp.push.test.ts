@@ -1,0 +1,567 @@
+/**
+ * OTEL_METRICS_EXPORTER on the real CLI: `otlp` pushes the metric contract to a collector over OTLP/HTTP (protobuf by
+ * default, JSON on request), `prometheus,otlp` serves /metrics and pushes, `none` and the default push nothing, the
+ * last counts are pushed on SIGTERM, a failing push is logged, and bad values stop the start naming the variable.
+ * The collector is a node:http server on loopback that decodes each request with the opentelemetry-proto definitions
+ * (protobufjs); nothing here decodes protobuf by hand.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import protobuf from 'protobufjs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from './support/ports.ts';
+import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
+
+/**
+ * opentelemetry-proto v1.11.0 (common, resource, metrics and the metrics collector service), verbatim but for the
+ * comments and the `option` lines, which protobufjs does not need.
+ */
+const OTLP_PROTOS = [
+  `
+syntax = "proto3";
+package opentelemetry.proto.common.v1;
+message AnyValue {
+  oneof value {
+    string string_value = 1;
+    bool bool_value = 2;
+    int64 int_value = 3;
+    double double_value = 4;
+    ArrayValue array_value = 5;
+    KeyValueList kvlist_value = 6;
+    bytes bytes_value = 7;
+    int32 string_value_strindex = 8;
+  }
+}
+message ArrayValue {
+  repeated AnyValue values = 1;
+}
+message KeyValueList {
+  repeated KeyValue values = 1;
+}
+message KeyValue {
+  string key = 1;
+  AnyValue value = 2;
+  int32 key_strindex = 3;
+}
+message InstrumentationScope {
+  string name = 1;
+  string version = 2;
+  repeated KeyValue attributes = 3;
+  uint32 dropped_attributes_count = 4;
+}
+message EntityRef {
+  string schema_url = 1;
+  string type = 2;
+  repeated string id_keys = 3;
+  repeated string description_keys = 4;
+}
+`,
+  `
+syntax = "proto3";
+package opentelemetry.proto.resource.v1;
+import "opentelemetry/proto/common/v1/common.proto";
+message Resource {
+  repeated opentelemetry.proto.common.v1.KeyValue attributes = 1;
+  uint32 dropped_attributes_count = 2;
+  repeated opentelemetry.proto.common.v1.EntityRef entity_refs = 3;
+}
+`,
+  `
+syntax = "proto3";
+package opentelemetry.proto.metrics.v1;
+import "opentelemetry/proto/common/v1/common.proto";
+import "opentelemetry/proto/resource/v1/resource.proto";
+message MetricsData {
+  repeated ResourceMetrics resource_metrics = 1;
+}
+message ResourceMetrics {
+  reserved 1000;
+  opentelemetry.proto.resource.v1.Resource resource = 1;
+  repeated ScopeMetrics scope_metrics = 2;
+  string schema_url = 3;
+}
+message ScopeMetrics {
+  opentelemetry.proto.common.v1.InstrumentationScope scope = 1;
+  repeated Metric metrics = 2;
+  string schema_url = 3;
+}
+message Metric {
+  reserved 4, 6, 8;
+  string name = 1;
+  string description = 2;
+  string unit = 3;
+  oneof data {
+    Gauge gauge = 5;
+    Sum sum = 7;
+    Histogram histogram = 9;
+    ExponentialHistogram exponential_histogram = 10;
+    Summary summary = 11;
+  }
+  repeated opentelemetry.proto.common.v1.KeyValue metadata = 12;
+}
+message Gauge {
+  repeated NumberDataPoint data_points = 1;
+}
+message Sum {
+  repeated NumberDataPoint data_points = 1;
+  AggregationTemporality aggregation_temporality = 2;
+  bool is_monotonic = 3;
+}
+message Histogram {
+  repeated HistogramDataPoint data_points = 1;
+  AggregationTemporality aggregation_temporality = 2;
+}
+message ExponentialHistogram {
+  repeated ExponentialHistogramDataPoint data_points = 1;
+  AggregationTemporality aggregation_temporality = 2;
+}
+message Summary {
+  repeated SummaryDataPoint data_points = 1;
+}
+enum AggregationTemporality {
+  AGGREGATION_TEMPORALITY_UNSPECIFIED = 0;
+  AGGREGATION_TEMPORALITY_DELTA = 1;
+  AGGREGATION_TEMPORALITY_CUMULATIVE = 2;
+}
+enum DataPointFlags {
+  DATA_POINT_FLAGS_DO_NOT_USE = 0;
+  DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK = 1;
+}
+message NumberDataPoint {
+  reserved 1;
+  repeated opentelemetry.proto.common.v1.KeyValue attributes = 7;
+  fixed64 start_time_unix_nano = 2;
+  fixed64 time_unix_nano = 3;
+  oneof value {
+    double as_double = 4;
+    sfixed64 as_int = 6;
+  }
+  repeated Exemplar exemplars = 5;
+  uint32 flags = 8;
+}
+message HistogramDataPoint {
+  reserved 1;
+  repeated opentelemetry.proto.common.v1.KeyValue attributes = 9;
+  fixed64 start_time_unix_nano = 2;
+  fixed64 time_unix_nano = 3;
+  fixed64 count = 4;
+  optional double sum = 5;
+  repeated fixed64 bucket_counts = 6;
+  repeated double explicit_bounds = 7;
+  repeated Exemplar exemplars = 8;
+  uint32 flags = 10;
+  optional double min = 11;
+  optional double max = 12;
+}
+message ExponentialHistogramDataPoint {
+  repeated opentelemetry.proto.common.v1.KeyValue attributes = 1;
+  fixed64 start_time_unix_nano = 2;
+  fixed64 time_unix_nano = 3;
+  fixed64 count = 4;
+  optional double sum = 5;
+  sint32 scale = 6;
+  fixed64 zero_count = 7;
+  Buckets positive = 8;
+  Buckets negative = 9;
+  message Buckets {
+    sint32 offset = 1;
+    repeated uint64 bucket_counts = 2;
+  }
+  uint32 flags = 10;
+  repeated Exemplar exemplars = 11;
+  optional double min = 12;
+  optional double max = 13;
+  double zero_threshold = 14;
+}
+message SummaryDataPoint {
+  reserved 1;
+  repeated opentelemetry.proto.common.v1.KeyValue attributes = 7;
+  fixed64 start_time_unix_nano = 2;
+  fixed64 time_unix_nano = 3;
+  fixed64 count = 4;
+  double sum = 5;
+  message ValueAtQuantile {
+    double quantile = 1;
+    double value = 2;
+  }
+  repeated ValueAtQuantile quantile_values = 6;
+  uint32 flags = 8;
+}
+message Exemplar {
+  reserved 1;
+  repeated opentelemetry.proto.common.v1.KeyValue filtered_attributes = 7;
+  fixed64 time_unix_nano = 2;
+  oneof value {
+    double as_double = 3;
+    sfixed64 as_int = 6;
+  }
+  bytes span_id = 4;
+  bytes trace_id = 5;
+}
+`,
+  `
+syntax = "proto3";
+package opentelemetry.proto.collector.metrics.v1;
+import "opentelemetry/proto/metrics/v1/metrics.proto";
+service MetricsService {
+  rpc Export(ExportMetricsServiceRequest) returns (ExportMetricsServiceResponse) {}
+}
+message ExportMetricsServiceRequest {
+  repeated opentelemetry.proto.metrics.v1.ResourceMetrics resource_metrics = 1;
+}
+message ExportMetricsServiceResponse {
+  ExportMetricsPartialSuccess partial_success = 1;
+}
+message ExportMetricsPartialSuccess {
+  int64 rejected_data_points = 1;
+  string error_message = 2;
+}
+`,
+];
+
+const root = new protobuf.Root();
+for (const source of OTLP_PROTOS) protobuf.parse(source, root);
+root.resolveAll();
+const ExportMetricsServiceRequest = root.lookupType(
+  'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest',
+);
+const ExportMetricsServiceResponse = root.lookupType(
+  'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse',
+);
+
+/** The decoded request in protobufjs's object form (camelCase fields, 64-bit integers as strings). */
+interface KeyValue {
+  key: string;
+  value?: { stringValue?: string; intValue?: string; boolValue?: boolean; doubleValue?: number };
+}
+interface NumberDataPoint {
+  attributes?: KeyValue[];
+  asInt?: string;
+  asDouble?: number;
+}
+interface Metric {
+  name: string;
+  sum?: { dataPoints?: NumberDataPoint[]; isMonotonic?: boolean; aggregationTemporality?: string };
+  gauge?: { dataPoints?: NumberDataPoint[] };
+  histogram?: { dataPoints?: unknown[] };
+}
+interface ExportRequest {
+  resourceMetrics?: {
+    resource?: { attributes?: KeyValue[] };
+    scopeMetrics?: { scope?: { name?: string }; metrics?: Metric[] }[];
+  }[];
+}
+
+interface Push {
+  readonly path: string;
+  readonly contentType: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly request: ExportRequest;
+}
+
+const TO_OBJECT = { longs: String, enums: String, defaults: false, arrays: true } as const;
+
+/**
+ * A loopback OTLP/HTTP collector: decodes every POST as an ExportMetricsServiceRequest (binary protobuf, or OTLP/JSON
+ * read through the same message type) and answers with an empty ExportMetricsServiceResponse.
+ */
+async function startCollector(): Promise<{ url: string; pushes: Push[]; close(): Promise<void> }> {
+  const pushes: Push[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const contentType = req.headers['content-type'] ?? '';
+      const json = contentType.startsWith('application/json');
+      const message = json
+        ? ExportMetricsServiceRequest.fromObject(JSON.parse(body.toString('utf8')))
+        : ExportMetricsServiceRequest.decode(body);
+      pushes.push({
+        path: req.url ?? '',
+        contentType,
+        headers: req.headers,
+        request: ExportMetricsServiceRequest.toObject(message, TO_OBJECT) as ExportRequest,
+      });
+      const answer = ExportMetricsServiceResponse.create({});
+      if (json) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(ExportMetricsServiceResponse.toObject(answer)));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' });
+        res.end(Buffer.from(ExportMetricsServiceResponse.encode(answer).finish()));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pushes,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function metricsOf(request: ExportRequest): Metric[] {
+  return (request.resourceMetrics ?? []).flatMap((rm) => (rm.scopeMetrics ?? []).flatMap((sm) => sm.metrics ?? []));
+}
+
+/** The total of a counter in one push (its data points summed over their attributes), or undefined if absent. */
+function counterTotal(push: Push, name: string): number | undefined {
+  const metric = metricsOf(push.request).find((m) => m.name === name);
+  if (metric?.sum === undefined) return undefined;
+  return (metric.sum.dataPoints ?? []).reduce((n, p) => n + Number(p.asInt ?? p.asDouble ?? 0), 0);
+}
+
+function resourceAttribute(push: Push, key: string): string | undefined {
+  const attrs = push.request.resourceMetrics?.[0]?.resource?.attributes ?? [];
+  return attrs.find((a) => a.key === key)?.value?.stringValue;
+}
+
+async function sendCallback(server: RunningServer, id: string): Promise<void> {
+  const res = await fetch(`${server.publicUrl}/callback?id=${id}&code=03AGdBq24PBCbw-${id}`);
+  expect(res.status).toBe(200);
+  await res.arrayBuffer();
+}
+
+/** Runs the CLI until it exits (SIGKILL after `timeoutMs`); resolves to its exit code and output. */
+function runCli(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((done) => {
+    const child: ChildProcess = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        MANAGEMENT_PORT: '0',
+        STORE_URL: 'memory:',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stdout?.resume();
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      done({ code, stderr });
+    });
+  });
+}
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function collector() {
+  const c = await startCollector();
+  cleanups.push(() => c.close());
+  return c;
+}
+
+async function server(env: Record<string, string>): Promise<RunningServer> {
+  const s = await startServer(env, 30_000);
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+const PUSH_WAIT_MS = 30_000;
+
+describe('OTEL_METRICS_EXPORTER=otlp', () => {
+  it('pushes captcha.callbacks over OTLP/HTTP protobuf to OTEL_EXPORTER_OTLP_ENDPOINT/v1/metrics, with the resource, the headers, and /metrics off', async () => {
+    const c = await collector();
+    const s = await server({
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=t0k%20en,x-tenant=ccm',
+      OTEL_METRIC_EXPORT_INTERVAL: '250',
+    });
+    // Pushes arrive on the interval before any callback: the counter is there at 0 (or not yet observed).
+    await waitFor(() => c.pushes.length > 0, PUSH_WAIT_MS, 'a first push');
+    expect(counterTotal(c.pushes[0]!, 'captcha.callbacks') ?? 0).toBe(0);
+
+    await sendCallback(s, '71234');
+    await waitFor(() => c.pushes.some((p) => counterTotal(p, 'captcha.callbacks') === 1), PUSH_WAIT_MS, 'the count');
+    const push = c.pushes.find((p) => counterTotal(p, 'captcha.callbacks') === 1)!;
+    expect(push.path).toBe('/v1/metrics');
+    expect(push.contentType).toBe('application/x-protobuf');
+    expect(push.headers['x-collector-token']).toBe('t0k en');
+    expect(push.headers['x-tenant']).toBe('ccm');
+    expect(resourceAttribute(push, 'service.name')).toBe('captcha-callback-monitor');
+    const metric = metricsOf(push.request).find((m) => m.name === 'captcha.callbacks')!;
+    expect(metric.sum?.isMonotonic).toBe(true);
+    expect(metric.sum?.aggregationTemporality).toBe('AGGREGATION_TEMPORALITY_CUMULATIVE');
+    const point = metric.sum?.dataPoints?.find((p) => Number(p.asInt ?? p.asDouble) === 1);
+    const attribute = (key: string) => point?.attributes?.find((a) => a.key === key)?.value?.stringValue;
+    expect([attribute('outcome'), attribute('format')]).toEqual(['solved', 'query']);
+    // The scope is the receiver's meter; the rest of the contract travels with it.
+    expect(push.request.resourceMetrics?.[0]?.scopeMetrics?.map((sm) => sm.scope?.name)).toContain(
+      'captcha-callback-monitor',
+    );
+    expect(metricsOf(push.request).map((m) => m.name)).toContain('captcha.callback.duration');
+
+    // /metrics on the management listener says why it serves no series.
+    const res = await fetch(`${s.managementUrl}/metrics`);
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text).toContain('OTEL_METRICS_EXPORTER=otlp');
+    expect(parseMetrics(text).size).toBe(0);
+    expect(await s.stop()).toBe(0);
+  });
+
+  it('prometheus,otlp serves /metrics and pushes OTLP/JSON to OTEL_EXPORTER_OTLP_METRICS_ENDPOINT as given, under OTEL_SERVICE_NAME', async () => {
+    const c = await collector();
+    const s = await server({
+      OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+      OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: `${c.url}/ingest/otlp-metrics`,
+      // The general endpoint loses to the signal-specific one; a closed port would only ever see failures.
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+      OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_SERVICE_NAME: 'ccm-otlp-json',
+      OTEL_METRIC_EXPORT_INTERVAL: '250',
+    });
+    await sendCallback(s, '81234');
+    await sendCallback(s, '81235');
+    expect(parseMetrics(await scrape(s)).get('captcha_callbacks_total{outcome="solved",format="query"}')).toBe(2);
+    await waitFor(() => c.pushes.some((p) => counterTotal(p, 'captcha.callbacks') === 2), PUSH_WAIT_MS, 'the count');
+    const push = c.pushes.find((p) => counterTotal(p, 'captcha.callbacks') === 2)!;
+    expect(push.path).toBe('/ingest/otlp-metrics');
+    expect(push.contentType).toMatch(/^application\/json/);
+    expect(resourceAttribute(push, 'service.name')).toBe('ccm-otlp-json');
+    expect(await s.stop()).toBe(0);
+  });
+
+  it('pushes the last counts on SIGTERM, long before the next interval', async () => {
+    const c = await collector();
+    const s = await server({
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
+      OTEL_METRIC_EXPORT_INTERVAL: '3600000',
+    });
+    await sendCallback(s, '91234');
+    expect(c.pushes).toHaveLength(0); // the hour has not passed: only the shutdown flush can push
+    expect(await s.stop()).toBe(0);
+    expect(c.pushes.map((p) => counterTotal(p, 'captcha.callbacks'))).toEqual([1]);
+  });
+
+  it('logs a push the collector cannot take, without the header values, and stops without waiting out its retries', async () => {
+    const closed = await freePort();
+    const s = await server({
+      OTEL_METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closed}`,
+      OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20sekret-0123456789',
+      OTEL_METRIC_EXPORT_INTERVAL: '250',
+    });
+    await sendCallback(s, '10101');
+    await waitFor(
+      () =>
+        s
+          .logs()
+          .split('\n')
+          .some((l) => l.includes('"source":"opentelemetry"') && l.includes('"level":50')),
+      PUSH_WAIT_MS,
+      'an error line from the exporter',
+    );
+    expect(s.logs()).not.toContain('sekret-0123456789');
+    // The stop gives the final push its OTEL_METRIC_EXPORT_TIMEOUT and a second, not the exporter's retry budget.
+    expect(await s.stop()).toBe(0);
+    expect(s.logs()).toContain('metrics shutdown: the collector did not take the last push in time');
+  });
+});
+
+describe('no OTLP push', () => {
+  it('by default: /metrics as always, nothing pushed even with an endpoint set (not even at shutdown)', async () => {
+    const c = await collector();
+    const s = await server({ OTEL_EXPORTER_OTLP_ENDPOINT: c.url, OTEL_METRIC_EXPORT_INTERVAL: '100' });
+    await sendCallback(s, '20202');
+    expect(parseMetrics(await scrape(s)).get('captcha_callbacks_total{outcome="solved",format="query"}')).toBe(1);
+    expect(await s.stop()).toBe(0);
+    expect(c.pushes).toHaveLength(0);
+  });
+
+  it('OTEL_METRICS_EXPORTER=none: no series on /metrics, nothing pushed', async () => {
+    const c = await collector();
+    const s = await server({
+      OTEL_METRICS_EXPORTER: 'none',
+      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
+      OTEL_METRIC_EXPORT_INTERVAL: '100',
+    });
+    await sendCallback(s, '30303');
+    const text = await scrape(s);
+    expect(text).toContain('OTEL_METRICS_EXPORTER=none');
+    expect(parseMetrics(text).size).toBe(0);
+    expect(await s.stop()).toBe(0);
+    expect(c.pushes).toHaveLength(0);
+  });
+});
+
+describe('bad metric-export values stop the start with one line naming the variable', () => {
+  const otlp = { OTEL_METRICS_EXPORTER: 'otlp' };
+  it.each<[string, Record<string, string>, RegExp]>([
+    [
+      'an unknown exporter',
+      { OTEL_METRICS_EXPORTER: 'bogus' },
+      /OTEL_METRICS_EXPORTER=bogus: unknown exporter "bogus"/,
+    ],
+    [
+      'console (stdout is the log)',
+      { OTEL_METRICS_EXPORTER: 'prometheus,console' },
+      /OTEL_METRICS_EXPORTER=.*"console"/,
+    ],
+    ['none with another exporter', { OTEL_METRICS_EXPORTER: 'none,otlp' }, /OTEL_METRICS_EXPORTER=none,otlp: "none"/],
+    [
+      'grpc',
+      { ...otlp, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' },
+      /OTEL_EXPORTER_OTLP_PROTOCOL=grpc: gRPC is not supported/,
+    ],
+    [
+      'an unknown protocol',
+      { ...otlp, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/xml' },
+      /OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http\/xml: unknown OTLP protocol/,
+    ],
+    [
+      'an endpoint without a scheme',
+      { ...otlp, OTEL_EXPORTER_OTLP_ENDPOINT: 'otel.example:4318' },
+      /OTEL_EXPORTER_OTLP_ENDPOINT: /,
+    ],
+    [
+      'an interval that is no number',
+      { ...otlp, OTEL_METRIC_EXPORT_INTERVAL: '10s' },
+      /OTEL_METRIC_EXPORT_INTERVAL=10s: /,
+    ],
+    [
+      'a timeout above the interval',
+      { ...otlp, OTEL_METRIC_EXPORT_INTERVAL: '1000', OTEL_METRIC_EXPORT_TIMEOUT: '5000' },
+      /OTEL_METRIC_EXPORT_TIMEOUT=5000: must not exceed OTEL_METRIC_EXPORT_INTERVAL/,
+    ],
+    [
+      'a header entry without =, its value not shown',
+      { ...otlp, OTEL_EXPORTER_OTLP_HEADERS: 'x-a=1,Authorization Bearer sekret-4567' },
+      /OTEL_EXPORTER_OTLP_HEADERS: entry 2 of 2 is not key=value/,
+    ],
+  ])('%s', async (_what, env, message) => {
+    const { code, stderr } = await runCli(env);
+    expect(code, stderr).not.toBe(0);
+    expect(code, stderr).not.toBeNull(); // exited by itself, not killed at the time-out
+    const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+    expect(lines, stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^captcha-callback-monitor: /);
+    expect(lines[0]).toMatch(message);
+    expect(stderr).not.toContain('sekret');
+    expect(stderr).not.toContain('otel.example');
+  });
+
+  it('the OTLP variables are not read while otlp is off', async () => {
+    const s = await server({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_METRIC_EXPORT_INTERVAL: 'soon' });
+    expect(parseMetrics(await scrape(s)).has('captcha_tasks_pending')).toBe(true);
+  });
+});
