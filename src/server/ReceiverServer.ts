@@ -15,7 +15,8 @@ export interface ReceiverServerDeps {
   readonly store: TaskStore;
   readonly meter: Meter;
   /** Renders the Prometheus exposition text. */
-  readonly scrape: () => Promise<string>;
+  /** The Prometheus exposition for /metrics; absent when OTEL_METRICS_EXPORTER leaves Prometheus out (then a 404). */
+  readonly scrape?: () => Promise<string>;
   readonly logger: Logger;
   /**
    * Recovery of missed results by asking the solvers (configured solvers only): made for this server's monitor, so
@@ -147,6 +148,14 @@ export class ReceiverServer {
       if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
         ctx.status = 405;
         ctx.set('Allow', 'GET, HEAD');
+        return;
+      }
+      if (!deps.scrape) {
+        ctx.status = 404;
+        ctx.body = {
+          error: 'not_found',
+          reason: 'the Prometheus endpoint is off: OTEL_METRICS_EXPORTER does not include prometheus',
+        };
         return;
       }
       ctx.type = PROMETHEUS_CONTENT_TYPE;

@@ -21,6 +21,7 @@ import {
 } from './config.ts';
 import { createStore } from './createStore.ts';
 import { createLogger } from './logger.ts';
+import { loadMetricsExportConfig, type MetricsExportConfig, TelemetryConfigError } from './otlpConfig.ts';
 import { ReceiverServer } from './ReceiverServer.ts';
 import { listenErrorMessage } from './startupErrors.ts';
 import { startTelemetry } from './telemetry.ts';
@@ -50,7 +51,7 @@ function usage(): string {
     '',
     ...solverUsage(),
     '',
-    'Standard OTEL_* variables also apply (e.g. OTEL_TRACES_EXPORTER=otlp); traces and logs are off by default.',
+    'OTEL_METRICS_EXPORTER=prometheus (default), otlp, prometheus,otlp or none, with the standard OTEL_EXPORTER_OTLP_* variables; other OTEL_* variables apply too (traces and logs are off by default).',
   ].join('\n');
 }
 
@@ -75,6 +76,16 @@ async function serve(): Promise<void> {
     }
     throw error;
   }
+  let metricsExport: MetricsExportConfig;
+  try {
+    metricsExport = loadMetricsExportConfig();
+  } catch (error) {
+    if (error instanceof TelemetryConfigError) {
+      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
   const logger = createLogger(config.LOG_LEVEL);
   let store: Awaited<ReturnType<typeof createStore>>;
   try {
@@ -83,7 +94,7 @@ async function serve(): Promise<void> {
     process.stderr.write(`captcha-callback-monitor: STORE_URL: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry(pkg.version);
+  const telemetry = startTelemetry(pkg.version, { metricsExport, logger });
   const solverRuntime = createSolverRuntime(solvers, telemetry.meter, logger);
   // The recovery queue lives beside the store (same SQLite file, same Redis), only when a solver is configured.
   let queue: RecoveryQueue | undefined;
@@ -99,7 +110,7 @@ async function serve(): Promise<void> {
     config,
     store,
     meter: telemetry.meter,
-    scrape: telemetry.reader.scrape,
+    ...(telemetry.prometheus ? { scrape: telemetry.prometheus.scrape } : {}),
     logger,
     ...(queue ? { recovery: (monitor) => solverRuntime.recovery(monitorInternals(monitor), queue) } : {}),
   });
