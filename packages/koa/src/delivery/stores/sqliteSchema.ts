@@ -1,0 +1,169 @@
+import type { DatabaseSync } from 'node:sqlite';
+
+/** Bump with a migration when the schema changes. */
+const SCHEMA_VERSION = 7;
+
+/*
+ * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
+ * with a list by building a temporary b-tree every time the constraint runs, which made the CHECK a fifth of the
+ * cost of a delivery (version 3 and older; opening such a file rebuilds the table once, see migrate).
+ *
+ * Version 5 added the last three columns: the solver's task id, and the solver's whole `solution` object and its
+ * other fields as JSON text (null when the callback had none). They come last because a version 4 file gets them by
+ * `ALTER TABLE … ADD COLUMN`, which appends; a new file must have the same column order as an upgraded one.
+ *
+ * Version 7 added `recovered` (1 when the stored result was fetched from the solver's API by recovery polling rather
+ * than delivered by its callback), last for the same reason; NOT NULL DEFAULT 0 lets `ADD COLUMN` give every existing
+ * row 0 without rewriting it.
+ */
+const TASKS_TABLE = `tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'missed' OR state = 'late'),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  solver_task_id TEXT,
+  solution TEXT,
+  metadata TEXT,
+  recovered INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID`;
+
+/** Every column of `tasks`, in table order. */
+export const TASK_COLUMNS =
+  'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks, ' +
+  'solver_task_id, solution, metadata, recovered';
+
+/*
+ * Version 6: the forwarding outbox, one row per task and event, written in the transaction of the transition that
+ * makes it (only while forwarding is enabled, so a receiver without FORWARD_URL writes nothing more per callback).
+ *
+ * - `forwards_due` (pending only, by next attempt time) serves the worker's bounded claim. A claim moves the row's
+ *   next attempt time to its lease's end, so a lease that runs out makes the row due again: no separate lease index.
+ * - `forwards_created` (state, event time) serves bulk replay by time range and the oldest pending forward.
+ * - The trigger deletes a task's forwards with it: retention, and an unregistered record merged into its task.
+ */
+const FORWARDS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS forwards (
+  task_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  webhook_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  done_at INTEGER,
+  PRIMARY KEY (task_id, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forwards_due ON forwards (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS forwards_created ON forwards (state, created_at);
+CREATE TRIGGER IF NOT EXISTS forwards_with_task AFTER DELETE ON tasks BEGIN
+  DELETE FROM forwards WHERE task_id = old.id;
+END;`;
+
+/*
+ * Two partial indexes, chosen so that a delivery (the hot path) touches as few pages as possible:
+ *
+ * - `tasks_due` covers pending tasks only, by deadline. It serves `expireDue` (a bounded range scan of its oldest
+ *   end) and `list('pending')`. A delivery deletes one entry from it.
+ * - `tasks_settled_at` covers settled tasks (delivered, missed, late, and stored callbacks nobody registered), by
+ *   state and settling time: the callback's receipt, or the deadline for a missed task, which has no receipt. It
+ *   serves `list()` of a settled state and retention (`purge`), both bounded range scans. A delivery adds one entry
+ *   at its newest end, which every delivery of a burst shares.
+ *
+ * - `tasks_solver` (version 5) maps a solver task id to its row and makes it unique across tasks. Partial: most
+ *   tasks have none (or get one only with their callback), and a NULL entry would cost a delivery an index write.
+ *   A callback that carries the app's id never reads it unless that id is unknown.
+ *
+ * Up to version 2 one (state, deadline) index served both, so a delivery also inserted an entry at its deadline's
+ * place among the delivered (a page of its own per callback), and a third index served retention.
+ *
+ * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
+ * however many tasks there are, and can never drift from the rows it summarises.
+ */
+const INDEXES_AND_AGGREGATES = `
+DROP INDEX IF EXISTS tasks_state_sort;
+DROP INDEX IF EXISTS tasks_settled;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counts (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  pending INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL,
+  late INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+${FORWARDS_SCHEMA}
+`;
+
+/** The whole schema of a new file (also used by the statement micro-benchmark). */
+export const SQLITE_SCHEMA = `CREATE TABLE IF NOT EXISTS ${TASKS_TABLE};${INDEXES_AND_AGGREGATES}`;
+
+/** The settling time, exactly as `tasks_settled_at` indexes it (queries must repeat the expression to use it). */
+export const SETTLED_AT = 'coalesce(received_at, deadline_at)';
+
+/**
+ * Creates the schema in a new file, or brings an older file to this version, in one transaction. It takes the write
+ * lock, so two processes opening a new file at once cannot interleave.
+ */
+export function createOrMigrateSchema(db: DatabaseSync): void {
+  db.exec('BEGIN IMMEDIATE');
+  migrate(db);
+  db.exec(`${SQLITE_SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+}
+
+/**
+ * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Versions 4 to 6
+ * only lack columns (version 4: version 5's three and version 7's `recovered`; versions 5 and 6: `recovered`), which
+ * `ALTER TABLE … ADD COLUMN` appends in place, in the order a new file has them (no row is rewritten). A CHECK
+ * constraint cannot be altered in place, so a file from version 3 or older is copied into a new table once (about a
+ * second per million tasks), taking the columns the old table has; version 2's virtual `sort_at` column stays behind.
+ * The indexes are created afterwards by the schema itself.
+ */
+function migrate(db: DatabaseSync): void {
+  const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
+  // Written by a newer receiver: its schema may mean things this code would silently get wrong.
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`the file has schema version ${version}, newer than this receiver's ${SCHEMA_VERSION}`);
+  }
+  const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
+  if (!exists || version === SCHEMA_VERSION) return;
+  // Version 5 also lacks the outbox, which the schema creates (CREATE … IF NOT EXISTS) after this.
+  if (version >= 4) {
+    if (version === 4) {
+      db.exec(`
+        ALTER TABLE tasks ADD COLUMN solver_task_id TEXT;
+        ALTER TABLE tasks ADD COLUMN solution TEXT;
+        ALTER TABLE tasks ADD COLUMN metadata TEXT;
+      `);
+    }
+    db.exec('ALTER TABLE tasks ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0');
+    return;
+  }
+  // table_info lists stored columns only, so a generated column (version 2's sort_at) is never copied.
+  const old = new Set(
+    (db.prepare("SELECT name FROM pragma_table_info('tasks')").all() as Array<{ name: string }>).map((c) => c.name),
+  );
+  const copied = TASK_COLUMNS.split(', ')
+    .filter((c) => old.has(c))
+    .join(', ');
+  db.exec(`
+    CREATE TABLE tasks_next ${TASKS_TABLE.slice('tasks '.length)};
+    INSERT INTO tasks_next (${copied}) SELECT ${copied} FROM tasks;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_next RENAME TO tasks;
+  `);
+}
