@@ -1,12 +1,2 @@
-/** Request options for the two body formats solvers POST, shared by the tests that send callbacks with fetch. */
-export const formPost = (body: string): RequestInit => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body,
-});
-
-export const jsonPost = (body: unknown): RequestInit => ({
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: JSON.stringify(body),
-});
+// The fetch options for form and JSON callbacks now live with the shared HTTP client (test/support/http.ts).
+export { formPost, jsonPost } from './http.ts';
