@@ -1,17 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import {
   type AttachResult,
   type CallbackResult,
   type CallbackTransition,
-  type ForwardEvent,
-  type ForwardJob,
   type ForwardOutbox,
-  type ForwardRecord,
-  type ForwardSettleItem,
-  type ForwardState,
   type NewTask,
   type RegisterResult,
-  type ReplayFilter,
   type ResultDetails,
   StoreUnavailableError,
   type TaskCounts,
@@ -19,7 +12,8 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
-import { newWebhookId } from '../webhookId.ts';
+import { MemoryForwardOutbox } from './memoryForwardOutbox.ts';
+import { TimeHeap } from './timeHeap.ts';
 
 interface MutableTask {
   id: string;
@@ -42,74 +36,10 @@ interface MutableTask {
   settledSeq: number;
 }
 
-interface MutableForward {
-  taskId: string;
-  event: ForwardEvent;
-  webhookId: string;
-  state: ForwardState;
-  createdAt: number;
-  since: number;
-  attempts: number;
-  nextAttemptAt: number | null;
-  lease: string | null;
-  lastAttemptAt: number | null;
-  lastStatus: number | null;
-  lastError: string | null;
-  doneAt: number | null;
-  /** Sequence of this forward's live entry in the due heap. */
-  dueSeq: number;
-}
-
-/** The key of one task's forward of one event. */
-const forwardKey = (taskId: string, event: ForwardEvent) => `${event}:${taskId}`;
-
-/** [time, sequence, id]: the sequence keeps equal times in insertion order and identifies the live entry. */
-type Entry = [number, number, string];
-const before = (a: Entry, b: Entry) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
-
-/** A binary min-heap of times, so neither expiry nor retention ever scans tasks. */
-class TimeHeap {
-  readonly #items: Entry[] = [];
-  get size(): number {
-    return this.#items.length;
-  }
-  peek(): Entry | undefined {
-    return this.#items[0];
-  }
-  push(item: Entry): void {
-    const a = this.#items;
-    a.push(item);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!before(a[i]!, a[p]!)) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-  pop(): Entry | undefined {
-    const a = this.#items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && before(a[l]!, a[m]!)) m = l;
-        if (r < a.length && before(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-/** Process-local store for tests and for embedding where losing state on restart is acceptable. */
+/**
+ * Process-local store for tests and for embedding where losing state on restart is acceptable. The forwarding outbox
+ * is in memoryForwardOutbox.ts.
+ */
 export class MemoryTaskStore implements TaskStore {
   readonly #tasks = new Map<string, MutableTask>();
   /** Solver task id → app id. */
@@ -120,79 +50,14 @@ export class MemoryTaskStore implements TaskStore {
   #sequence = 0;
   #counts = { pending: 0, delivered: 0, missed: 0, late: 0 };
   #closed = false;
-  /** Events that write a forward; empty while forwarding is off. */
-  #forwardEvents: ReadonlySet<ForwardEvent> = new Set();
-  readonly #forwards = new Map<string, MutableForward>();
-  /** Pending forwards by next attempt time (entries made stale by a later change are skipped). */
-  readonly #due = new TimeHeap();
-  /** Pending forwards in insertion order, for the bounded backlog count. */
-  readonly #pendingForwards = new Set<MutableForward>();
-
-  readonly forwards: ForwardOutbox = {
-    enable: (events) => {
-      this.#forwardEvents = new Set(events);
+  readonly #outbox = new MemoryForwardOutbox(
+    () => this.#assertOpen(),
+    (id) => {
+      const task = this.#tasks.get(id);
+      return task ? record(task) : undefined;
     },
-    claimDue: async (now, limit, leaseMs) => {
-      this.#assertOpen();
-      const jobs: ForwardJob[] = [];
-      while (jobs.length < limit) {
-        const top = this.#due.peek();
-        if (!top || top[0] > now) break;
-        this.#due.pop();
-        const f = this.#forwards.get(top[2]);
-        if (f?.state !== 'pending' || f.dueSeq !== top[1]) continue;
-        f.attempts++;
-        f.lease = randomUUID();
-        this.#schedule(f, now + leaseMs);
-        const task = this.#tasks.get(f.taskId);
-        jobs.push({ forward: forwardRecord(f), lease: f.lease, task: task ? record(task) : undefined });
-      }
-      return jobs;
-    },
-    settle: async (items) => {
-      this.#assertOpen();
-      let settled = 0;
-      for (const item of items) settled += this.#settleForward(item) ? 1 : 0;
-      return settled;
-    },
-    forwardsOf: async (taskId) => {
-      this.#assertOpen();
-      return this.#forwardsOfTask(taskId).map(forwardRecord);
-    },
-    redeliver: async (taskId, now) => {
-      this.#assertOpen();
-      let changed = 0;
-      for (const f of this.#forwardsOfTask(taskId)) changed += this.#restart(f, now) ? 1 : 0;
-      return changed;
-    },
-    replay: async (filter: ReplayFilter, now) => {
-      this.#assertOpen();
-      // A scan: the memory store is for tests and demos (SQLite and Redis use an index).
-      const picked = [...this.#forwards.values()]
-        .filter(
-          (f) =>
-            f.state !== 'pending' &&
-            (filter.state === 'all' || f.state === filter.state) &&
-            f.createdAt >= filter.from &&
-            f.createdAt < filter.to,
-        )
-        .sort((a, b) => a.createdAt - b.createdAt)
-        .slice(0, filter.limit);
-      for (const f of picked) this.#restart(f, now);
-      return picked.length;
-    },
-    backlog: async (cap) => {
-      this.#assertOpen();
-      let pending = 0;
-      let oldest: number | null = null;
-      for (const f of this.#pendingForwards) {
-        if (pending >= cap) break;
-        pending++;
-        if (oldest === null || f.createdAt < oldest) oldest = f.createdAt;
-      }
-      return { pending, oldestCreatedAt: oldest };
-    },
-  };
+  );
+  readonly forwards: ForwardOutbox = this.#outbox;
 
   async register(
     tasks: readonly (string | NewTask)[],
@@ -307,7 +172,7 @@ export class MemoryTaskStore implements TaskStore {
         settledSeq,
       });
       if (solverTaskId !== null) this.#solverIds.set(solverTaskId, id);
-      this.#addForward(id, 'delivered', r.receivedAt);
+      this.#outbox.add(id, 'delivered', r.receivedAt);
       // Unregistered callbacks are stored but stay out of the counts: the delivery rate is about registered tasks.
       return { kind: 'unregistered', id };
     }
@@ -340,13 +205,13 @@ export class MemoryTaskStore implements TaskStore {
       task.state = 'delivered';
       this.#counts.pending--;
       this.#counts.delivered++;
-      this.#addForward(task.id, 'delivered', r.receivedAt);
+      this.#outbox.add(task.id, 'delivered', r.receivedAt);
       return { kind: 'delivered', id: task.id, submittedAt };
     }
     task.state = 'late';
     this.#counts.missed--;
     this.#counts.late++;
-    this.#addForward(task.id, 'late', r.receivedAt);
+    this.#outbox.add(task.id, 'late', r.receivedAt);
     return { kind: 'late', id: task.id, submittedAt };
   }
 
@@ -363,7 +228,7 @@ export class MemoryTaskStore implements TaskStore {
       task.settledSeq = this.#settle(task.id, top[0]);
       this.#counts.pending--;
       this.#counts.missed++;
-      this.#addForward(task.id, 'missed', top[0]);
+      this.#outbox.add(task.id, 'missed', top[0]);
       moved.push(task.id);
     }
     return moved;
@@ -419,88 +284,10 @@ export class MemoryTaskStore implements TaskStore {
     this.#closed = true;
   }
 
-  /** Writes a pending forward for this event, if forwarding is on for it (with the transition, atomically). */
-  #addForward(taskId: string, event: ForwardEvent, at: number): void {
-    if (!this.#forwardEvents.has(event)) return;
-    const key = forwardKey(taskId, event);
-    if (this.#forwards.has(key)) return;
-    const f: MutableForward = {
-      taskId,
-      event,
-      webhookId: newWebhookId(),
-      state: 'pending',
-      createdAt: at,
-      since: at,
-      attempts: 0,
-      nextAttemptAt: null,
-      lease: null,
-      lastAttemptAt: null,
-      lastStatus: null,
-      lastError: null,
-      doneAt: null,
-      dueSeq: -1,
-    };
-    this.#forwards.set(key, f);
-    this.#pendingForwards.add(f);
-    this.#schedule(f, at);
-  }
-
-  #schedule(f: MutableForward, at: number): void {
-    f.nextAttemptAt = at;
-    f.dueSeq = this.#sequence++;
-    this.#due.push([at, f.dueSeq, forwardKey(f.taskId, f.event)]);
-  }
-
-  #settleForward(item: ForwardSettleItem): boolean {
-    const f = this.#forwards.get(forwardKey(item.taskId, item.event));
-    if (f?.state !== 'pending' || f.lease !== item.lease) return false;
-    const r = item.result;
-    f.lease = null;
-    f.lastAttemptAt = item.at;
-    f.lastStatus = r.status;
-    f.lastError = r.error;
-    if (r.state === 'pending') {
-      this.#schedule(f, r.nextAttemptAt);
-      return true;
-    }
-    f.state = r.state;
-    f.doneAt = item.at;
-    f.nextAttemptAt = null;
-    f.dueSeq = -1;
-    this.#pendingForwards.delete(f);
-    return true;
-  }
-
-  /** A new round for a forward: pending, due now, attempts and max age counted afresh, same webhook id. */
-  #restart(f: MutableForward, now: number): boolean {
-    // An attempt under a live lease is left to finish: restarting it would let a second one run beside it.
-    if (f.state === 'pending' && f.lease !== null && (f.nextAttemptAt ?? 0) > now) return false;
-    f.state = 'pending';
-    f.since = now;
-    f.attempts = 0;
-    f.lease = null;
-    f.doneAt = null;
-    this.#pendingForwards.add(f);
-    this.#schedule(f, now);
-    return true;
-  }
-
-  #forwardsOfTask(taskId: string): MutableForward[] {
-    const out: MutableForward[] = [];
-    for (const event of ['delivered', 'late', 'missed'] as const) {
-      const f = this.#forwards.get(forwardKey(taskId, event));
-      if (f) out.push(f);
-    }
-    return out;
-  }
-
   /** A task's forwards go with it (retention, or an unregistered record merged into its task). */
   #deleteTask(id: string): void {
     this.#tasks.delete(id);
-    for (const f of this.#forwardsOfTask(id)) {
-      this.#forwards.delete(forwardKey(id, f.event));
-      this.#pendingForwards.delete(f);
-    }
+    this.#outbox.deleteOf(id);
   }
 
   /** Queues a task for retention at its settling time; returns the entry's sequence. */
@@ -531,23 +318,5 @@ function record(t: MutableTask): TaskRecord {
     deadlineAt: t.deadlineAt,
     receivedAt: t.receivedAt,
     callbacks: t.callbacks,
-  };
-}
-
-function forwardRecord(f: MutableForward): ForwardRecord {
-  return {
-    taskId: f.taskId,
-    event: f.event,
-    webhookId: f.webhookId,
-    state: f.state,
-    createdAt: f.createdAt,
-    since: f.since,
-    attempts: f.attempts,
-    nextAttemptAt: f.state === 'pending' ? f.nextAttemptAt : null,
-    leased: f.lease !== null,
-    lastAttemptAt: f.lastAttemptAt,
-    lastStatus: f.lastStatus,
-    lastError: f.lastError,
-    doneAt: f.doneAt,
   };
 }
