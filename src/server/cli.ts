@@ -21,7 +21,7 @@ import {
 } from './config.ts';
 import { createStore } from './createStore.ts';
 import { createLogger } from './logger.ts';
-import { loadMetricsExportConfig, type MetricsExportConfig, TelemetryConfigError } from './otlpConfig.ts';
+import { loadMetricsExportConfig, TelemetryConfigError } from './otlpConfig.ts';
 import { ReceiverServer } from './ReceiverServer.ts';
 import { listenErrorMessage } from './startupErrors.ts';
 import { startTelemetry } from './telemetry.ts';
@@ -55,56 +55,38 @@ function usage(): string {
   ].join('\n');
 }
 
+/** A configuration problem: one line on stderr naming the variable, exit status 2 (never a stack trace). */
+function exitWithConfigError(message: string): never {
+  process.stderr.write(`captcha-callback-monitor: ${message}\n`);
+  process.exit(2);
+}
+
+/** Runs a configuration reader; its own error class becomes exitWithConfigError, anything else propagates. */
+function loadOrExit<T>(load: () => T, errorClass: new (...args: never[]) => Error): T {
+  try {
+    return load();
+  } catch (error) {
+    if (error instanceof errorClass) exitWithConfigError(error.message);
+    throw error;
+  }
+}
+
 async function serve(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
-  let solvers: ReturnType<typeof loadSolversConfig>;
-  try {
-    solvers = loadSolversConfig();
-  } catch (error) {
-    if (error instanceof SolverConfigError) {
-      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
-  let metricsExport: MetricsExportConfig;
-  try {
-    metricsExport = loadMetricsExportConfig();
-  } catch (error) {
-    if (error instanceof TelemetryConfigError) {
-      process.stderr.write(`captcha-callback-monitor: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = loadOrExit(loadConfig, ConfigError);
+  const solvers = loadOrExit(loadSolversConfig, SolverConfigError);
+  const metricsExport = loadOrExit(loadMetricsExportConfig, TelemetryConfigError);
   const logger = createLogger(config.LOG_LEVEL);
-  let store: Awaited<ReturnType<typeof createStore>>;
-  try {
-    store = await createStore(config.STORE_URL);
-  } catch (error) {
-    process.stderr.write(`captcha-callback-monitor: STORE_URL: ${(error as Error).message}\n`);
-    process.exit(2);
-  }
+  const store = await createStore(config.STORE_URL).catch((error: Error) =>
+    exitWithConfigError(`STORE_URL: ${error.message}`),
+  );
   const telemetry = startTelemetry(pkg.version, { metricsExport, logger });
   const solverRuntime = createSolverRuntime(solvers, telemetry.meter, logger);
   // The recovery queue lives beside the store (same SQLite file, same Redis), only when a solver is configured.
   let queue: RecoveryQueue | undefined;
   if (solverRuntime.enabled) {
-    try {
-      queue = await createRecoveryQueue(config.STORE_URL);
-    } catch (error) {
-      process.stderr.write(`captcha-callback-monitor: STORE_URL: recovery queue: ${(error as Error).message}\n`);
-      process.exit(2);
-    }
+    queue = await createRecoveryQueue(config.STORE_URL).catch((error: Error) =>
+      exitWithConfigError(`STORE_URL: recovery queue: ${error.message}`),
+    );
   }
   const server = new ReceiverServer({
     config,

@@ -1,7 +1,6 @@
 import { parseCallback } from '@captcha-callback-monitor/koa';
-import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
-import type { SolverConfig } from './config.ts';
 import { parseJson, recordRequest, solverFetch } from './http.ts';
+import { SolverClientBase } from './SolverClientBase.ts';
 import {
   ACCOUNT_CODES,
   type BalanceAnswer,
@@ -19,32 +18,20 @@ import {
  * balance}` (https://anti-captcha.com/apidoc/methods/getBalance). CapSolver's task ids are strings, the others'
  * integers: a numeric id is sent as a number.
  */
-export class CreateTaskClient implements SolverClient {
-  readonly name: string;
+export class CreateTaskClient extends SolverClientBase implements SolverClient {
   readonly protocol = 'createTask' as const;
-  readonly #config: SolverConfig;
-  readonly #metrics: SolverMetrics | undefined;
-  readonly #timeoutMs: number | undefined;
-
-  constructor(config: SolverConfig, metrics?: SolverMetrics, timeoutMs?: number) {
-    this.name = config.name;
-    this.#config = config;
-    this.#metrics = metrics;
-    this.#timeoutMs = timeoutMs;
-  }
-
   async #post(endpoint: 'get_result' | 'get_balance', path: string, body: Record<string, unknown>) {
     const startedAt = performance.now();
     const answer = await solverFetch({
       solver: this.name,
       endpoint,
       method: 'POST',
-      url: `${this.#config.url}${path}`,
-      json: { clientKey: this.#config.key, ...body },
-      timeoutMs: this.#timeoutMs,
+      url: `${this.config.url}${path}`,
+      json: { clientKey: this.config.key, ...body },
+      timeoutMs: this.timeoutMs,
     });
     const record = (outcome: Parameters<typeof recordRequest>[2]) =>
-      recordRequest(this.#metrics, { solver: this.name, endpoint }, outcome, startedAt);
+      recordRequest(this.metrics, { solver: this.name, endpoint }, outcome, startedAt);
     if (answer.kind === 'failed') return { ok: false as const, outcome: answer.outcome, detail: answer.detail, record };
     const json = parseJson(answer.text);
     if (

@@ -1,8 +1,7 @@
 import type { SolverEndpoint } from '@captcha-callback-monitor/koa';
 import { parseCallback } from '@captcha-callback-monitor/koa';
-import type { SolverMetrics } from '@captcha-callback-monitor/koa/internal';
-import type { SolverConfig } from './config.ts';
 import { parseJson, recordRequest, solverFetch } from './http.ts';
+import { SolverClientBase } from './SolverClientBase.ts';
 import {
   ACCOUNT_CODES,
   type BalanceAnswer,
@@ -21,20 +20,8 @@ import {
  * `del_pingback` manage the pingback addresses, and must be sent from the receiver's own IP
  * (https://2captcha.com/h/how-to-configure-automatic-response-retrieval-via-pingback).
  */
-export class ResPhpClient implements SolverClient {
-  readonly name: string;
+export class ResPhpClient extends SolverClientBase implements SolverClient {
   readonly protocol = 'res.php' as const;
-  readonly #config: SolverConfig;
-  readonly #metrics: SolverMetrics | undefined;
-  readonly #timeoutMs: number | undefined;
-
-  constructor(config: SolverConfig, metrics?: SolverMetrics, timeoutMs?: number) {
-    this.name = config.name;
-    this.#config = config;
-    this.#metrics = metrics;
-    this.#timeoutMs = timeoutMs;
-  }
-
   /** One res.php call: its `{status, request}` answer (plain-text answers mapped to the same shape), or why not. */
   async #call(
     endpoint: SolverEndpoint,
@@ -48,14 +35,14 @@ export class ResPhpClient implements SolverClient {
         startedAt: number;
       }
   > {
-    const query = new URLSearchParams({ key: this.#config.key, ...params, json: '1' });
+    const query = new URLSearchParams({ key: this.config.key, ...params, json: '1' });
     const startedAt = performance.now();
     const answer = await solverFetch({
       solver: this.name,
       endpoint,
       method: 'GET',
-      url: `${this.#config.url}/res.php?${query}`,
-      timeoutMs: this.#timeoutMs,
+      url: `${this.config.url}/res.php?${query}`,
+      timeoutMs: this.timeoutMs,
     });
     if (answer.kind === 'failed') return { ok: false, outcome: answer.outcome, detail: answer.detail, startedAt };
     const json = parseJson(answer.text);
@@ -78,7 +65,7 @@ export class ResPhpClient implements SolverClient {
     const endpoint = 'get_result';
     const r = await this.#call(endpoint, { action: 'get', id: solverTaskId });
     const done = (outcome: Parameters<typeof recordRequest>[2]) =>
-      recordRequest(this.#metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
+      recordRequest(this.metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
     if (!r.ok) {
       done(r.outcome);
       return { kind: 'retry', outcome: r.outcome, detail: r.detail };
@@ -119,16 +106,16 @@ export class ResPhpClient implements SolverClient {
     const endpoint = 'get_balance';
     const r = await this.#call(endpoint, { action: 'getbalance' });
     if (!r.ok) {
-      recordRequest(this.#metrics, { solver: this.name, endpoint }, r.outcome, r.startedAt);
+      recordRequest(this.metrics, { solver: this.name, endpoint }, r.outcome, r.startedAt);
       return { kind: 'failed', outcome: r.outcome, detail: r.detail };
     }
     const value = typeof r.request === 'number' ? r.request : Number(r.request);
     if (r.status === 1 && typeof r.request !== 'boolean' && r.request !== '' && Number.isFinite(value)) {
-      recordRequest(this.#metrics, { solver: this.name, endpoint }, 'ok', r.startedAt);
+      recordRequest(this.metrics, { solver: this.name, endpoint }, 'ok', r.startedAt);
       return { kind: 'ok', balance: value };
     }
     const outcome = r.status === 0 ? 'solver_error' : 'bad_response';
-    recordRequest(this.#metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
+    recordRequest(this.metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
     return { kind: 'failed', outcome, detail: typeof r.request === 'string' ? r.request.slice(0, 64) : 'no balance' };
   }
 
@@ -150,11 +137,11 @@ export class ResPhpClient implements SolverClient {
   async #pingback(endpoint: SolverEndpoint, params: Record<string, string>): Promise<PingbackAnswer> {
     const r = await this.#call(endpoint, params);
     if (!r.ok) {
-      recordRequest(this.#metrics, { solver: this.name, endpoint }, r.outcome, r.startedAt);
+      recordRequest(this.metrics, { solver: this.name, endpoint }, r.outcome, r.startedAt);
       return { kind: 'failed', outcome: r.outcome, detail: r.detail };
     }
     const outcome = r.status === 1 ? 'ok' : 'solver_error';
-    recordRequest(this.#metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
+    recordRequest(this.metrics, { solver: this.name, endpoint }, outcome, r.startedAt);
     if (r.status === 1) return { kind: 'ok', answer: r.request };
     return { kind: 'failed', outcome, detail: typeof r.request === 'string' ? r.request.slice(0, 64) : 'error' };
   }
