@@ -118,14 +118,19 @@ function split(variable: string): { name: string; suffix: Suffix } | undefined {
   return undefined;
 }
 
+/** A numeric variable's range and the value used when it is unset (or invalid, beside the recorded problem). */
+interface NumberBounds {
+  readonly fallback: number;
+  readonly min: number;
+  readonly max: number;
+  readonly whole?: boolean;
+}
+
 function seconds(
   problems: string[],
   variable: string,
   raw: string | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  whole = false,
+  { fallback, min, max, whole = false }: NumberBounds,
 ): number {
   if (raw === undefined) return fallback;
   const n = Number(raw);
@@ -212,33 +217,16 @@ export function loadSolversConfig(
     const lowBalance =
       v.LOW_BALANCE === undefined
         ? undefined
-        : seconds(problems, `${P}LOW_BALANCE`, v.LOW_BALANCE, 0, 0, Number.MAX_SAFE_INTEGER);
+        : seconds(problems, `${P}LOW_BALANCE`, v.LOW_BALANCE, { fallback: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
     const limits = DOCUMENTED_LIMITS[protocol && SOLVER_PROTOCOLS.includes(protocol) ? protocol : 'res.php'];
-    const interval = seconds(
-      problems,
-      `${P}POLL_INTERVAL`,
-      v.POLL_INTERVAL,
-      limits.defaultPollIntervalSeconds,
-      limits.minPollIntervalSeconds,
-      300,
-    );
-    const maxPolls = seconds(
-      problems,
-      `${P}MAX_POLLS`,
-      v.MAX_POLLS,
-      limits.maxPollsPerTask,
-      1,
-      limits.maxPollsPerTask,
-      true,
-    );
-    const balance = seconds(
-      problems,
-      `${P}BALANCE_INTERVAL`,
-      v.BALANCE_INTERVAL,
-      BALANCE_INTERVAL.defaultSeconds,
-      BALANCE_INTERVAL.minSeconds,
-      86_400,
-    );
+    const pacingBounds: Record<'POLL_INTERVAL' | 'MAX_POLLS' | 'BALANCE_INTERVAL', NumberBounds> = {
+      POLL_INTERVAL: { fallback: limits.defaultPollIntervalSeconds, min: limits.minPollIntervalSeconds, max: 300 },
+      MAX_POLLS: { fallback: limits.maxPollsPerTask, min: 1, max: limits.maxPollsPerTask, whole: true },
+      BALANCE_INTERVAL: { fallback: BALANCE_INTERVAL.defaultSeconds, min: BALANCE_INTERVAL.minSeconds, max: 86_400 },
+    };
+    const [interval, maxPolls, balance] = (['POLL_INTERVAL', 'MAX_POLLS', 'BALANCE_INTERVAL'] as const).map((k) =>
+      seconds(problems, `${P}${k}`, v[k], pacingBounds[k]),
+    ) as [number, number, number];
     if (problems.length > before || protocol === undefined) continue;
     solvers.push({
       name,
@@ -253,9 +241,7 @@ export function loadSolversConfig(
     problems,
     'RECOVERY_AFTER',
     env.RECOVERY_AFTER === '' ? undefined : env.RECOVERY_AFTER,
-    RECOVERY_AFTER_DEFAULT_SECONDS,
-    1,
-    7 * 24 * 3600,
+    { fallback: RECOVERY_AFTER_DEFAULT_SECONDS, min: 1, max: 7 * 24 * 3600 },
   );
   if (problems.length > 0) throw new SolverConfigError(problems);
   return { solvers, recovery: { recoveryAfterSeconds } };
