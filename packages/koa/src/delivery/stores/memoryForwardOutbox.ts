@@ -208,20 +208,7 @@ export class MemoryForwardOutbox implements ForwardOutbox {
   }
 }
 
-function forwardRecord(f: MutableForward): ForwardRecord {
-  return {
-    taskId: f.taskId,
-    event: f.event,
-    webhookId: f.webhookId,
-    state: f.state,
-    createdAt: f.createdAt,
-    since: f.since,
-    attempts: f.attempts,
-    nextAttemptAt: f.state === 'pending' ? f.nextAttemptAt : null,
-    leased: f.lease !== null,
-    lastAttemptAt: f.lastAttemptAt,
-    lastStatus: f.lastStatus,
-    lastError: f.lastError,
-    doneAt: f.doneAt,
-  };
+/** The contract's view of a forward: the lease as a flag, the next attempt's time only while it is pending. */
+function forwardRecord({ lease, dueSeq: _dueSeq, nextAttemptAt, ...fields }: MutableForward): ForwardRecord {
+  return { ...fields, nextAttemptAt: fields.state === 'pending' ? nextAttemptAt : null, leased: lease !== null };
 }
