@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CALLBACK_DURATION_BUCKETS, JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { PROMETHEUS_RULES_PATH, RULE_GROUPS } from '../scripts/generators/alerting/renderPrometheusRules.ts';
-import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
+import { ALERT_TABLE, alertTable, WATCHDOG } from '../src/alerting/alertTable.ts';
+import { DEFAULT_MONITORING_CONFIG } from '../src/alerting/monitoringConfig.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { githubAnchor, RUNBOOK_BASE_URL, RUNBOOK_PATH, runbookUrl } from '../src/alerting/runbook.ts';
 import { SLO_RECORDINGS } from '../src/alerting/slo.ts';
@@ -12,6 +13,8 @@ import { ALERT_THRESHOLDS, HEALTHY } from '../src/alerting/thresholds.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
+/** The rows that watch the service: all but the always-firing watchdog. */
+const WATCHING = ALERT_TABLE.filter((r) => r.name !== WATCHDOG);
 
 describe('the alert table', () => {
   it('has every alert of the design, each named CaptchaCallback* (the endpoint) or CaptchaSolver* (the account)', () => {
@@ -30,7 +33,39 @@ describe('the alert table', () => {
     ]) {
       expect(names).toContain(name);
     }
-    for (const name of names) expect(name).toMatch(/^Captcha(Callback|Solver|Forward)[A-Z]\w+$/);
+    for (const name of WATCHING.map((r) => r.name)) expect(name).toMatch(/^Captcha(Callback|Solver|Forward)[A-Z]\w+$/);
+  });
+
+  it("is the default monitoring config's table, and alertTable(config) builds the same rows from it", () => {
+    expect(alertTable(DEFAULT_MONITORING_CONFIG)).toEqual(ALERT_TABLE);
+    expect(alertTable()).toEqual(ALERT_TABLE);
+  });
+
+  it('ends with the watchdog: always firing, severity none, outside every CaptchaCallback* inhibition', () => {
+    const watchdog = ALERT_TABLE.at(-1)!;
+    expect(watchdog.name).toBe(WATCHDOG);
+    expect(watchdog.expr).toBe('vector(1)');
+    expect(watchdog.for).toBe('0m');
+    expect(watchdog.severity).toBe('none');
+    expect(watchdog.healthy).toBeUndefined();
+    expect(ALERT_TABLE.filter((r) => r.severity === 'none')).toEqual([watchdog]);
+    // Alertmanager's inhibitions: none of their target matchers may select the watchdog (it must keep beating).
+    const am = parse(read('alertmanager/alertmanager.yml')) as { inhibit_rules: { target_matchers: string[] }[] };
+    for (const rule of am.inhibit_rules) {
+      const selects = rule.target_matchers.every((m) => {
+        const [, label, op, value] = /^(\w+)(=~|!~|!=|=)"(.*)"$/.exec(m) ?? [];
+        const actual = { alertname: WATCHDOG, severity: 'none' }[label as 'alertname' | 'severity'] ?? '';
+        const full = new RegExp(`^(?:${value})$`);
+        return op === '='
+          ? actual === value
+          : op === '!='
+            ? actual !== value
+            : op === '=~'
+              ? full.test(actual)
+              : !full.test(actual);
+      });
+      expect(selects, rule.target_matchers.join(',')).toBe(false);
+    }
   });
 
   it('has one rule per name and severity (the SLO alerts: one critical page and one warning ticket)', () => {
@@ -46,11 +81,13 @@ describe('the alert table', () => {
         .map((line) => githubAnchor(line.replace(/^#+ /, ''))),
     );
     for (const row of ALERT_TABLE) {
-      expect(['critical', 'warning']).toContain(row.severity);
       expect(row.summary.length).toBeGreaterThan(10);
       expect(row.description.length).toBeGreaterThan(20);
       expect(anchors, `runbook heading for ${row.name}`).toContain(row.runbookAnchor);
       expect(row.runbookAnchor).toBe(githubAnchor(row.name));
+    }
+    for (const row of WATCHING) {
+      expect(['critical', 'warning']).toContain(row.severity);
       expect(Object.keys(HEALTHY)).toContain(row.healthy);
     }
   });
@@ -62,7 +99,7 @@ describe('the alert table', () => {
       ...SLO_RECORDINGS.map((r) => r.record),
     ]);
     const functions = new Set(['increase', 'rate', 'histogram_quantile', 'avg_over_time', 'without', 'offset']);
-    for (const rule of [...ALERT_TABLE, ...SLO_RECORDINGS]) {
+    for (const rule of [...WATCHING, ...SLO_RECORDINGS]) {
       // A series name is an identifier directly followed by `{` in these expressions.
       const names = [...rule.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)].map((m) => m[1]!);
       expect(names.length).toBeGreaterThan(0);
@@ -102,7 +139,7 @@ describe('the alert table', () => {
       expect(alert.annotations?.runbook_url).toBe(runbookUrl(githubAnchor(alert.alert!)));
       expect(alert.annotations?.runbook_url?.startsWith(`${RUNBOOK_BASE_URL}#`)).toBe(true);
       expect(Object.keys(alert.annotations ?? {}).sort()).toEqual(['description', 'runbook_url', 'summary']);
-      expect(alert.labels?.severity).toMatch(/^(critical|warning)$/);
+      expect(alert.labels?.severity).toMatch(alert.alert === WATCHDOG ? /^none$/ : /^(critical|warning)$/);
     }
     expect(RULE_GROUPS.map((g) => g.name)).toEqual(['captcha-callback-slo-recordings', 'captcha-callback-alerts']);
   });

@@ -5,8 +5,7 @@ import { renderPrometheusRules } from '../scripts/generators/alerting/renderProm
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { durationSeconds, num } from '../src/alerting/promql.ts';
 import { runbookUrl } from '../src/alerting/runbook.ts';
-import { WINDOW } from '../src/alerting/series.ts';
-import { ALERT_THRESHOLDS } from '../src/alerting/thresholds.ts';
+import { ALERT_THRESHOLDS, WINDOW } from '../src/alerting/thresholds.ts';
 import {
   CHECK_ROWS,
   CHECK_RULES,

@@ -10,9 +10,10 @@ import {
   PANEL_HEALTHY_RANGE,
   TITLE,
 } from '../scripts/generators/dashboards/overview.ts';
-import { healthySteps } from '../scripts/generators/dashboards/panels.ts';
+import { DATASOURCE_REF_UID, healthySteps } from '../scripts/generators/dashboards/panels.ts';
 import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../scripts/generators/dashboards/render.ts';
-import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
+import { ALERT_TABLE, WATCHDOG } from '../src/alerting/alertTable.ts';
+import { DEFAULT_MONITORING_CONFIG } from '../src/alerting/monitoringConfig.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../src/alerting/thresholds.ts';
 
@@ -40,7 +41,15 @@ interface DashboardJson {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: { name: string; query: unknown; datasource?: { uid: string } }[] };
+  templating: {
+    list: {
+      name: string;
+      type: string;
+      query: unknown;
+      datasource?: { type: string; uid: string };
+      current?: { value: unknown };
+    }[];
+  };
 }
 
 /** The committed dashboards, as Grafana will load them. */
@@ -83,20 +92,29 @@ describe('dashboards', () => {
     }
   });
 
-  it('name only datasources the provisioning defines, by uid', () => {
+  it('read their datasource from the datasource variable, whose default is the provisioned Prometheus', () => {
     const provisioned = (parse(read(DATASOURCES_PATH)) as { datasources: { uid: string; type: string }[] }).datasources;
     const uids = new Map(provisioned.map((ds) => [ds.uid, ds.type]));
     expect(uids.get(DATASOURCES.prometheus.uid)).toBe('prometheus');
     expect(uids.get(DATASOURCES.alertmanager.uid)).toBe('alertmanager');
+    // The monitoring config's default datasource is this stack's provisioned one.
+    expect(DEFAULT_MONITORING_CONFIG.datasource).toEqual({ type: 'prometheus', uid: DATASOURCES.prometheus.uid });
+    const variable = { type: 'prometheus', uid: DATASOURCE_REF_UID };
     for (const d of committed) {
-      for (const v of d.templating.list) expect(uids.has(v.datasource?.uid ?? ''), `variable ${v.name}`).toBe(true);
+      const ds = d.templating.list.find((v) => v.name === 'datasource')!;
+      expect(ds.type).toBe('datasource');
+      expect(ds.query).toBe('prometheus');
+      expect(ds.current?.value).toBe(DATASOURCES.prometheus.uid);
+      for (const v of d.templating.list.filter((x) => x !== ds))
+        expect(v.datasource, `variable ${v.name}`).toEqual(variable);
       for (const p of contentPanels(d)) {
-        expect(uids.get(p.datasource?.uid ?? ''), `panel ${p.title}`).toBe(p.datasource?.type);
+        expect(p.datasource, `panel ${p.title}`).toEqual(variable);
         expect(p.targets?.length, `panel ${p.title} has no query`).toBeGreaterThan(0);
-        for (const t of p.targets ?? []) {
-          expect(uids.get(t.datasource?.uid ?? ''), `${p.title} ${t.refId}`).toBe(t.datasource?.type);
-        }
+        for (const t of p.targets ?? []) expect(t.datasource, `${p.title} ${t.refId}`).toEqual(variable);
       }
+      // No uid pinned anywhere else in the file.
+      const pinned = [...JSON.stringify(d).matchAll(/"uid":"([^"]*)"/g)].map((m) => m[1]).filter((u) => u !== d.uid);
+      expect(new Set(pinned)).toEqual(new Set([DATASOURCE_REF_UID]));
     }
   });
 
@@ -124,17 +142,19 @@ describe('dashboards', () => {
       expect(panel.fieldConfig?.defaults.thresholds?.steps, title).toEqual(healthySteps(HEALTHY[name]));
       expect(panel.fieldConfig?.defaults.unit, `${title} shows ${name} in its unit`).toBe(HEALTHY[name].unit);
     }
-    // Every healthy range is on the dashboard, and every alert's healthy range is one of them.
+    // Every healthy range is on the dashboard, and every alert's healthy range (the watchdog has none) is one of them.
     expect([...used].sort()).toEqual(Object.keys(HEALTHY).sort());
-    for (const row of ALERT_TABLE) expect(Object.keys(HEALTHY), row.name).toContain(row.healthy);
+    for (const row of ALERT_TABLE.filter((r) => r.name !== WATCHDOG)) {
+      expect(Object.keys(HEALTHY), row.name).toContain(row.healthy);
+    }
     // The seed's numbers, as a guard against a silent change of the table itself.
     expect(byTitle(TITLE.p95).fieldConfig?.defaults.thresholds?.steps[1]).toEqual({ value: 0.5, color: 'red' });
     expect(byTitle(TITLE.uptime).fieldConfig?.defaults.thresholds?.steps[1]).toEqual({ value: 0.995, color: 'green' });
   });
 
-  it('have job and instance variables, and every receiver query selects on both', () => {
+  it('have datasource, job and instance variables, and every receiver query selects on job and instance', () => {
     const names = overview.templating.list.map((v) => v.name);
-    expect(names).toEqual(['job', 'instance']);
+    expect(names).toEqual(['datasource', 'job', 'instance']);
     const receiverMetrics = Object.values(PROM);
     for (const p of contentPanels(overview)) {
       for (const t of p.targets ?? []) {
@@ -175,7 +195,10 @@ describe('dashboards', () => {
     expect(byTitle(TITLE.uptime).targets?.[0]?.expr).toContain(`job="${JOB.probe}"`);
     const alerts = byTitle(TITLE.alerts).targets?.[0];
     expect(alerts?.instant).toBe(true);
-    for (const row of ALERT_TABLE) expect(alerts?.expr).toContain(row.name);
+    // Every alert but the always-firing watchdog, which would make a healthy service show one firing alert.
+    for (const row of ALERT_TABLE.filter((r) => r.name !== WATCHDOG)) expect(alerts?.expr).toContain(row.name);
+    expect(alerts?.expr).not.toContain(WATCHDOG);
+    expect(byTitle(TITLE.firing).targets?.[0]?.expr).not.toContain(WATCHDOG);
     expect(byTitle(TITLE.budget).targets?.map((t) => t.refId)).toEqual(['A', 'B']);
   });
 });

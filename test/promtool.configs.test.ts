@@ -104,6 +104,37 @@ describe('Alertmanager routing and inhibition', () => {
     expect(out.trim()).toBe('warning');
   });
 
+  it('routes the watchdog to the heartbeat receiver only, in the config and in the example', async () => {
+    for (const file of [AM_CONFIG, AM_EXAMPLE]) {
+      const labels = ['alertname=CaptchaMonitorWatchdog', 'severity=none'];
+      const out = await tool(
+        'amtool',
+        ['config', 'routes', 'test', `--config.file=${file}`, '--verify.receivers=heartbeat', ...labels],
+        true,
+      );
+      expect(out.trim(), file).toBe('heartbeat');
+      for (const people of ['critical', 'warning']) {
+        await expect(
+          tool('amtool', [
+            'config',
+            'routes',
+            'test',
+            `--config.file=${file}`,
+            `--verify.receivers=${people}`,
+            ...labels,
+          ]),
+        ).rejects.toThrow(/failed/);
+      }
+    }
+    // Re-sent often, so a heartbeat service with a period of a few minutes notices when it stops.
+    const config = parse(read(AM_CONFIG)) as {
+      route: { routes: { matchers: string[]; receiver: string; repeat_interval?: string }[] };
+    };
+    const route = config.route.routes.find((r) => r.receiver === 'heartbeat')!;
+    expect(route.matchers).toEqual(['alertname="CaptchaMonitorWatchdog"']);
+    expect(route.repeat_interval).toMatch(/^[1-5]m$/);
+  });
+
   it('does not route a warning to the critical receiver (the check can fail)', async () => {
     await expect(
       routesTest('critical', ['alertname=CaptchaCallbackEndpointStale', 'severity=warning']),
@@ -126,8 +157,10 @@ describe('Alertmanager routing and inhibition', () => {
       target_matchers: ['severity="warning"'],
       equal: ['alertname', 'job'],
     });
+    // People get the resolved notifications; the heartbeat does not (the watchdog never resolves, and a heartbeat
+    // service would count a resolved message as one more ping).
     for (const receiver of config.receivers) {
-      expect(receiver.webhook_configs?.[0]?.send_resolved, receiver.name).toBe(true);
+      expect(receiver.webhook_configs?.[0]?.send_resolved, receiver.name).toBe(receiver.name !== 'heartbeat');
     }
   });
 });

@@ -4,7 +4,8 @@
  * durations overridden (test/support/stack.ts documents exactly what), and a webhook sink standing in for the
  * `alert-sink` of docker compose. Three alerts are driven through their whole life: CaptchaCallbackHighErrorRate,
  * CaptchaCallbackLowDeliveryRate and CaptchaCallbackEndpointDown must reach the sink as firing, then as resolved,
- * routed to the `critical` receiver with the rule's labels. The seconds from cause to notification are printed.
+ * routed to the `critical` receiver with the rule's labels. The always-firing CaptchaMonitorWatchdog must reach the
+ * `heartbeat` receiver, and only it. The seconds from cause to notification are printed.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
+import { WATCHDOG } from '../src/alerting/alertTable.ts';
 import { requireBinary } from './support/binaries.ts';
 import { waitFor } from './support/ports.ts';
 import { type RunningServer, startServer } from './support/server.ts';
@@ -98,6 +100,7 @@ async function notification(
   status: 'firing' | 'resolved',
   since: number,
   match: (a: WebhookAlert) => boolean = () => true,
+  timeoutMs = NOTIFY_TIMEOUT_MS,
 ): Promise<{ message: Notification; alert: WebhookAlert }> {
   let found: { message: Notification; alert: WebhookAlert } | undefined;
   try {
@@ -113,7 +116,7 @@ async function notification(
         }
         return false;
       },
-      NOTIFY_TIMEOUT_MS,
+      timeoutMs,
       `${alertname} ${status}`,
     );
   } catch (error) {
@@ -338,5 +341,22 @@ describe('live stack: receiver → Prometheus → Alertmanager → webhook', () 
     );
     record('CaptchaCallbackEndpointDown', 'resolved', 'restart (scrape ok)', back, scrapeOk.message.at);
     expectCritical(scrapeOk, JOB.receiver);
+  });
+
+  // Last, so its wait overlaps the others: Prometheus evaluates the watchdog at start-up, before it has found the
+  // Alertmanager, and drops that first send; it re-sends a firing alert every --rules.alert.resend-delay (1 min by
+  // default, kept here as deployed). So the first heartbeat arrives within about a minute of Prometheus's start.
+  it('CaptchaMonitorWatchdog reaches the heartbeat receiver, and no receiver of people', {
+    timeout: 100_000,
+  }, async () => {
+    const beat = await notification(WATCHDOG, 'firing', 0, () => true, 90_000);
+    expect(beat.message.receiver).toBe('heartbeat');
+    expect(beat.message.path).toBe('/heartbeat');
+    expect(beat.alert.labels.severity).toBe('none');
+    expect(beat.alert.annotations.runbook_url).toMatch(/docs\/runbook\.md#captchamonitorwatchdog$/);
+    const elsewhere = sink.notifications.filter(
+      (m) => m.path !== '/heartbeat' && m.alerts.some((a) => a.labels.alertname === WATCHDOG),
+    );
+    expect(elsewhere).toEqual([]);
   });
 });

@@ -73,6 +73,7 @@ describe('live-stack overrides of the committed configuration', () => {
       overrideAlertmanagerConfig(read('alertmanager/alertmanager.yml'), 'http://127.0.0.1:9/', '/t/*.tmpl'),
     );
     expect(live.receivers.map((r: { webhook_configs: { url: string }[] }) => r.webhook_configs[0]!.url)).toEqual([
+      'http://127.0.0.1:9/heartbeat',
       'http://127.0.0.1:9/critical',
       'http://127.0.0.1:9/warning',
     ]);

@@ -3,6 +3,8 @@
  * threshold constants instead of typed by hand.
  */
 
+import { type MonitoringConfig, serviceLabels, type Thresholds, type Windows } from './monitoringConfig.ts';
+
 /**
  * Series that do not come from the receiver's metric contract: `up` is written by Prometheus for every scrape
  * target, `probe_success` by the blackbox exporter for every probe. Named once, here.
@@ -12,21 +14,52 @@ export const EXTERNAL = {
   probeSuccess: 'probe_success',
 } as const;
 
-/** Label Prometheus gives every target; removed when several receiver instances are aggregated into one service. */
-export const INSTANCE = 'instance';
-
-/** `metric{job="…",extra…}` */
-export function sel(metric: string, job: string, ...matchers: string[]): string {
-  return `${metric}{${[`job="${job}"`, ...matchers].join(',')}}`;
+/** `metric{selector,extra…}`: `selector` is a comma-separated matcher list such as `job="captcha-callback"`. */
+export function sel(metric: string, selector: string, ...matchers: string[]): string {
+  return `${metric}{${[selector, ...matchers].filter((m) => m !== '').join(',')}}`;
 }
 
 /** `label="value"` / `label!="value"` matchers (values are from closed sets in the contract, never free text). */
 export const eq = (label: string, value: string) => `${label}="${value}"`;
 export const ne = (label: string, value: string) => `${label}!="${value}"`;
 
-/** `agg without (instance, …) (expr)`: several instances behind a load balancer act as one service. */
-export function without(agg: 'sum' | 'max' | 'min' | 'avg', expr: string, ...labels: string[]): string {
-  return `${agg} without (${[INSTANCE, ...labels].join(', ')}) (${expr})`;
+export type Aggregation = 'sum' | 'max' | 'min' | 'avg';
+
+/** `agg without (a, b, …) (expr)` */
+export function without(agg: Aggregation, expr: string, labels: readonly string[]): string {
+  return `${agg} without (${labels.join(', ')}) (${expr})`;
+}
+
+/**
+ * The monitoring config as the rule builders use it: the receiver's and the probe's series, and aggregation over
+ * the instances of one service.
+ */
+export interface Scope {
+  readonly config: MonitoringConfig;
+  readonly T: Thresholds;
+  readonly W: Windows;
+  /** A receiver series: `metric{<selector>,extra…}`. */
+  recv(metric: string, ...matchers: string[]): string;
+  /** An outside-probe series: `metric{<probeSelector>,extra…}`. */
+  probe(metric: string, ...matchers: string[]): string;
+  /**
+   * `agg without (<instance labels>, extra…) (expr)`: several instances behind a load balancer act as one service.
+   */
+  agg(agg: Aggregation, expr: string, ...labels: string[]): string;
+  /** The label names the selector matches on (`job`, …): what names one service in an `on (…)` join. */
+  readonly serviceLabels: readonly string[];
+}
+
+export function scope(config: MonitoringConfig): Scope {
+  return {
+    config,
+    T: config.thresholds,
+    W: config.windows,
+    recv: (metric, ...matchers) => sel(metric, config.selector, ...matchers),
+    probe: (metric, ...matchers) => sel(metric, config.probeSelector, ...matchers),
+    agg: (agg, expr, ...labels) => without(agg, expr, [...config.instanceLabels, ...labels]),
+    serviceLabels: serviceLabels(config.selector),
+  };
 }
 
 export const increase = (selector: string, window: string) => `increase(${selector}[${window}])`;

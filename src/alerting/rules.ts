@@ -2,7 +2,8 @@
 
 import type { HealthyRangeName } from './thresholds.ts';
 
-export type Severity = 'critical' | 'warning';
+/** `none`: the watchdog, which fires all the time and pages nobody (it goes to a heartbeat receiver). */
+export type Severity = 'critical' | 'warning' | 'none';
 
 /** One row of the alert table. */
 export interface AlertRow {
@@ -18,10 +19,10 @@ export interface AlertRow {
   readonly description: string;
   /** Anchor of the alert's section in docs/runbook.md. */
   readonly runbookAnchor: string;
-  /** Where the alert fires, in the unit of the expression's value (e.g. 0.05 for "> 5 %"). */
+  /** Where the alert fires, in the unit of the expression's value (e.g. 0.05 for "> 5 %"); 0 for the watchdog. */
   readonly threshold: number;
-  /** The matching healthy range (dashboards colour by it). */
-  readonly healthy: HealthyRangeName;
+  /** The matching healthy range (dashboards colour by it); none for the watchdog, which watches no value. */
+  readonly healthy?: HealthyRangeName;
   /** Extra static labels besides `severity`. */
   readonly labels?: Readonly<Record<string, string>>;
 }

@@ -1,16 +1,14 @@
-import { type ErrorType, type FailureReason, JOB, LABEL, PROM } from '@captcha-callback-monitor/koa';
-import { eq, increase, ne, num, orZero, sel, without } from './promql.ts';
-import { ALERT_THRESHOLDS as T } from './thresholds.ts';
+import { type ErrorType, type FailureReason, LABEL, PROM } from '@captcha-callback-monitor/koa';
+import type { Thresholds } from './monitoringConfig.ts';
+import { eq, increase, ne, num, orZero, type Scope } from './promql.ts';
 
 /*
- * The building blocks of the rule expressions. Everything aggregates `without (instance)`: several receiver
- * instances behind a load balancer are one service. Counters (errors, requests, tasks) are per instance and are
- * summed after increase(); `captcha_tasks_pending` is a store-wide gauge every instance reports, so it is max-ed;
- * the time since the last callback is the minimum over instances (the service heard from a solver as recently as
- * its luckiest instance did).
+ * The building blocks of the rule expressions. Everything aggregates `without (instance)` (the config's instance
+ * labels): several receiver instances behind a load balancer are one service. Counters (errors, requests, tasks) are
+ * per instance and are summed after increase(); `captcha_tasks_pending` is a store-wide gauge every instance reports,
+ * so it is max-ed; the time since the last callback is the minimum over instances (the service heard from a solver as
+ * recently as its luckiest instance did).
  */
-
-const R = JOB.receiver;
 
 /**
  * `handler_error` means the user's own post-ACK hook threw. The callback was stored and answered 200, so it is not
@@ -29,39 +27,47 @@ export function human(d: string): string {
   return m[1] === '1' ? unit : `${m[1]} ${unit}s`;
 }
 
-/** Requests answered on the callback route (every status): the histogram's count. */
-export const requests = (w: string) =>
-  without('sum', increase(sel(PROM.callbackDurationCount, R), w), LABEL.statusCode);
-export const failedRequests = (w: string) =>
-  without('sum', increase(sel(PROM.callbackErrorsTotal, R, ne(LABEL.errorType, HANDLER_ERROR)), w), LABEL.errorType);
-export const hookFailures = (w: string) =>
-  without('sum', increase(sel(PROM.callbackErrorsTotal, R, eq(LABEL.errorType, HANDLER_ERROR)), w), LABEL.errorType);
-export const accepted = (w: string) =>
-  without('sum', increase(sel(PROM.callbacksTotal, R), w), LABEL.outcome, LABEL.format);
-/** Accepted callbacks that reported a failed task with this reason (the series exist at 0 from start-up). */
-export const failures = (reason: FailureReason, w: string) =>
-  without('sum', increase(sel(PROM.callbackFailuresTotal, R, eq(LABEL.reason, reason)), w), LABEL.reason);
-export const timeSinceLast = without('min', sel(PROM.timeSinceLast, R));
-export const pending = (offset = '') => without('max', `${sel(PROM.tasksPending, R)}${offset}`);
-export const submitted = (w: string, offset = '') =>
-  without('sum', `increase(${sel(PROM.tasksSubmittedTotal, R)}[${w}]${offset})`);
-export const delivered = (w: string) => without('sum', increase(sel(PROM.tasksDeliveredTotal, R), w));
-export const missed = (w: string) => without('sum', increase(sel(PROM.tasksMissedTotal, R), w));
-/** Delivered and missed, each zero (not absent) while only the other has happened yet. */
-export const deliveredOrZero = (w: string) => orZero(delivered(w), missed(w));
-export const missedOrZero = (w: string) => orZero(missed(w), delivered(w));
+/** The stale window as a duration: the stale threshold (whole minutes, the config validates it). */
+export const staleWindow = (T: Thresholds) => `${num(T.staleAfterSeconds / 60)}m`;
 
-/** Windows the rows use (kept with their length in seconds where the expression needs the number). */
-export const WINDOW = {
-  requests: '5m',
-  delivery: '30m',
-  interval: '1h',
-  zeroBalance: '5m',
-  unsolvable: '15m',
-} as const;
-export const STALE = `${num(T.staleAfterSeconds / 60)}m`;
-
-/** Callbacks are expected when tasks are pending or were submitted within the stale window (health report's rule). */
-export const expected = (offset = '') => `(\n  ${pending(offset)} > 0\n  or\n  ${submitted(STALE, offset)} > 0\n)`;
-/** Nothing expected: no task pending and none submitted recently (delivery tracking in use, pipeline idle). */
-export const idle = `(\n  ${pending()} == 0\n  and\n  ${submitted(STALE)} == 0\n)`;
+/** The receiver's series for one monitoring config (see Scope). */
+export function series(s: Scope) {
+  const STALE = staleWindow(s.T);
+  /** Requests answered on the callback route (every status): the histogram's count. */
+  const requests = (w: string) => s.agg('sum', increase(s.recv(PROM.callbackDurationCount), w), LABEL.statusCode);
+  const failedRequests = (w: string) =>
+    s.agg('sum', increase(s.recv(PROM.callbackErrorsTotal, ne(LABEL.errorType, HANDLER_ERROR)), w), LABEL.errorType);
+  const hookFailures = (w: string) =>
+    s.agg('sum', increase(s.recv(PROM.callbackErrorsTotal, eq(LABEL.errorType, HANDLER_ERROR)), w), LABEL.errorType);
+  const accepted = (w: string) => s.agg('sum', increase(s.recv(PROM.callbacksTotal), w), LABEL.outcome, LABEL.format);
+  /** Accepted callbacks that reported a failed task with this reason (the series exist at 0 from start-up). */
+  const failures = (reason: FailureReason, w: string) =>
+    s.agg('sum', increase(s.recv(PROM.callbackFailuresTotal, eq(LABEL.reason, reason)), w), LABEL.reason);
+  const timeSinceLast = s.agg('min', s.recv(PROM.timeSinceLast));
+  const pending = (offset = '') => s.agg('max', `${s.recv(PROM.tasksPending)}${offset}`);
+  const submitted = (w: string, offset = '') =>
+    s.agg('sum', `increase(${s.recv(PROM.tasksSubmittedTotal)}[${w}]${offset})`);
+  const delivered = (w: string) => s.agg('sum', increase(s.recv(PROM.tasksDeliveredTotal), w));
+  const missed = (w: string) => s.agg('sum', increase(s.recv(PROM.tasksMissedTotal), w));
+  return {
+    /** The stale window (`5m` by default). */
+    STALE,
+    requests,
+    failedRequests,
+    hookFailures,
+    accepted,
+    failures,
+    timeSinceLast,
+    pending,
+    submitted,
+    delivered,
+    missed,
+    /** Delivered and missed, each zero (not absent) while only the other has happened yet. */
+    deliveredOrZero: (w: string) => orZero(delivered(w), missed(w)),
+    missedOrZero: (w: string) => orZero(missed(w), delivered(w)),
+    /** Callbacks are expected when tasks are pending or were submitted within the stale window (health report's rule). */
+    expected: (offset = '') => `(\n  ${pending(offset)} > 0\n  or\n  ${submitted(STALE, offset)} > 0\n)`,
+    /** Nothing expected: no task pending and none submitted recently (delivery tracking in use, pipeline idle). */
+    idle: `(\n  ${pending()} == 0\n  and\n  ${submitted(STALE)} == 0\n)`,
+  };
+}

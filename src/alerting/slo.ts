@@ -1,14 +1,8 @@
-import { JOB } from '@captcha-callback-monitor/koa';
-import { durationSeconds, EXTERNAL, num, sel, without } from './promql.ts';
+import { DEFAULT_MONITORING_CONFIG, type MonitoringConfig } from './monitoringConfig.ts';
+import { durationSeconds, EXTERNAL, num, scope } from './promql.ts';
 import type { AlertRow, RecordingRow, Severity } from './rules.ts';
-import { deliveredOrZero, missedOrZero, pct } from './series.ts';
-import {
-  ALERT_THRESHOLDS,
-  BURN_WINDOWS,
-  type BurnWindow,
-  type HealthyRangeName,
-  SLO_OBJECTIVES,
-} from './thresholds.ts';
+import { pct, series } from './series.ts';
+import { BURN_WINDOWS, type BurnWindow, type HealthyRangeName } from './thresholds.ts';
 
 /*
  * Multi-window multi-burn-rate SLO alerts in the shape Sloth generates (SRE workbook, ch. 5): recording rules
@@ -41,61 +35,71 @@ interface SloSpec {
   readonly healthy: HealthyRangeName;
 }
 
-export const SLOS: readonly SloSpec[] = [
-  {
-    slo: 'uptime',
-    title: 'Uptime',
-    alert: 'CaptchaCallbackSLOBurnUptime',
-    objective: SLO_OBJECTIVES.uptime,
-    what: 'outside probes of the callback endpoint succeed',
-    // Share of failed probes in the window, averaged over probe targets.
-    errorRatio: (w) => `1 - ${without('avg', `avg_over_time(${sel(EXTERNAL.probeSuccess, JOB.probe)}[${w}])`)}`,
-    healthy: 'uptimeRatio',
-  },
-  {
-    slo: 'delivery',
-    title: 'Delivery',
-    alert: 'CaptchaCallbackSLOBurnDelivery',
-    objective: SLO_OBJECTIVES.delivery,
-    what: 'registered tasks get their callback before the deadline',
-    errorRatio: (w) => `${missedOrZero(w)}\n/\n(${deliveredOrZero(w)} + ${missedOrZero(w)})`,
-    events: (w) => `${deliveredOrZero(w)} + ${missedOrZero(w)}`,
-    healthy: 'deliveryRatio',
-  },
-];
+/** The SLOs; their objectives are the healthy ranges (the config's `healthy.uptimeRatio` / `deliveryRatio`). */
+export function slos(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): readonly SloSpec[] {
+  const s = scope(config);
+  const { deliveredOrZero, missedOrZero } = series(s);
+  return [
+    {
+      slo: 'uptime',
+      title: 'Uptime',
+      alert: 'CaptchaCallbackSLOBurnUptime',
+      objective: config.healthy.uptimeRatio,
+      what: 'outside probes of the callback endpoint succeed',
+      // Share of failed probes in the window, averaged over probe targets.
+      errorRatio: (w) => `1 - ${s.agg('avg', `avg_over_time(${s.probe(EXTERNAL.probeSuccess)}[${w}])`)}`,
+      healthy: 'uptimeRatio',
+    },
+    {
+      slo: 'delivery',
+      title: 'Delivery',
+      alert: 'CaptchaCallbackSLOBurnDelivery',
+      objective: config.healthy.deliveryRatio,
+      what: 'registered tasks get their callback before the deadline',
+      errorRatio: (w) => `${missedOrZero(w)}\n/\n(${deliveredOrZero(w)} + ${missedOrZero(w)})`,
+      events: (w) => `${deliveredOrZero(w)} + ${missedOrZero(w)}`,
+      healthy: 'deliveryRatio',
+    },
+  ];
+}
 
 /** Every window any burn pair reads, shortest first. */
 export const SLO_WINDOWS: readonly string[] = [
   ...new Set(Object.values(BURN_WINDOWS).flatMap((pairs) => pairs.flatMap((p: BurnWindow) => [p.short, p.long]))),
 ].sort((a, b) => durationSeconds(a) - durationSeconds(b));
 
-export const SLO_RECORDINGS: readonly RecordingRow[] = SLOS.flatMap((s) =>
-  SLO_WINDOWS.flatMap((w) => [
-    { record: SLO_RECORD.errorRatio(w), expr: s.errorRatio(w), labels: { slo: s.slo } },
-    ...(s.events ? [{ record: SLO_RECORD.events(w), expr: s.events(w), labels: { slo: s.slo } }] : []),
-  ]),
-);
+export function sloRecordings(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): readonly RecordingRow[] {
+  return slos(config).flatMap((s) =>
+    SLO_WINDOWS.flatMap((w) => [
+      { record: SLO_RECORD.errorRatio(w), expr: s.errorRatio(w), labels: { slo: s.slo } },
+      ...(s.events ? [{ record: SLO_RECORD.events(w), expr: s.events(w), labels: { slo: s.slo } }] : []),
+    ]),
+  );
+}
+
+/** The recording rules with the default config. */
+export const SLO_RECORDINGS: readonly RecordingRow[] = sloRecordings();
 
 const budgetText = (s: SloSpec) => num(1 - s.objective);
 
-function pairExpr(s: SloSpec, p: BurnWindow): string {
+function pairExpr(s: SloSpec, p: BurnWindow, minSettledTasks: number): string {
   const m = `{slo="${s.slo}"}`;
   const over = `(${num(p.factor)} * ${budgetText(s)})`;
   const parts = [
     `${SLO_RECORD.errorRatio(p.short)}${m} > ${over}`,
     `${SLO_RECORD.errorRatio(p.long)}${m} > ${over}`,
-    ...(s.events ? [`${SLO_RECORD.events(p.long)}${m} >= ${num(ALERT_THRESHOLDS.minSettledTasks)}`] : []),
+    ...(s.events ? [`${SLO_RECORD.events(p.long)}${m} >= ${num(minSettledTasks)}`] : []),
   ];
   return `(\n  ${parts.join('\n  and\n  ')}\n)`;
 }
 
-function burnAlert(s: SloSpec, kind: keyof typeof BURN_WINDOWS, severity: Severity): AlertRow {
+function burnAlert(s: SloSpec, kind: keyof typeof BURN_WINDOWS, severity: Severity, minSettledTasks: number): AlertRow {
   const pairs: readonly BurnWindow[] = BURN_WINDOWS[kind];
   const how = pairs.map((p) => `${num(p.factor)}× (${p.long} and ${p.short})`).join(' or ');
   const slowest = Math.min(...pairs.map((p) => p.factor));
   return {
     name: s.alert,
-    expr: pairs.map((p) => pairExpr(s, p)).join('\nor\n'),
+    expr: pairs.map((p) => pairExpr(s, p, minSettledTasks)).join('\nor\n'),
     // The short window is the confirmation (Sloth and the workbook use no `for`): it also makes the alert reset
     // within minutes once the cause is fixed.
     for: '0m',
@@ -103,7 +107,7 @@ function burnAlert(s: SloSpec, kind: keyof typeof BURN_WINDOWS, severity: Severi
     summary: `${s.title} SLO (${pct(s.objective)}) error budget burning ${kind === 'page' ? 'fast' : 'steadily'}`,
     description:
       `The ${pct(s.objective)} objective (${s.what}) on {{ $labels.job }} is burning its 30-day error budget at ${how} ` +
-      `the sustainable rate${s.events ? ` (at least ${ALERT_THRESHOLDS.minSettledTasks} settled tasks)` : ''}; ` +
+      `the sustainable rate${s.events ? ` (at least ${minSettledTasks} settled tasks)` : ''}; ` +
       `error ratio in the short window: {{ $value | humanizePercentage }}. At ${num(slowest)}× the budget lasts ` +
       `${num(30 / slowest)} days.`,
     runbookAnchor: s.alert.toLowerCase(),
@@ -113,7 +117,7 @@ function burnAlert(s: SloSpec, kind: keyof typeof BURN_WINDOWS, severity: Severi
   };
 }
 
-export const SLO_ALERTS: readonly AlertRow[] = SLOS.flatMap((s) => [
-  burnAlert(s, 'page', 'critical'),
-  burnAlert(s, 'ticket', 'warning'),
-]);
+export function sloAlerts(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): readonly AlertRow[] {
+  const min = config.thresholds.minSettledTasks;
+  return slos(config).flatMap((s) => [burnAlert(s, 'page', 'critical', min), burnAlert(s, 'ticket', 'warning', min)]);
+}

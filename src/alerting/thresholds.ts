@@ -154,6 +154,27 @@ export const ALERT_THRESHOLDS = {
   forwardDeadLetters: 0,
 } as const;
 
+/**
+ * The windows the alert rows read (Prometheus durations; one unit each). The stale window is not here: it is
+ * ALERT_THRESHOLDS.staleAfterSeconds, the health endpoint's own edge.
+ */
+export const WINDOW = {
+  /** Error rate, slow responses, handler errors: requests over this window. */
+  requests: '5m',
+  /** Low delivery rate: tasks settled (delivered or missed) over this window. */
+  delivery: '30m',
+  /** Irregular interval: the average interval between callbacks over this window. */
+  interval: '1h',
+  /** Zero balance: a callback reporting ERROR_ZERO_BALANCE keeps the alert firing this long. */
+  zeroBalance: '5m',
+  /** Unsolvable rate: callbacks over this window. */
+  unsolvable: '15m',
+  /** Solver API errors: requests to each solver over this window. */
+  solverApiErrors: '15m',
+  /** Dead letters: a dead-lettered forward keeps the alert firing this long, then it resolves. */
+  forwardDeadLetters: '15m',
+} as const;
+
 /** Multi-window multi-burn-rate pairs (SRE workbook ch. 5, table 5-8; the same pairs Sloth generates). */
 export interface BurnWindow {
   readonly short: string;

@@ -9,8 +9,8 @@ import { ALERT_TABLE } from '../alerting/alertTable.ts';
 import { durationSeconds } from '../alerting/promql.ts';
 import type { AlertRow, Severity } from '../alerting/rules.ts';
 import { runbookUrl } from '../alerting/runbook.ts';
-import { HANDLER_ERROR, WINDOW } from '../alerting/series.ts';
-import { ALERT_THRESHOLDS } from '../alerting/thresholds.ts';
+import { HANDLER_ERROR } from '../alerting/series.ts';
+import { ALERT_THRESHOLDS, WINDOW } from '../alerting/thresholds.ts';
 
 function row(name: string): AlertRow {
   const found = ALERT_TABLE.find((r) => r.name === name);

@@ -7,9 +7,10 @@
 import { LABEL, PROM } from '@captcha-callback-monitor/koa';
 import type { Panel } from '@grafana/grafana-foundation-sdk/dashboard';
 import { increase, rate } from '../../../src/alerting/promql.ts';
-import { HEALTHY, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
-import { target, timeseries, withHealthyLine } from './panels.ts';
-import { recv, VAR } from './queries.ts';
+import { human } from '../../../src/alerting/series.ts';
+import type { HealthyRangeName } from '../../../src/alerting/thresholds.ts';
+import type { PanelKit } from './panels.ts';
+import { type Queries, VAR } from './queries.ts';
 
 export const FORWARD_TITLE = {
   oldest: 'Oldest result not yet at the app',
@@ -26,25 +27,30 @@ export const FORWARD_PANEL_HEALTHY_RANGE: Readonly<Record<string, HealthyRangeNa
 };
 
 const w = VAR.rateInterval;
-const quantile = (q: number) => `histogram_quantile(${q}, sum by (le) (${rate(recv(PROM.forwardDurationBucket), w)}))`;
 
-export const FORWARD_QUERIES = {
-  oldest: `max(${recv(PROM.forwardOldestPendingAge)})`,
-  backlog: `max(${recv(PROM.forwardBacklog)})`,
-  attempts: `sum by (${LABEL.outcome}) (${rate(recv(PROM.forwardAttemptsTotal), w)})`,
-  p50: quantile(0.5),
-  p99: quantile(0.99),
-  dead: `sum(${increase(recv(PROM.forwardDeadLettersTotal), '15m')})`,
-} as const;
+export function forwardQueries({ recv }: Queries, deadLetterWindow: string) {
+  const quantile = (q: number) =>
+    `histogram_quantile(${q}, sum by (le) (${rate(recv(PROM.forwardDurationBucket), w)}))`;
+  return {
+    oldest: `max(${recv(PROM.forwardOldestPendingAge)})`,
+    backlog: `max(${recv(PROM.forwardBacklog)})`,
+    attempts: `sum by (${LABEL.outcome}) (${rate(recv(PROM.forwardAttemptsTotal), w)})`,
+    p50: quantile(0.5),
+    p99: quantile(0.99),
+    dead: `sum(${increase(recv(PROM.forwardDeadLettersTotal), deadLetterWindow)})`,
+  } as const;
+}
 
-export function forwarding(): { build(): Panel }[] {
+export function forwarding(q: Queries, k: PanelKit, deadLetterWindow: string): { build(): Panel }[] {
+  const { HEALTHY, T, target, timeseries, withHealthyLine } = k;
+  const FORWARD_QUERIES = forwardQueries(q, deadLetterWindow);
   return [
     withHealthyLine(
       timeseries(
         FORWARD_TITLE.oldest,
         HEALTHY.forwardPendingAgeSeconds.unit,
         'Age of the oldest stored result not yet handed to the app (FORWARD_URL). Healthy below ' +
-          `${HEALTHY.forwardPendingAgeSeconds.value} s; CaptchaForwardBacklog fires above 10 minutes.`,
+          `${HEALTHY.forwardPendingAgeSeconds.value} s; CaptchaForwardBacklog fires above ${human(`${T.forwardPendingAgeSeconds / 60}m`)}.`,
       ),
       'forwardPendingAgeSeconds',
     )
@@ -68,7 +74,7 @@ export function forwarding(): { build(): Panel }[] {
       timeseries(
         FORWARD_TITLE.dead,
         HEALTHY.forwardDeadLetters.unit,
-        'Forwards given up after FORWARD_MAX_AGE in the last 15 minutes: results the app never got. Replay them ' +
+        `Forwards given up after FORWARD_MAX_AGE in the last ${human(deadLetterWindow)}: results the app never got. Replay them ` +
           '(POST /forwards/replay); CaptchaForwardDeadLetters fires on any.',
       ),
       'forwardDeadLetters',

@@ -3,12 +3,12 @@
  * how much error budget is left, and what is firing. Thresholds are the alert table's healthy ranges.
  */
 
-import { JOB, PROM } from '@captcha-callback-monitor/koa';
 import * as common from '@grafana/grafana-foundation-sdk/common';
 import {
   type Dashboard,
   DashboardBuilder,
   DashboardCursorSync,
+  DatasourceVariableBuilder,
   type Panel,
   QueryVariableBuilder,
   RowBuilder,
@@ -25,23 +25,17 @@ import {
 } from '@grafana/grafana-foundation-sdk/heatmap';
 import { PromQueryFormat } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as TableBuilder } from '@grafana/grafana-foundation-sdk/table';
-import { ALERT_TABLE } from '../../../src/alerting/alertTable.ts';
-import { HEALTHY, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
+import { alertTable, WATCHDOG } from '../../../src/alerting/alertTable.ts';
+import { DEFAULT_MONITORING_CONFIG, type MonitoringConfig } from '../../../src/alerting/monitoringConfig.ts';
+import { num } from '../../../src/alerting/promql.ts';
+import { HEALTHY as HEALTHY_TABLE, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
 import { FORWARD_PANEL_HEALTHY_RANGE, forwarding } from './forwardPanels.ts';
-import {
-  COLOR,
-  healthyThresholds,
-  PROMETHEUS,
-  stat,
-  target,
-  thresholds,
-  timeseries,
-  withHealthyLine,
-} from './panels.ts';
-import { alertsQuery, firingAlertCount, Q, SLO_PERIOD, VAR } from './queries.ts';
+import { COLOR, DATASOURCE_VARIABLE, type PanelKit, panelKit, thresholds } from './panels.ts';
+import { alertsQuery, firingAlertCount, type Queries, queries, SLO_PERIOD, VAR } from './queries.ts';
 import { SOLVER_PANEL_HEALTHY_RANGE, solverApis } from './solverPanels.ts';
 
-export const OVERVIEW_UID = 'captcha-callback-overview';
+/** The overview dashboard's default uid (monitoring config `dashboard.uid`). */
+export const OVERVIEW_UID = DEFAULT_MONITORING_CONFIG.dashboard.uid;
 
 /** Panel titles, named once: the tests look panels up by these. */
 export const TITLE = {
@@ -101,8 +95,18 @@ const healthy = (title: string) => {
   return name;
 };
 
-/** Alert names of the Prometheus-evaluated rules, for the ALERTS panels (each name once). */
-export const ALERT_NAMES: readonly string[] = [...new Set(ALERT_TABLE.map((a) => a.name))];
+/**
+ * Alert names of the Prometheus-evaluated rules, for the ALERTS panels (each name once). Not the watchdog: it fires
+ * all the time, so it would make "firing alerts" read 1 on a healthy service.
+ */
+export const alertNames = (config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): readonly string[] => [
+  ...new Set(
+    alertTable(config)
+      .map((a) => a.name)
+      .filter((name) => name !== WATCHDOG),
+  ),
+];
+export const ALERT_NAMES: readonly string[] = alertNames();
 
 const UNIT = {
   ratio: 'percentunit',
@@ -110,28 +114,31 @@ const UNIT = {
   requests: 'reqps',
   tasks: 'suffix: tasks/s',
   count: 'short',
-  factor: HEALTHY.intervalFactor.unit,
+  factor: HEALTHY_TABLE.intervalFactor.unit,
 } as const;
 
-function variables() {
+function variables(config: MonitoringConfig, { variables: v }: Queries, { ds }: PanelKit) {
+  // Every panel, target and variable reads `${datasource}`: pick the Prometheus in the dashboard, or let an import
+  // choose it. Its default is the configured datasource uid (this stack's provisioned Prometheus).
+  const datasource = new DatasourceVariableBuilder(DATASOURCE_VARIABLE)
+    .label('Data source')
+    .description('The Prometheus that scrapes the receivers.')
+    .type(config.datasource.type)
+    .current({ selected: true, text: config.datasource.uid, value: config.datasource.uid });
   const job = new QueryVariableBuilder('job')
     .label('Job')
     .description('Prometheus scrape job of the receivers: one service, however many instances it has.')
-    .datasource(PROMETHEUS)
-    .query({
-      qryType: 1,
-      query: `label_values(${PROM.tasksPending}, job)`,
-      refId: 'PrometheusVariableQueryEditor-VariableQuery',
-    })
-    .definition(`label_values(${PROM.tasksPending}, job)`)
-    .current({ selected: true, text: JOB.receiver, value: JOB.receiver })
+    .datasource(ds)
+    .query({ qryType: 1, query: v.job, refId: 'PrometheusVariableQueryEditor-VariableQuery' })
+    .definition(v.job)
+    .current({ selected: true, text: v.defaultJob, value: v.defaultJob })
     .refresh(VariableRefresh.OnTimeRangeChanged)
     .sort(VariableSort.AlphabeticalAsc);
-  const instanceQuery = `label_values(${PROM.tasksPending}{job="${VAR.job}"}, instance)`;
+  const instanceQuery = v.instance;
   const instance = new QueryVariableBuilder('instance')
     .label('Instance')
     .description('Receiver instances behind the load balancer (All = the whole service).')
-    .datasource(PROMETHEUS)
+    .datasource(ds)
     .query({ qryType: 1, query: instanceQuery, refId: 'PrometheusVariableQueryEditor-VariableQuery' })
     .definition(instanceQuery)
     .multi(true)
@@ -140,14 +147,15 @@ function variables() {
     .current({ selected: true, text: ['All'], value: ['$__all'] })
     .refresh(VariableRefresh.OnTimeRangeChanged)
     .sort(VariableSort.NaturalAsc);
-  return [job, instance];
+  return [datasource, job, instance];
 }
 
-function headline() {
+function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
+  const { HEALTHY, healthyThresholds, stat, target } = k;
   const uptime = stat(
     TITLE.uptime,
     UNIT.ratio,
-    `Share of successful blackbox probes of /healthz over the time range. Healthy above ${HEALTHY.uptimeRatio.value * 100} %.`,
+    `Share of successful blackbox probes of /healthz over the time range. Healthy above ${num(HEALTHY.uptimeRatio.value * 100)} %.`,
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.uptime)))
@@ -155,7 +163,7 @@ function headline() {
   const errorRate = stat(
     TITLE.errorRate,
     UNIT.ratio,
-    `Failed callback requests / all callback requests. Healthy below ${HEALTHY.errorRatio.value * 100} %.`,
+    `Failed callback requests / all callback requests. Healthy below ${num(HEALTHY.errorRatio.value * 100)} %.`,
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.errorRate)))
@@ -178,7 +186,7 @@ function headline() {
   const delivery = stat(
     TITLE.delivery,
     UNIT.ratio,
-    `Delivered / (delivered + missed) registered tasks over the time range. Healthy above ${HEALTHY.deliveryRatio.value * 100} %.`,
+    `Delivered / (delivered + missed) registered tasks over the time range. Healthy above ${num(HEALTHY.deliveryRatio.value * 100)} %.`,
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.delivery)))
@@ -203,7 +211,7 @@ function headline() {
         { value: 1, color: COLOR.bad },
       ]),
     )
-    .withTarget(target('A', firingAlertCount(ALERT_NAMES), { legend: 'firing' }));
+    .withTarget(target('A', firingAlertCount(names), { legend: 'firing' }));
   const budget = stat(
     TITLE.budget,
     UNIT.ratio,
@@ -225,7 +233,8 @@ function headline() {
   return [uptime, errorRate, p95, sinceLast, delivery, pending, firing, budget];
 }
 
-function callbacks() {
+function callbacks({ Q }: Queries, k: PanelKit) {
+  const { target, timeseries, withHealthyLine } = k;
   return [
     timeseries(
       TITLE.callbacksByOutcome,
@@ -259,7 +268,8 @@ function callbacks() {
 }
 
 /** What the solvers report in failed callbacks: the reason set of the contract, and the two alerts built on it. */
-function solverFailures() {
+function solverFailures({ Q }: Queries, k: PanelKit) {
+  const { HEALTHY, healthyThresholds, stat, target, timeseries, withHealthyLine } = k;
   return [
     stat(
       TITLE.zeroBalance,
@@ -275,7 +285,7 @@ function solverFailures() {
       timeseries(
         TITLE.unsolvable,
         UNIT.ratio,
-        `Callbacks reporting ERROR_CAPTCHA_UNSOLVABLE / all accepted callbacks. Healthy below ${HEALTHY.unsolvableRatio.value * 100} %.`,
+        `Callbacks reporting ERROR_CAPTCHA_UNSOLVABLE / all accepted callbacks. Healthy below ${num(HEALTHY.unsolvableRatio.value * 100)} %.`,
       ),
       healthy(TITLE.unsolvable),
     )
@@ -292,11 +302,12 @@ function solverFailures() {
   ];
 }
 
-function delivery() {
+function delivery({ Q }: Queries, k: PanelKit) {
+  const { target, timeseries, withHealthyLine } = k;
   const heatmap = new HeatmapBuilder()
     .title(TITLE.heatmap)
     .description('How long solvers take from task registration to callback (delivery duration histogram).')
-    .datasource(PROMETHEUS)
+    .datasource(k.ds)
     .unit(UNIT.count)
     .calculate(false)
     .rowsFrame(new RowsHeatmapOptionsBuilder().layout(common.HeatmapCellLayout.Le).value('tasks'))
@@ -333,7 +344,8 @@ function delivery() {
   ];
 }
 
-function availability() {
+function availability({ Q }: Queries, k: PanelKit, names: readonly string[]) {
+  const { target, timeseries, withHealthyLine } = k;
   return [
     withHealthyLine(
       timeseries(
@@ -358,11 +370,11 @@ function availability() {
     new TableBuilder()
       .title(TITLE.alerts)
       .description('Prometheus-evaluated callback alerts that are pending or firing now (the ALERTS series).')
-      .datasource(PROMETHEUS)
+      .datasource(k.ds)
       .unit(UNIT.count)
       .height(8)
       .span(24)
-      .withTarget(target('A', alertsQuery(ALERT_NAMES), { instant: true, format: PromQueryFormat.Table }))
+      .withTarget(target('A', alertsQuery(names), { instant: true, format: PromQueryFormat.Table }))
       .withTransformation({
         id: 'organize',
         options: { excludeByName: { Time: true, Value: true, __name__: true } },
@@ -370,7 +382,7 @@ function availability() {
   ];
 }
 
-function instances() {
+function instances({ Q }: Queries, { target, timeseries }: PanelKit) {
   return [
     timeseries(TITLE.byInstance, UNIT.requests, 'Accepted callbacks per second on each receiver instance.').withTarget(
       target('A', Q.callbacksByInstance, { legend: '{{instance}}' }),
@@ -381,10 +393,13 @@ function instances() {
   ];
 }
 
-/** The overview dashboard as Grafana JSON (a pure function: same input, same output). */
-export function overviewDashboard(): Dashboard {
-  const builder = new DashboardBuilder('CAPTCHA callbacks: overview')
-    .uid(OVERVIEW_UID)
+/** The overview dashboard as Grafana JSON (a pure function of the monitoring config). */
+export function overviewDashboard(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): Dashboard {
+  const q = queries(config);
+  const k = panelKit(config);
+  const names = alertNames(config);
+  const builder = new DashboardBuilder(config.dashboard.title)
+    .uid(config.dashboard.uid)
     .description('captcha-callback-monitor: callbacks, delivery of registered tasks, uptime, SLOs and alerts.')
     .tags(['captcha-callback-monitor'])
     .editable()
@@ -392,17 +407,17 @@ export function overviewDashboard(): Dashboard {
     .time({ from: 'now-3h', to: 'now' })
     .refresh('30s')
     .timezone('browser');
-  for (const v of variables()) builder.withVariable(v);
+  for (const v of variables(config, q, k)) builder.withVariable(v);
 
   const sections: [string, { build(): Panel }[]][] = [
-    ['Service level', headline()],
-    ['Callbacks', callbacks()],
-    ['Solver failures', solverFailures()],
-    ['Solver APIs and recovery', solverApis()],
-    ['Delivery of registered tasks', delivery()],
-    ['Forwarding to the app', forwarding()],
-    ['Availability and alerts', availability()],
-    ['Instances', instances()],
+    ['Service level', headline(q, k, names)],
+    ['Callbacks', callbacks(q, k)],
+    ['Solver failures', solverFailures(q, k)],
+    ['Solver APIs and recovery', solverApis(q, k, config.windows.solverApiErrors)],
+    ['Delivery of registered tasks', delivery(q, k)],
+    ['Forwarding to the app', forwarding(q, k, config.windows.forwardDeadLetters)],
+    ['Availability and alerts', availability(q, k, names)],
+    ['Instances', instances(q, k)],
   ];
   let id = 0;
   for (const [title, panels] of sections) {

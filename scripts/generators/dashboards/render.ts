@@ -2,7 +2,9 @@
  * Every Grafana file `npm run generate` writes: the dashboards, the datasources they name by uid, and the
  * Grafana-managed alerting provisioning. Pure render functions; scripts/generators/outputs.ts lists them with the rest.
  */
+import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard';
 import { Document } from 'yaml';
+import { DEFAULT_MONITORING_CONFIG, type MonitoringConfig } from '../../../src/alerting/monitoringConfig.ts';
 import {
   GRAFANA_CONTACT_POINTS_PATH,
   GRAFANA_MODE_PROMETHEUS_RULES_PATH,
@@ -15,19 +17,59 @@ import {
 } from '../alerting/grafanaRules.ts';
 import { DATASOURCES } from './datasources.ts';
 import { OVERVIEW_UID, overviewDashboard } from './overview.ts';
+import { DATASOURCE_VARIABLE } from './panels.ts';
 
 export interface GrafanaOutput {
   readonly path: string;
   readonly render: () => string;
 }
 
+/** Provisioned by this stack (grafana/provisioning/dashboards/); the dashboards pick their datasource by variable. */
 export const DASHBOARDS_DIR = 'grafana/dashboards';
+/** The same dashboards in Grafana's import form (Dashboards → New → Import): the importer picks the datasource. */
+export const IMPORT_DIR = 'grafana/import';
 export const DATASOURCES_PATH = 'grafana/provisioning/datasources/datasources.yaml';
 
-/** The dashboards, by uid; each is rendered to grafana/dashboards/<uid>.json. */
+/** The dashboards of one monitoring config, by uid; each is rendered to grafana/dashboards/<uid>.json. */
+export const dashboards = (config: MonitoringConfig = DEFAULT_MONITORING_CONFIG) =>
+  ({ [config.dashboard.uid]: () => overviewDashboard(config) }) as Readonly<Record<string, () => Dashboard>>;
+
+/** The dashboards with the default config (this stack's). */
 export const DASHBOARDS = { [OVERVIEW_UID]: overviewDashboard } as const;
 
 export const renderJson = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+/** The import input the `${datasource}` variable's default refers to; Grafana's import form asks for it. */
+export const DS_INPUT = 'DS_PROMETHEUS';
+
+/**
+ * A dashboard in the form Grafana's "Export for sharing externally" writes: an `__inputs` entry for the Prometheus
+ * datasource, which the import form asks for and substitutes for `${DS_PROMETHEUS}` (here: the default of the
+ * `${datasource}` variable that every panel reads), no `id`.
+ */
+export function importForm(dashboard: Dashboard, config: MonitoringConfig = DEFAULT_MONITORING_CONFIG) {
+  const json = JSON.parse(JSON.stringify(dashboard)) as Record<string, unknown> & {
+    templating: { list: { name: string; type: string; current?: unknown }[] };
+  };
+  const variable = json.templating.list.find((v) => v.name === DATASOURCE_VARIABLE && v.type === 'datasource');
+  if (!variable) throw new Error(`dashboard ${String(json.uid)} has no ${DATASOURCE_VARIABLE} variable`);
+  variable.current = { selected: true, text: `\${${DS_INPUT}}`, value: `\${${DS_INPUT}}` };
+  return {
+    __inputs: [
+      {
+        name: DS_INPUT,
+        label: 'Prometheus',
+        description: 'The Prometheus that scrapes the captcha-callback-monitor receivers',
+        type: 'datasource',
+        pluginId: config.datasource.type,
+        pluginName: 'Prometheus',
+      },
+    ],
+    __requires: [{ type: 'datasource', id: config.datasource.type, name: 'Prometheus', version: '1.0.0' }],
+    id: null,
+    ...json,
+  };
+}
 
 /** grafana/provisioning/datasources/datasources.yaml, from the same table the dashboards take their uids from. */
 export function renderDatasources(): string {
@@ -50,14 +92,28 @@ export function renderDatasources(): string {
   return doc.toString({ lineWidth: 0 });
 }
 
-export const GRAFANA_OUTPUTS: readonly GrafanaOutput[] = [
-  ...Object.entries(DASHBOARDS).map(([uid, build]) => ({
-    path: `${DASHBOARDS_DIR}/${uid}.json`,
-    render: () => renderJson(build()),
-  })),
+/**
+ * The Grafana files of one monitoring config, for any Grafana: the dashboards (provisioning and import form), the
+ * Grafana-managed alert rules (on the configured datasource uid), their deletion file and the Prometheus recordings
+ * they need.
+ */
+export function grafanaOutputs(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): GrafanaOutput[] {
+  return [
+    ...Object.entries(dashboards(config)).flatMap(([uid, build]) => [
+      { path: `${DASHBOARDS_DIR}/${uid}.json`, render: () => renderJson(build()) },
+      { path: `${IMPORT_DIR}/${uid}.json`, render: () => renderJson(importForm(build(), config)) },
+    ]),
+    { path: GRAFANA_RULES_PATH, render: () => renderGrafanaRules(config) },
+    { path: GRAFANA_MODE_PROMETHEUS_RULES_PATH, render: () => renderGrafanaModePrometheusRules(config) },
+    { path: GRAFANA_RULE_DELETIONS_PATH, render: () => renderGrafanaRuleDeletions(config) },
+  ];
+}
+
+/** This repository's compose stack only: its datasources (fixed uids) and the contact point (its Alertmanager). */
+export const GRAFANA_STACK_OUTPUTS: readonly GrafanaOutput[] = [
   { path: DATASOURCES_PATH, render: renderDatasources },
-  { path: GRAFANA_RULES_PATH, render: () => renderGrafanaRules() },
   { path: GRAFANA_CONTACT_POINTS_PATH, render: renderGrafanaContactPoints },
-  { path: GRAFANA_MODE_PROMETHEUS_RULES_PATH, render: renderGrafanaModePrometheusRules },
-  { path: GRAFANA_RULE_DELETIONS_PATH, render: () => renderGrafanaRuleDeletions() },
 ];
+
+/** Every committed Grafana file. */
+export const GRAFANA_OUTPUTS: readonly GrafanaOutput[] = [...grafanaOutputs(), ...GRAFANA_STACK_OUTPUTS];

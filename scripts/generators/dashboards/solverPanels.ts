@@ -6,10 +6,11 @@
 
 import { LABEL, PROM, SOLVER_FAILED_OUTCOMES } from '@captcha-callback-monitor/koa';
 import type { Panel } from '@grafana/grafana-foundation-sdk/dashboard';
-import { increase, rate } from '../../../src/alerting/promql.ts';
-import { HEALTHY, type HealthyRangeName } from '../../../src/alerting/thresholds.ts';
-import { target, timeseries, withHealthyLine } from './panels.ts';
-import { recv, VAR } from './queries.ts';
+import { increase, num, rate } from '../../../src/alerting/promql.ts';
+import { human } from '../../../src/alerting/series.ts';
+import type { HealthyRangeName } from '../../../src/alerting/thresholds.ts';
+import type { PanelKit } from './panels.ts';
+import { type Queries, VAR } from './queries.ts';
 
 export const SOLVER_TITLE = {
   balance: 'Solver balance',
@@ -28,19 +29,23 @@ export const SOLVER_PANEL_HEALTHY_RANGE: Readonly<Record<string, HealthyRangeNam
 const w = VAR.rateInterval;
 const bySolver = (expr: string) => `sum by (${LABEL.solver}) (${expr})`;
 
-export const SOLVER_QUERIES = {
-  // Every instance reads the same account: max, not sum.
-  balance: `max by (${LABEL.solver}) (${recv(PROM.solverBalance)})`,
-  headroom: `max by (${LABEL.solver}) (${recv(PROM.solverBalance)}) / max by (${LABEL.solver}) (${recv(PROM.solverLowBalanceThreshold)})`,
-  apiErrorRatio:
-    bySolver(increase(recv(PROM.solverRequestsTotal, `${LABEL.outcome}=~"${SOLVER_FAILED_OUTCOMES.join('|')}"`), w)) +
-    ` / ${bySolver(increase(recv(PROM.solverRequestsTotal), w))}`,
-  requests: `sum by (${LABEL.solver}, ${LABEL.outcome}) (${rate(recv(PROM.solverRequestsTotal), w)})`,
-  delivered: `sum(${rate(recv(PROM.tasksDeliveredTotal), w)})`,
-  recovered: `sum(${rate(recv(PROM.tasksRecoveredTotal), w)})`,
-} as const;
+export function solverQueries({ recv }: Queries) {
+  return {
+    // Every instance reads the same account: max, not sum.
+    balance: `max by (${LABEL.solver}) (${recv(PROM.solverBalance)})`,
+    headroom: `max by (${LABEL.solver}) (${recv(PROM.solverBalance)}) / max by (${LABEL.solver}) (${recv(PROM.solverLowBalanceThreshold)})`,
+    apiErrorRatio:
+      bySolver(increase(recv(PROM.solverRequestsTotal, `${LABEL.outcome}=~"${SOLVER_FAILED_OUTCOMES.join('|')}"`), w)) +
+      ` / ${bySolver(increase(recv(PROM.solverRequestsTotal), w))}`,
+    requests: `sum by (${LABEL.solver}, ${LABEL.outcome}) (${rate(recv(PROM.solverRequestsTotal), w)})`,
+    delivered: `sum(${rate(recv(PROM.tasksDeliveredTotal), w)})`,
+    recovered: `sum(${rate(recv(PROM.tasksRecoveredTotal), w)})`,
+  } as const;
+}
 
-export function solverApis(): { build(): Panel }[] {
+export function solverApis(q: Queries, k: PanelKit, apiErrorWindow: string): { build(): Panel }[] {
+  const { HEALTHY, T, target, timeseries, withHealthyLine } = k;
+  const SOLVER_QUERIES = solverQueries(q);
   return [
     timeseries(
       SOLVER_TITLE.balance,
@@ -64,7 +69,7 @@ export function solverApis(): { build(): Panel }[] {
         SOLVER_TITLE.apiErrors,
         HEALTHY.solverApiErrorRatio.unit,
         'Requests to each solver API with no usable answer (HTTP error, timeout, network error, malformed body) / all. ' +
-          `Healthy below ${HEALTHY.solverApiErrorRatio.value * 100} %; CaptchaSolverApiErrors fires above 20 % over 15 minutes.`,
+          `Healthy below ${num(HEALTHY.solverApiErrorRatio.value * 100)} %; CaptchaSolverApiErrors fires above ${num(T.solverApiErrorRatio * 100)} % over ${human(apiErrorWindow)}.`,
       ),
       'solverApiErrorRatio',
     )

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { CONTRACT, ERROR_TYPES, FAILURE_REASONS, FORMATS, OUTCOMES } from '@captcha-callback-monitor/koa';
 import { ALERT_TABLE } from '../../../src/alerting/alertTable.ts';
+import {
+  DEFAULT_MONITORING_CONFIG,
+  MONITORING_CONFIG_FIELDS,
+  type MonitoringConfig,
+} from '../../../src/alerting/monitoringConfig.ts';
 import { runbookUrl } from '../../../src/alerting/runbook.ts';
 import { HEALTHY } from '../../../src/alerting/thresholds.ts';
 import { CONFIG_SCHEMA, type Config, configBounds } from '../../../src/server/config.ts';
@@ -34,7 +39,8 @@ export function renderConfigTable(): string {
   return ['| variable | default | bounds | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 
-function healthyRange(name: keyof typeof HEALTHY): string {
+function healthyRange(name: keyof typeof HEALTHY | undefined): string {
+  if (name === undefined) return '— (always firing: route it to a heartbeat service)';
   const h = HEALTHY[name];
   const value =
     h.unit === 'percentunit'
@@ -52,7 +58,7 @@ export function renderAlertTable(): string {
   // ALERT_TABLE already ends with the SLO alerts: each rule once.
   const rows = ALERT_TABLE.map(
     (a) =>
-      `| [\`${a.name}\`](${runbookUrl(a.runbookAnchor)}) | ${a.severity} | ${a.for} | ${a.summary} | ${healthyRange(a.healthy)} (${HEALTHY[a.healthy].description}) |`,
+      `| [\`${a.name}\`](${runbookUrl(a.runbookAnchor)}) | ${a.severity} | ${a.for} | ${a.summary} | ${healthyRange(a.healthy)}${a.healthy ? ` (${HEALTHY[a.healthy].description})` : ''} |`,
   );
   return [
     '| alert | severity | for | fires when | healthy range (dashboard threshold) |',
@@ -61,10 +67,32 @@ export function renderAlertTable(): string {
   ].join('\n');
 }
 
+/** A default as the README shows it: scalars verbatim, objects as `key=value` pairs, nothing for an empty one. */
+function shownDefault(value: unknown): string {
+  if (typeof value === 'string') return `\`${value.replaceAll('|', '\\|')}\``;
+  if (Array.isArray(value)) return `\`${JSON.stringify(value)}\``;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value);
+    if (entries.length === 0) return '`{}`';
+    return entries.map(([k, v]) => `\`${k}\`=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ');
+  }
+  return `\`${String(value)}\``;
+}
+
+/** The README's monitoring-config table: every field of the config, its default and what it is for. */
+export function renderMonitoringConfigTable(): string {
+  const rows = (Object.keys(MONITORING_CONFIG_FIELDS) as (keyof MonitoringConfig)[]).map(
+    (field) =>
+      `| \`${field}\` | ${shownDefault(DEFAULT_MONITORING_CONFIG[field])} | ${MONITORING_CONFIG_FIELDS[field].replaceAll('|', '\\|')} |`,
+  );
+  return ['| field | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
 export const README_BLOCKS: Record<string, () => string> = {
   metrics: renderMetricTable,
   config: renderConfigTable,
   alerts: renderAlertTable,
+  'monitoring-config': renderMonitoringConfigTable,
 };
 
 /** Replaces each `<!-- name:start -->…<!-- name:end -->` block of the README with its rendering. */
