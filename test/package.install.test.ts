@@ -122,6 +122,35 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+describe('the server package', () => {
+  it('ships the compiled server, the generated rules, dashboards and runbook, and no build tools or sources', async () => {
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT });
+    const [packed] = JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>;
+    const files = packed!.files.map((f) => f.path);
+    for (const advertised of [
+      'dist/server/cli.js',
+      'prometheus/rules/captcha-callback.rules.yml',
+      'prometheus/kubernetes/captcha-callback.prometheusrule.yml',
+      'grafana/dashboards/captcha-callback-overview.json',
+      'grafana/import/captcha-callback-overview.json',
+      'grafana/provisioning/alerting/captcha-callback.rules.yaml',
+      'docs/runbook.md',
+    ]) {
+      expect(files).toContain(advertised);
+    }
+    // Generators are build tools (scripts/); a dist/ file from them would be a stale build or a generator in src/.
+    const buildTools = files.filter(
+      (f) =>
+        /^(scripts|src|test|bench|packages)\//.test(f) || /^dist\/(dashboards|docs)\//.test(f) || f.endsWith('.map'),
+    );
+    expect(buildTools).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    expect(manifest.dependencies['@captcha-callback-monitor/koa']).toBe(
+      JSON.parse(readFileSync(join(PACKAGE, 'package.json'), 'utf8')).version,
+    );
+  });
+});
+
 describe('the packed Koa package in a scratch app', () => {
   it('declares only peers: @opentelemetry/api and koa, ioredis optional', async () => {
     const manifest = JSON.parse(
