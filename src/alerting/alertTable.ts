@@ -22,8 +22,8 @@ export const WATCHDOG = 'CaptchaMonitorWatchdog';
  */
 export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG): readonly AlertRow[] {
   const s = scope(config);
-  const T = s.T;
-  const WINDOW = s.W;
+  const threshold = s.thresholds;
+  const WINDOW = s.windows;
   const {
     STALE,
     accepted,
@@ -46,7 +46,7 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
       // was hours ago; it pages only if that task's callback has had the full 5 minutes to arrive. No `for`: the
       // 5-minute wait is in the expression itself.
       expr: [
-        `${timeSinceLast} > ${num(T.staleAfterSeconds)}`,
+        `${timeSinceLast} > ${num(threshold.staleAfterSeconds)}`,
         'and',
         expected(),
         'and',
@@ -59,61 +59,61 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
         'The last callback reached {{ $labels.job }} {{ $value | humanizeDuration }} ago, although tasks have been ' +
         `pending or submitted for at least ${human(STALE)}. Solvers do not retry: a callback that does not arrive is a lost result.`,
       runbookAnchor: 'captchacallbackendpointstale',
-      threshold: T.staleAfterSeconds,
+      threshold: threshold.staleAfterSeconds,
       healthy: 'timeSinceLastSeconds',
     },
     {
       name: 'CaptchaCallbackHighErrorRate',
       expr: [
-        `(\n  ${failedRequests(WINDOW.requests)}\n  /\n  ${requests(WINDOW.requests)}\n) > ${num(T.errorRatio)}`,
+        `(\n  ${failedRequests(WINDOW.requests)}\n  /\n  ${requests(WINDOW.requests)}\n) > ${num(threshold.errorRatio)}`,
         'and',
-        `${requests(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+        `${requests(WINDOW.requests)} >= ${num(threshold.minRequests5m)}`,
       ].join('\n'),
       for: '2m',
       severity: 'critical',
-      summary: `More than ${pct(T.errorRatio)} of CAPTCHA callback requests fail`,
+      summary: `More than ${pct(threshold.errorRatio)} of CAPTCHA callback requests fail`,
       description:
         '{{ $value | humanizePercentage }} of the callback requests to {{ $labels.job }} failed over the last ' +
-        `${human(WINDOW.requests)} (at least ${T.minRequests5m} requests; failures of your own result hook are counted ` +
+        `${human(WINDOW.requests)} (at least ${threshold.minRequests5m} requests; failures of your own result hook are counted ` +
         'separately). Solvers do not retry a refused callback.',
       runbookAnchor: 'captchacallbackhigherrorrate',
-      threshold: T.errorRatio,
+      threshold: threshold.errorRatio,
       healthy: 'errorRatio',
     },
     {
       name: 'CaptchaCallbackSlowResponses',
       expr: [
-        `histogram_quantile(0.95, ${s.agg('sum', rate(s.recv(PROM.callbackDurationBucket), WINDOW.requests), LABEL.statusCode)}) > ${num(T.latencyP95Seconds)}`,
+        `histogram_quantile(0.95, ${s.agg('sum', rate(s.recv(PROM.callbackDurationBucket), WINDOW.requests), LABEL.statusCode)}) > ${num(threshold.latencyP95Seconds)}`,
         'and',
-        `${requests(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+        `${requests(WINDOW.requests)} >= ${num(threshold.minRequests5m)}`,
       ].join('\n'),
       for: '5m',
       severity: 'warning',
-      summary: `CAPTCHA callback p95 latency above ${num(T.latencyP95Seconds)}s`,
+      summary: `CAPTCHA callback p95 latency above ${num(threshold.latencyP95Seconds)}s`,
       description:
         'The 95th percentile of callback handling time on {{ $labels.job }} is {{ $value | humanizeDuration }} ' +
         `over the last ${human(WINDOW.requests)}. Solvers give up after 2 to 10 seconds: answers this slow risk lost callbacks.`,
       runbookAnchor: 'captchacallbackslowresponses',
-      threshold: T.latencyP95Seconds,
+      threshold: threshold.latencyP95Seconds,
       healthy: 'latencySeconds',
     },
     {
       name: 'CaptchaCallbackLowDeliveryRate',
       expr: [
         // No missed series at all means nothing was missed: the ratio is then empty, and silent, on purpose.
-        `(\n  ${deliveredOrZero(WINDOW.delivery)}\n  /\n  (${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)})\n) < ${num(T.deliveryRatio)}`,
+        `(\n  ${deliveredOrZero(WINDOW.delivery)}\n  /\n  (${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)})\n) < ${num(threshold.deliveryRatio)}`,
         'and',
-        `(${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)}) >= ${num(T.minSettledTasks)}`,
+        `(${deliveredOrZero(WINDOW.delivery)} + ${missed(WINDOW.delivery)}) >= ${num(threshold.minSettledTasks)}`,
       ].join('\n'),
       for: '5m',
       severity: 'critical',
-      summary: `Fewer than ${pct(T.deliveryRatio)} of registered CAPTCHA tasks got their callback`,
+      summary: `Fewer than ${pct(threshold.deliveryRatio)} of registered CAPTCHA tasks got their callback`,
       description:
         'Only {{ $value | humanizePercentage }} of the tasks registered with {{ $labels.job }} that settled in the ' +
-        `last ${human(WINDOW.delivery)} got their callback before the deadline (at least ${T.minSettledTasks} settled ` +
+        `last ${human(WINDOW.delivery)} got their callback before the deadline (at least ${threshold.minSettledTasks} settled ` +
         'tasks). The others are missed results: see GET /tasks?state=missed.',
       runbookAnchor: 'captchacallbacklowdeliveryrate',
-      threshold: T.deliveryRatio,
+      threshold: threshold.deliveryRatio,
       healthy: 'deliveryRatio',
     },
     {
@@ -139,9 +139,9 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
       // flap all day: the `for` makes the silence last at least 2 more minutes. `unless idle`: when tasks are
       // registered and none is pending or new, the silence is explained (the app stopped submitting).
       expr: [
-        `(\n  ${timeSinceLast}\n  > ${num(T.intervalFactor)} * ${durationSeconds(WINDOW.interval)} / ${accepted(WINDOW.interval)}\n)`,
+        `(\n  ${timeSinceLast}\n  > ${num(threshold.intervalFactor)} * ${durationSeconds(WINDOW.interval)} / ${accepted(WINDOW.interval)}\n)`,
         'and',
-        `${accepted(WINDOW.interval)} >= ${num(T.minCallbacksPerHour)}`,
+        `${accepted(WINDOW.interval)} >= ${num(threshold.minCallbacksPerHour)}`,
         'unless',
         idle,
       ].join('\n'),
@@ -150,27 +150,27 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
       summary: `CAPTCHA callbacks stopped arriving at their usual pace`,
       description:
         'No callback reached {{ $labels.job }} for {{ $value | humanizeDuration }}: more than ' +
-        `${T.intervalFactor} times the average interval of the last ${human(WINDOW.interval)}, while callbacks are still expected.`,
+        `${threshold.intervalFactor} times the average interval of the last ${human(WINDOW.interval)}, while callbacks are still expected.`,
       runbookAnchor: 'captchacallbackirregularinterval',
-      threshold: T.intervalFactor,
+      threshold: threshold.intervalFactor,
       healthy: 'intervalFactor',
     },
     {
       name: 'CaptchaCallbackHandlerErrors',
       expr: [
-        `(\n  ${hookFailures(WINDOW.requests)}\n  /\n  ${accepted(WINDOW.requests)}\n) > ${num(T.handlerErrorRatio)}`,
+        `(\n  ${hookFailures(WINDOW.requests)}\n  /\n  ${accepted(WINDOW.requests)}\n) > ${num(threshold.handlerErrorRatio)}`,
         'and',
-        `${accepted(WINDOW.requests)} >= ${num(T.minRequests5m)}`,
+        `${accepted(WINDOW.requests)} >= ${num(threshold.minRequests5m)}`,
       ].join('\n'),
       for: '5m',
       severity: 'warning',
-      summary: `Your result hook fails for more than ${pct(T.handlerErrorRatio)} of CAPTCHA callbacks`,
+      summary: `Your result hook fails for more than ${pct(threshold.handlerErrorRatio)} of CAPTCHA callbacks`,
       description:
         'Your own onResult hook failed for {{ $value | humanizePercentage }} of the callbacks {{ $labels.job }} ' +
         `accepted over the last ${human(WINDOW.requests)}. The solver got its 200 and the result is stored (GET /tasks/:id), ` +
         'but your processing did not run.',
       runbookAnchor: 'captchacallbackhandlererrors',
-      threshold: T.handlerErrorRatio,
+      threshold: threshold.handlerErrorRatio,
       healthy: 'errorRatio',
     },
     {
@@ -178,7 +178,7 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
       // Named for the solver, not the endpoint: the receiver works, the solver account is empty. Not inhibited by
       // CaptchaCallbackEndpointDown (a different cause, and one that keeps costing tasks after the endpoint is back).
       // No `for`: one such callback already means every further task fails. It resolves 5 minutes after the last one.
-      expr: `${failures('ERROR_ZERO_BALANCE', WINDOW.zeroBalance)} > ${num(T.zeroBalanceFailures)}`,
+      expr: `${failures('ERROR_ZERO_BALANCE', WINDOW.zeroBalance)} > ${num(threshold.zeroBalanceFailures)}`,
       for: '0m',
       severity: 'critical',
       summary: 'The CAPTCHA solver account is out of funds (ERROR_ZERO_BALANCE)',
@@ -186,26 +186,26 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
         `Callbacks to {{ $labels.job }} reported ERROR_ZERO_BALANCE in the last ${human(WINDOW.zeroBalance)}: the ` +
         'solver refuses tasks until the account is topped up, so every task submitted now fails.',
       runbookAnchor: 'captchasolverzerobalance',
-      threshold: T.zeroBalanceFailures,
+      threshold: threshold.zeroBalanceFailures,
       healthy: 'zeroBalanceFailures',
     },
     {
       name: 'CaptchaSolverHighUnsolvableRate',
       expr: [
-        `(\n  ${failures('ERROR_CAPTCHA_UNSOLVABLE', WINDOW.unsolvable)}\n  /\n  ${accepted(WINDOW.unsolvable)}\n) > ${num(T.unsolvableRatio)}`,
+        `(\n  ${failures('ERROR_CAPTCHA_UNSOLVABLE', WINDOW.unsolvable)}\n  /\n  ${accepted(WINDOW.unsolvable)}\n) > ${num(threshold.unsolvableRatio)}`,
         'and',
-        `${accepted(WINDOW.unsolvable)} >= ${num(T.minCallbacks15m)}`,
+        `${accepted(WINDOW.unsolvable)} >= ${num(threshold.minCallbacks15m)}`,
       ].join('\n'),
       // A burst of hard captchas passes; a share that stays above the threshold for 5 more minutes does not.
       for: '5m',
       severity: 'warning',
-      summary: `More than ${pct(T.unsolvableRatio)} of CAPTCHA callbacks report ERROR_CAPTCHA_UNSOLVABLE`,
+      summary: `More than ${pct(threshold.unsolvableRatio)} of CAPTCHA callbacks report ERROR_CAPTCHA_UNSOLVABLE`,
       description:
         '{{ $value | humanizePercentage }} of the callbacks {{ $labels.job }} accepted over the last ' +
-        `${human(WINDOW.unsolvable)} report that the solver could not solve the captcha (at least ${T.minCallbacks15m} ` +
+        `${human(WINDOW.unsolvable)} report that the solver could not solve the captcha (at least ${threshold.minCallbacks15m} ` +
         'callbacks). Check what the app sends with each task: the site key and page URL, the captcha type, the proxy.',
       runbookAnchor: 'captchasolverhighunsolvablerate',
-      threshold: T.unsolvableRatio,
+      threshold: threshold.unsolvableRatio,
       healthy: 'unsolvableRatio',
     },
     {
@@ -223,46 +223,46 @@ ${solver.lowBalance}`,
         'The {{ $labels.solver }} account balance is {{ $value }}, at or below its configured SOLVER_<NAME>_LOW_BALANCE. ' +
         'Top it up before it reaches zero: at ERROR_ZERO_BALANCE every task fails.',
       runbookAnchor: 'captchasolverlowbalance',
-      threshold: T.solverBalanceFactor,
+      threshold: threshold.solverBalanceFactor,
       healthy: 'solverBalanceHeadroom',
     },
     {
       name: 'CaptchaSolverApiErrors',
       expr: [
-        `(\n  ${solver.failedRequests(WINDOW.solverApiErrors)}\n  /\n  ${solver.requests(WINDOW.solverApiErrors)}\n) > ${num(T.solverApiErrorRatio)}`,
+        `(\n  ${solver.failedRequests(WINDOW.solverApiErrors)}\n  /\n  ${solver.requests(WINDOW.solverApiErrors)}\n) > ${num(threshold.solverApiErrorRatio)}`,
         'and',
-        `${solver.requests(WINDOW.solverApiErrors)} >= ${num(T.minSolverRequests15m)}`,
+        `${solver.requests(WINDOW.solverApiErrors)} >= ${num(threshold.minSolverRequests15m)}`,
       ].join('\n'),
       for: '5m',
       severity: 'warning',
-      summary: `More than ${pct(T.solverApiErrorRatio)} of requests to a CAPTCHA solver API fail`,
+      summary: `More than ${pct(threshold.solverApiErrorRatio)} of requests to a CAPTCHA solver API fail`,
       description:
         '{{ $value | humanizePercentage }} of the requests {{ $labels.job }} made to the {{ $labels.solver }} API over ' +
         `the last ${human(WINDOW.solverApiErrors)} got no usable answer (HTTP error, timeout, network error or a ` +
         'malformed body). Missed results cannot be recovered and the balance is not watched while it lasts.',
       runbookAnchor: 'captchasolverapierrors',
-      threshold: T.solverApiErrorRatio,
+      threshold: threshold.solverApiErrorRatio,
       healthy: 'solverApiErrorRatio',
     },
     {
       name: 'CaptchaForwardBacklog',
       // Store-wide gauge: every instance reports the same age, so max (not sum) over instances.
-      expr: `${s.agg('max', s.recv(PROM.forwardOldestPendingAge))} > ${num(T.forwardPendingAgeSeconds)}`,
+      expr: `${s.agg('max', s.recv(PROM.forwardOldestPendingAge))} > ${num(threshold.forwardPendingAgeSeconds)}`,
       for: '5m',
       severity: 'warning',
-      summary: `Stored CAPTCHA results have not reached the app for over ${human(`${T.forwardPendingAgeSeconds / 60}m`)}`,
+      summary: `Stored CAPTCHA results have not reached the app for over ${human(`${threshold.forwardPendingAgeSeconds / 60}m`)}`,
       description:
         'The oldest result {{ $labels.job }} has not yet handed to the app (FORWARD_URL) is {{ $value | humanizeDuration }} ' +
         'old: the app refuses or cannot be reached, and forwards are being retried. The results are stored; the app ' +
         'gets them once it answers 2xx, or they become dead letters at FORWARD_MAX_AGE.',
       runbookAnchor: 'captchaforwardbacklog',
-      threshold: T.forwardPendingAgeSeconds,
+      threshold: threshold.forwardPendingAgeSeconds,
       healthy: 'forwardPendingAgeSeconds',
     },
     {
       name: 'CaptchaForwardDeadLetters',
       // Counted by the instance that gave up, so sum over instances. No `for`: each one is a result the app never got.
-      expr: `${s.agg('sum', increase(s.recv(PROM.forwardDeadLettersTotal), WINDOW.forwardDeadLetters))} > ${num(T.forwardDeadLetters)}`,
+      expr: `${s.agg('sum', increase(s.recv(PROM.forwardDeadLettersTotal), WINDOW.forwardDeadLetters))} > ${num(threshold.forwardDeadLetters)}`,
       for: '0m',
       severity: 'critical',
       summary: 'CAPTCHA results were dead-lettered: the app never received them',
@@ -270,7 +270,7 @@ ${solver.lowBalance}`,
         '{{ $value }} forward(s) from {{ $labels.job }} reached FORWARD_MAX_AGE without a 2xx from the app in the last ' +
         `${human(WINDOW.forwardDeadLetters)}. The results are still stored: fix the app, then replay them (POST /forwards/replay).`,
       runbookAnchor: 'captchaforwarddeadletters',
-      threshold: T.forwardDeadLetters,
+      threshold: threshold.forwardDeadLetters,
       healthy: 'forwardDeadLetters',
     },
     ...sloAlerts(config),

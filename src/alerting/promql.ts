@@ -36,8 +36,8 @@ export function without(agg: Aggregation, expr: string, labels: readonly string[
  */
 export interface Scope {
   readonly config: MonitoringConfig;
-  readonly T: Thresholds;
-  readonly W: Windows;
+  readonly thresholds: Thresholds;
+  readonly windows: Windows;
   /** A receiver series: `metric{<selector>,extra…}`. */
   recv(metric: string, ...matchers: string[]): string;
   /** An outside-probe series: `metric{<probeSelector>,extra…}`. */
@@ -53,8 +53,8 @@ export interface Scope {
 export function scope(config: MonitoringConfig): Scope {
   return {
     config,
-    T: config.thresholds,
-    W: config.windows,
+    thresholds: config.thresholds,
+    windows: config.windows,
     recv: (metric, ...matchers) => sel(metric, config.selector, ...matchers),
     probe: (metric, ...matchers) => sel(metric, config.probeSelector, ...matchers),
     agg: (agg, expr, ...labels) => without(agg, expr, [...config.instanceLabels, ...labels]),

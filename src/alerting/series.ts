@@ -28,11 +28,11 @@ export function human(d: string): string {
 }
 
 /** The stale window as a duration: the stale threshold (whole minutes, the config validates it). */
-export const staleWindow = (T: Thresholds) => `${num(T.staleAfterSeconds / 60)}m`;
+export const staleWindow = (thresholds: Thresholds) => `${num(thresholds.staleAfterSeconds / 60)}m`;
 
 /** The receiver's series for one monitoring config (see Scope). */
 export function series(s: Scope) {
-  const STALE = staleWindow(s.T);
+  const STALE = staleWindow(s.thresholds);
   /** Requests answered on the callback route (every status): the histogram's count. */
   const requests = (w: string) => s.agg('sum', increase(s.recv(PROM.callbackDurationCount), w), LABEL.statusCode);
   const failedRequests = (w: string) =>

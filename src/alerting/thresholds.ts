@@ -13,7 +13,7 @@ export interface HealthyRange {
 }
 
 /**
- * The healthy ranges from the seed: dashboards (issue 5) import these instead of retyping them, so a panel's
+ * The healthy ranges from the seed: dashboards import these instead of retyping them, so a panel's
  * green/red edge and the alert table can never disagree. The alerts fire further out (ALERT_THRESHOLDS): the space
  * between the two is "degraded but not yet paging".
  */

@@ -175,49 +175,57 @@ export function loadSolversConfig(
 
   const solvers: SolverConfig[] = [];
   for (const [name, v] of [...byName].sort(([a], [b]) => a.localeCompare(b))) {
-    const P = `SOLVER_${name.toUpperCase()}_`;
+    const prefix = `SOLVER_${name.toUpperCase()}_`;
     const before = problems.length;
     const protocol = v.PROTOCOL as SolverProtocol | undefined;
-    if (protocol === undefined) problems.push(`${P}PROTOCOL: required (res.php or createTask)`);
+    if (protocol === undefined) problems.push(`${prefix}PROTOCOL: required (res.php or createTask)`);
     else if (!SOLVER_PROTOCOLS.includes(protocol)) {
-      problems.push(`${P}PROTOCOL: must be res.php or createTask (got "${String(v.PROTOCOL).slice(0, 40)}")`);
+      problems.push(`${prefix}PROTOCOL: must be res.php or createTask (got "${String(v.PROTOCOL).slice(0, 40)}")`);
     }
     let url = '';
-    if (v.URL === undefined) problems.push(`${P}URL: required (the API's scheme and host, e.g. https://2captcha.com)`);
+    if (v.URL === undefined)
+      problems.push(`${prefix}URL: required (the API's scheme and host, e.g. https://2captcha.com)`);
     else {
       try {
         const u = new URL(v.URL);
         if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('scheme');
         if (u.username || u.password) {
-          problems.push(`${P}URL: must not carry credentials (put the key in ${P}KEY or ${P}KEY_FILE)`);
+          problems.push(`${prefix}URL: must not carry credentials (put the key in ${prefix}KEY or ${prefix}KEY_FILE)`);
         } else if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
           problems.push(
-            `${P}URL: scheme and host only, no path or query (the protocol adds /res.php or /getTaskResult)`,
+            `${prefix}URL: scheme and host only, no path or query (the protocol adds /res.php or /getTaskResult)`,
           );
         } else url = u.origin;
       } catch {
-        problems.push(`${P}URL: must be an http(s) URL such as https://api.capsolver.com`);
+        problems.push(`${prefix}URL: must be an http(s) URL such as https://api.capsolver.com`);
       }
     }
     let key = '';
-    if (v.KEY !== undefined && v.KEY_FILE !== undefined) problems.push(`${P}KEY and ${P}KEY_FILE: set one, not both`);
+    if (v.KEY !== undefined && v.KEY_FILE !== undefined)
+      problems.push(`${prefix}KEY and ${prefix}KEY_FILE: set one, not both`);
     else if (v.KEY !== undefined) key = v.KEY.trim();
     else if (v.KEY_FILE !== undefined) {
       try {
         key = (readKeyFile(v.KEY_FILE).split(/\r?\n/)[0] ?? '').trim();
-        if (key === '') problems.push(`${P}KEY_FILE: the file ${v.KEY_FILE} is empty`);
+        if (key === '') problems.push(`${prefix}KEY_FILE: the file ${v.KEY_FILE} is empty`);
       } catch (error) {
-        problems.push(`${P}KEY_FILE: cannot read ${v.KEY_FILE} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+        problems.push(
+          `${prefix}KEY_FILE: cannot read ${v.KEY_FILE} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        );
       }
-    } else problems.push(`${P}KEY or ${P}KEY_FILE: required (the solver's API key)`);
+    } else problems.push(`${prefix}KEY or ${prefix}KEY_FILE: required (the solver's API key)`);
     // The key goes into a query string or a JSON body; a control character or space there is a paste error.
     if (key !== '' && !/^[\x21-\x7e]{1,256}$/.test(key)) {
-      problems.push(`${P}KEY: must be 1-256 printable characters without spaces (value not shown)`);
+      problems.push(`${prefix}KEY: must be 1-256 printable characters without spaces (value not shown)`);
     }
     const lowBalance =
       v.LOW_BALANCE === undefined
         ? undefined
-        : seconds(problems, `${P}LOW_BALANCE`, v.LOW_BALANCE, { fallback: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
+        : seconds(problems, `${prefix}LOW_BALANCE`, v.LOW_BALANCE, {
+            fallback: 0,
+            min: 0,
+            max: Number.MAX_SAFE_INTEGER,
+          });
     const limits = DOCUMENTED_LIMITS[protocol && SOLVER_PROTOCOLS.includes(protocol) ? protocol : 'res.php'];
     const pacingBounds: Record<'POLL_INTERVAL' | 'MAX_POLLS' | 'BALANCE_INTERVAL', NumberBounds> = {
       POLL_INTERVAL: { fallback: limits.defaultPollIntervalSeconds, min: limits.minPollIntervalSeconds, max: 300 },
@@ -225,7 +233,7 @@ export function loadSolversConfig(
       BALANCE_INTERVAL: { fallback: BALANCE_INTERVAL.defaultSeconds, min: BALANCE_INTERVAL.minSeconds, max: 86_400 },
     };
     const [interval, maxPolls, balance] = (['POLL_INTERVAL', 'MAX_POLLS', 'BALANCE_INTERVAL'] as const).map((k) =>
-      seconds(problems, `${P}${k}`, v[k], pacingBounds[k]),
+      seconds(problems, `${prefix}${k}`, v[k], pacingBounds[k]),
     ) as [number, number, number];
     if (problems.length > before || protocol === undefined) continue;
     solvers.push({

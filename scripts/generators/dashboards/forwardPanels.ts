@@ -42,7 +42,7 @@ export function forwardQueries({ recv }: Queries, deadLetterWindow: string) {
 }
 
 export function forwarding(q: Queries, k: PanelKit, deadLetterWindow: string): { build(): Panel }[] {
-  const { HEALTHY, T, target, timeseries, withHealthyLine } = k;
+  const { HEALTHY, thresholds, target, timeseries, withHealthyLine } = k;
   const FORWARD_QUERIES = forwardQueries(q, deadLetterWindow);
   return [
     withHealthyLine(
@@ -50,7 +50,7 @@ export function forwarding(q: Queries, k: PanelKit, deadLetterWindow: string): {
         FORWARD_TITLE.oldest,
         HEALTHY.forwardPendingAgeSeconds.unit,
         'Age of the oldest stored result not yet handed to the app (FORWARD_URL). Healthy below ' +
-          `${HEALTHY.forwardPendingAgeSeconds.value} s; CaptchaForwardBacklog fires above ${human(`${T.forwardPendingAgeSeconds / 60}m`)}.`,
+          `${HEALTHY.forwardPendingAgeSeconds.value} s; CaptchaForwardBacklog fires above ${human(`${thresholds.forwardPendingAgeSeconds / 60}m`)}.`,
       ),
       'forwardPendingAgeSeconds',
     )

@@ -150,7 +150,7 @@ function variables(config: MonitoringConfig, { variables: v }: Queries, { ds }: 
   return [datasource, job, instance];
 }
 
-function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
+function headline({ queries }: Queries, k: PanelKit, names: readonly string[]) {
   const { HEALTHY, healthyThresholds, stat, target } = k;
   const uptime = stat(
     TITLE.uptime,
@@ -159,7 +159,7 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.uptime)))
-    .withTarget(target('A', Q.uptime, { legend: 'uptime' }));
+    .withTarget(target('A', queries.uptime, { legend: 'uptime' }));
   const errorRate = stat(
     TITLE.errorRate,
     UNIT.ratio,
@@ -167,14 +167,14 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.errorRate)))
-    .withTarget(target('A', Q.errorRatio(), { legend: 'error rate' }));
+    .withTarget(target('A', queries.errorRatio(), { legend: 'error rate' }));
   const p95 = stat(
     TITLE.p95,
     UNIT.seconds,
     `95th percentile of callback handling time. Healthy below ${HEALTHY.latencySeconds.value} s.`,
   )
     .thresholds(healthyThresholds(healthy(TITLE.p95)))
-    .withTarget(target('A', Q.latencyQuantile(0.95), { legend: 'p95' }));
+    .withTarget(target('A', queries.latencyQuantile(0.95), { legend: 'p95' }));
   const sinceLast = stat(
     TITLE.sinceLast,
     UNIT.seconds,
@@ -182,7 +182,7 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
       `while tasks are pending: the stale alert fires after ${HEALTHY.timeSinceLastSeconds.value} s of them.`,
   )
     .thresholds(healthyThresholds(healthy(TITLE.sinceLast)))
-    .withTarget(target('A', Q.timeSinceLast, { legend: 'since last callback' }));
+    .withTarget(target('A', queries.timeSinceLast, { legend: 'since last callback' }));
   const delivery = stat(
     TITLE.delivery,
     UNIT.ratio,
@@ -190,7 +190,7 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
   )
     .decimals(2)
     .thresholds(healthyThresholds(healthy(TITLE.delivery)))
-    .withTarget(target('A', Q.deliveryRatio(VAR.range), { legend: 'delivered' }));
+    .withTarget(target('A', queries.deliveryRatio(VAR.range), { legend: 'delivered' }));
   const pending = stat(
     TITLE.pending,
     UNIT.count,
@@ -198,7 +198,7 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
   )
     .colorMode(common.BigValueColorMode.None)
     .thresholds(thresholds([{ value: null, color: COLOR.neutral }]))
-    .withTarget(target('A', Q.pending, { legend: 'pending' }));
+    .withTarget(target('A', queries.pending, { legend: 'pending' }));
   const firing = stat(
     TITLE.firing,
     UNIT.count,
@@ -228,12 +228,12 @@ function headline({ Q }: Queries, k: PanelKit, names: readonly string[]) {
         { value: 0.5, color: COLOR.good },
       ]),
     )
-    .withTarget(target('A', Q.uptimeBudget, { legend: 'uptime' }))
-    .withTarget(target('B', Q.deliveryBudget, { legend: 'delivery' }));
+    .withTarget(target('A', queries.uptimeBudget, { legend: 'uptime' }))
+    .withTarget(target('B', queries.deliveryBudget, { legend: 'delivery' }));
   return [uptime, errorRate, p95, sinceLast, delivery, pending, firing, budget];
 }
 
-function callbacks({ Q }: Queries, k: PanelKit) {
+function callbacks({ queries }: Queries, k: PanelKit) {
   const { target, timeseries, withHealthyLine } = k;
   return [
     timeseries(
@@ -241,34 +241,34 @@ function callbacks({ Q }: Queries, k: PanelKit) {
       UNIT.requests,
       'Accepted callbacks per second, solved vs. failed by the solver.',
     )
-      .withTarget(target('A', Q.callbacksByOutcome, { legend: '{{outcome}}' }))
-      .withTarget(target('B', Q.requests, { legend: 'all requests' })),
+      .withTarget(target('A', queries.callbacksByOutcome, { legend: '{{outcome}}' }))
+      .withTarget(target('B', queries.requests, { legend: 'all requests' })),
     timeseries(TITLE.callbacksByFormat, UNIT.requests, 'Accepted callbacks per second by solver format (adapter).')
       .stacking(new common.StackingConfigBuilder().mode(common.StackingMode.Normal))
-      .withTarget(target('A', Q.callbacksByFormat, { legend: '{{format}}' })),
+      .withTarget(target('A', queries.callbacksByFormat, { legend: '{{format}}' })),
     withHealthyLine(
       timeseries(TITLE.errorRatio, UNIT.ratio, 'Failed / all callback requests; dashed: the healthy edge.'),
       healthy(TITLE.errorRatio),
-    ).withTarget(target('A', Q.errorRatio(), { legend: 'error rate' })),
+    ).withTarget(target('A', queries.errorRatio(), { legend: 'error rate' })),
     timeseries(TITLE.errorsByType, UNIT.requests, 'Refused or failed callback requests per second, by error type.')
       .stacking(new common.StackingConfigBuilder().mode(common.StackingMode.Normal))
-      .withTarget(target('A', Q.errorsByType, { legend: '{{error_type}}' })),
+      .withTarget(target('A', queries.errorsByType, { legend: '{{error_type}}' })),
     withHealthyLine(
       timeseries(TITLE.latency, UNIT.seconds, 'Callback handling time quantiles; dashed: the healthy p95 edge.'),
       healthy(TITLE.latency),
     )
-      .withTarget(target('A', Q.latencyQuantile(0.5), { legend: 'p50' }))
-      .withTarget(target('B', Q.latencyQuantile(0.95), { legend: 'p95' }))
-      .withTarget(target('C', Q.latencyQuantile(0.99), { legend: 'p99' })),
+      .withTarget(target('A', queries.latencyQuantile(0.5), { legend: 'p50' }))
+      .withTarget(target('B', queries.latencyQuantile(0.95), { legend: 'p95' }))
+      .withTarget(target('C', queries.latencyQuantile(0.99), { legend: 'p99' })),
     withHealthyLine(
       timeseries(TITLE.sinceLastSeries, UNIT.seconds, 'Seconds since the service accepted a callback.'),
       healthy(TITLE.sinceLastSeries),
-    ).withTarget(target('A', Q.timeSinceLast, { legend: 'since last callback' })),
+    ).withTarget(target('A', queries.timeSinceLast, { legend: 'since last callback' })),
   ];
 }
 
 /** What the solvers report in failed callbacks: the reason set of the contract, and the two alerts built on it. */
-function solverFailures({ Q }: Queries, k: PanelKit) {
+function solverFailures({ queries }: Queries, k: PanelKit) {
   const { HEALTHY, healthyThresholds, stat, target, timeseries, withHealthyLine } = k;
   return [
     stat(
@@ -280,7 +280,7 @@ function solverFailures({ Q }: Queries, k: PanelKit) {
       .graphMode(common.BigValueGraphMode.None)
       .decimals(0)
       .thresholds(healthyThresholds(healthy(TITLE.zeroBalance)))
-      .withTarget(target('A', Q.zeroBalanceFailures, { legend: 'ERROR_ZERO_BALANCE' })),
+      .withTarget(target('A', queries.zeroBalanceFailures, { legend: 'ERROR_ZERO_BALANCE' })),
     withHealthyLine(
       timeseries(
         TITLE.unsolvable,
@@ -290,7 +290,7 @@ function solverFailures({ Q }: Queries, k: PanelKit) {
       healthy(TITLE.unsolvable),
     )
       .span(8)
-      .withTarget(target('A', Q.unsolvableRatio(), { legend: 'unsolvable' })),
+      .withTarget(target('A', queries.unsolvableRatio(), { legend: 'unsolvable' })),
     timeseries(
       TITLE.failuresByReason,
       UNIT.requests,
@@ -298,11 +298,11 @@ function solverFailures({ Q }: Queries, k: PanelKit) {
         'Each group needs its own action: docs/runbook.md, "Failure reasons".',
     )
       .stacking(new common.StackingConfigBuilder().mode(common.StackingMode.Normal))
-      .withTarget(target('A', Q.failuresByReason, { legend: '{{reason}}' })),
+      .withTarget(target('A', queries.failuresByReason, { legend: '{{reason}}' })),
   ];
 }
 
-function delivery({ Q }: Queries, k: PanelKit) {
+function delivery({ queries }: Queries, k: PanelKit) {
   const { target, timeseries, withHealthyLine } = k;
   const heatmap = new HeatmapBuilder()
     .title(TITLE.heatmap)
@@ -323,28 +323,28 @@ function delivery({ Q }: Queries, k: PanelKit) {
     .yAxis(new YAxisConfigBuilder().unit(UNIT.seconds).axisLabel('submit → callback'))
     .height(8)
     .span(12)
-    .withTarget(target('A', Q.deliveryHeatmap, { legend: '{{le}}', format: PromQueryFormat.Heatmap }));
+    .withTarget(target('A', queries.deliveryHeatmap, { legend: '{{le}}', format: PromQueryFormat.Heatmap }));
   return [
     withHealthyLine(
       timeseries(TITLE.deliverySeries, UNIT.ratio, 'Delivered / (delivered + missed) tasks settled per interval.'),
       healthy(TITLE.deliverySeries),
-    ).withTarget(target('A', Q.deliveryRatio(VAR.rateInterval), { legend: 'delivery rate' })),
+    ).withTarget(target('A', queries.deliveryRatio(VAR.rateInterval), { legend: 'delivery rate' })),
     timeseries(TITLE.taskFlow, UNIT.tasks, 'Tasks registered, delivered, missed (deadline passed) and late per second.')
-      .withTarget(target('A', Q.tasksSubmitted, { legend: 'submitted' }))
-      .withTarget(target('B', Q.tasksDelivered, { legend: 'delivered' }))
-      .withTarget(target('C', Q.tasksMissed, { legend: 'missed' }))
-      .withTarget(target('D', Q.tasksLate, { legend: 'late' }))
-      .withTarget(target('E', Q.duplicates, { legend: 'duplicate callbacks' })),
+      .withTarget(target('A', queries.tasksSubmitted, { legend: 'submitted' }))
+      .withTarget(target('B', queries.tasksDelivered, { legend: 'delivered' }))
+      .withTarget(target('C', queries.tasksMissed, { legend: 'missed' }))
+      .withTarget(target('D', queries.tasksLate, { legend: 'late' }))
+      .withTarget(target('E', queries.duplicates, { legend: 'duplicate callbacks' })),
     timeseries(
       TITLE.pendingSeries,
       UNIT.count,
       'Registered tasks waiting for their callback (store-wide: max over instances).',
-    ).withTarget(target('A', Q.pending, { legend: 'pending' })),
+    ).withTarget(target('A', queries.pending, { legend: 'pending' })),
     heatmap,
   ];
 }
 
-function availability({ Q }: Queries, k: PanelKit, names: readonly string[]) {
+function availability({ queries }: Queries, k: PanelKit, names: readonly string[]) {
   const { target, timeseries, withHealthyLine } = k;
   return [
     withHealthyLine(
@@ -357,8 +357,8 @@ function availability({ Q }: Queries, k: PanelKit, names: readonly string[]) {
     )
       .min(0)
       .max(1)
-      .withTarget(target('A', Q.probeSuccess, { legend: 'probe {{instance}}' }))
-      .withTarget(target('B', Q.scrapeUp, { legend: 'scrape {{instance}}' })),
+      .withTarget(target('A', queries.probeSuccess, { legend: 'probe {{instance}}' }))
+      .withTarget(target('B', queries.scrapeUp, { legend: 'scrape {{instance}}' })),
     withHealthyLine(
       timeseries(
         TITLE.interval,
@@ -366,7 +366,7 @@ function availability({ Q }: Queries, k: PanelKit, names: readonly string[]) {
         'Time since the last callback divided by the average interval of the last hour; dashed: the irregular-interval edge.',
       ),
       healthy(TITLE.interval),
-    ).withTarget(target('A', Q.intervalFactor, { legend: 'silence / usual interval' })),
+    ).withTarget(target('A', queries.intervalFactor, { legend: 'silence / usual interval' })),
     new TableBuilder()
       .title(TITLE.alerts)
       .description('Prometheus-evaluated callback alerts that are pending or firing now (the ALERTS series).')
@@ -382,13 +382,13 @@ function availability({ Q }: Queries, k: PanelKit, names: readonly string[]) {
   ];
 }
 
-function instances({ Q }: Queries, { target, timeseries }: PanelKit) {
+function instances({ queries }: Queries, { target, timeseries }: PanelKit) {
   return [
     timeseries(TITLE.byInstance, UNIT.requests, 'Accepted callbacks per second on each receiver instance.').withTarget(
-      target('A', Q.callbacksByInstance, { legend: '{{instance}}' }),
+      target('A', queries.callbacksByInstance, { legend: '{{instance}}' }),
     ),
     timeseries(TITLE.sinceLastByInstance, UNIT.seconds, 'Seconds since each instance accepted a callback.').withTarget(
-      target('A', Q.timeSinceLastByInstance, { legend: '{{instance}}' }),
+      target('A', queries.timeSinceLastByInstance, { legend: '{{instance}}' }),
     ),
   ];
 }

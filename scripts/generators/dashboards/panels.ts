@@ -101,7 +101,7 @@ export function panelKit(config: MonitoringConfig) {
       .thresholdsStyle(new common.GraphThresholdsStyleConfigBuilder().mode(common.GraphThresholdsStyleMode.Dashed));
   }
 
-  return { ds, HEALTHY, T: config.thresholds, healthyThresholds, target, stat, timeseries, withHealthyLine };
+  return { ds, HEALTHY, thresholds: config.thresholds, healthyThresholds, target, stat, timeseries, withHealthyLine };
 }
 
 export type PanelKit = ReturnType<typeof panelKit>;

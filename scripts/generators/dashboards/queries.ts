@@ -77,7 +77,7 @@ export function queries(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG) {
     instance: `label_values(${sel(PROM.tasksPending, [`job="${VAR.job}"`, others].filter(Boolean).join(','))}, instance)`,
   };
 
-  const Q = {
+  const queries = {
     callbacksByOutcome: `sum by (${LABEL.outcome}) (${rate(recv(PROM.callbacksTotal), w)})`,
     callbacksByFormat: `sum by (${LABEL.format}) (${rate(recv(PROM.callbacksTotal), w)})`,
     callbacksByInstance: `sum by (instance) (${rate(recv(PROM.callbacksTotal), w)})`,
@@ -133,7 +133,7 @@ export function queries(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG) {
     deliveryBudget: `1 - (1 - (${deliveryRatio(SLO_PERIOD)})) / ${num(1 - config.healthy.deliveryRatio)}`,
   } as const;
 
-  return { recv, probe, variables, Q };
+  return { recv, probe, variables, queries };
 }
 
 export type Queries = ReturnType<typeof queries>;

@@ -44,7 +44,7 @@ export function solverQueries({ recv }: Queries) {
 }
 
 export function solverApis(q: Queries, k: PanelKit, apiErrorWindow: string): { build(): Panel }[] {
-  const { HEALTHY, T, target, timeseries, withHealthyLine } = k;
+  const { HEALTHY, thresholds, target, timeseries, withHealthyLine } = k;
   const SOLVER_QUERIES = solverQueries(q);
   return [
     timeseries(
@@ -69,7 +69,7 @@ export function solverApis(q: Queries, k: PanelKit, apiErrorWindow: string): { b
         SOLVER_TITLE.apiErrors,
         HEALTHY.solverApiErrorRatio.unit,
         'Requests to each solver API with no usable answer (HTTP error, timeout, network error, malformed body) / all. ' +
-          `Healthy below ${num(HEALTHY.solverApiErrorRatio.value * 100)} %; CaptchaSolverApiErrors fires above ${num(T.solverApiErrorRatio * 100)} % over ${human(apiErrorWindow)}.`,
+          `Healthy below ${num(HEALTHY.solverApiErrorRatio.value * 100)} %; CaptchaSolverApiErrors fires above ${num(thresholds.solverApiErrorRatio * 100)} % over ${human(apiErrorWindow)}.`,
       ),
       'solverApiErrorRatio',
     )

@@ -8,7 +8,7 @@ import {
 } from '../../../src/alerting/monitoringConfig.ts';
 import { runbookUrl } from '../../../src/alerting/runbook.ts';
 import { HEALTHY } from '../../../src/alerting/thresholds.ts';
-import { CONFIG_SCHEMA, type Config, configBounds } from '../../../src/server/config.ts';
+import { CONFIG_SCHEMA, type Config, configBounds, schemaDefault } from '../../../src/server/config.ts';
 
 /** The README's metric contract table, rendered from the contract module. */
 export function renderMetricTable(): string {
@@ -32,7 +32,7 @@ export function renderMetricTable(): string {
 /** The README's configuration table, rendered from the config schema. */
 export function renderConfigTable(): string {
   const rows = Object.entries(CONFIG_SCHEMA.shape).map(([name, schema]) => {
-    const def = (schema as { def?: { defaultValue?: unknown } }).def?.defaultValue;
+    const def = schemaDefault(schema);
     const bounds = configBounds(name as keyof Config) || '—';
     return `| \`${name}\` | ${def === undefined ? '(unset)' : `\`${String(def)}\``} | ${bounds} | ${schema.description ?? ''} |`;
   });
