@@ -10,6 +10,7 @@ import type {
   TaskRecord,
   TaskStore,
 } from './TaskStore.ts';
+import { REGISTER_BATCH_SIZE } from './TaskStore.ts';
 
 /** A task as the app registers it: its own id, optionally the solver's task id and its own deadline. */
 export interface TaskSubmission {
@@ -51,8 +52,6 @@ export interface DeliveryTrackerOptions {
   readonly now?: () => number;
 }
 
-/** Ids registered per store call; the tracker yields to the event loop between chunks. */
-const REGISTER_CHUNK = 1000;
 /** At most this many recently missed ids are kept for the health report. */
 const RECENT_MISSED_LIMIT = 10;
 const EMPTY_COUNTS: TaskCounts = Object.freeze({ pending: 0, delivered: 0, missed: 0, late: 0 });
@@ -143,11 +142,11 @@ export class DeliveryTracker {
             solverTaskId: t.solverTaskId,
             deadlineAt: t.timeoutSeconds === undefined ? undefined : now + t.timeoutSeconds * 1000,
           };
-    // In chunks, yielding between them: one 10,000-id registration in a single synchronous SQLite transaction
-    // blocked the event loop (and every callback) for 40-60 ms. Each chunk is counted as soon as it is stored.
-    for (let i = 0; i < list.length; i += REGISTER_CHUNK) {
+    // In batches, yielding between them: one large registration in a single synchronous SQLite transaction blocks
+    // the event loop (and every callback) for as long as it takes. Each batch is counted as soon as it is stored.
+    for (let i = 0; i < list.length; i += REGISTER_BATCH_SIZE) {
       if (i > 0) await yieldToEventLoop();
-      const chunk = list.slice(i, i + REGISTER_CHUNK).map(toNew);
+      const chunk = list.slice(i, i + REGISTER_BATCH_SIZE).map(toNew);
       const result = await this.store.register(chunk, now, now + this.timeoutMs);
       if (result.added.length > 0) {
         this.#metrics?.submitted(result.added.length);

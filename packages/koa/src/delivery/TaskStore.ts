@@ -244,6 +244,12 @@ export interface ForwardOutbox {
  * Every rejection from every method is a StoreUnavailableError (the store is closed, unreachable, or refused the
  * write); callers answer 503 and never acknowledge. Nothing else is thrown.
  */
+/**
+ * The most ids one `register` call should carry: the tracker splits larger registrations into calls of this size
+ * (yielding between them), and a store that sends a call to a server (Redis) splits larger ones the same way.
+ */
+export const REGISTER_BATCH_SIZE = 1000;
+
 export interface TaskStore {
   /**
    * Registers tasks as pending, each with its own `deadlineAt` or else the one given here. Ids already known are left

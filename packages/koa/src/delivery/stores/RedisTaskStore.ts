@@ -6,6 +6,7 @@ import {
   type CallbackTransition,
   type ForwardOutbox,
   type NewTask,
+  REGISTER_BATCH_SIZE,
   type RegisterResult,
   StoreUnavailableError,
   type TaskCounts,
@@ -44,9 +45,6 @@ export interface RedisTaskStoreOptions {
   /** Conditions worth a log line that are not errors of a call (an unconfirmed callback forgotten). */
   readonly onWarning?: (message: string) => void;
 }
-
-/** Ids registered per script call: large batches are split so one script never blocks Redis for long. */
-const REGISTER_CHUNK = 1000;
 
 /**
  * The shared store: several receiver instances on one Redis. ioredis is configured to fail fast rather than queue:
@@ -156,7 +154,7 @@ export class RedisTaskStore implements TaskStore {
   ): Promise<RegisterResult> {
     const added: string[] = [];
     const merged: RegisterResult['merged'][number][] = [];
-    for (let i = 0; i < tasks.length; i += REGISTER_CHUNK) {
+    for (let i = 0; i < tasks.length; i += REGISTER_BATCH_SIZE) {
       const args = [
         ...this.#keys.stateKeys,
         this.#keys.taskPrefix,
@@ -165,7 +163,7 @@ export class RedisTaskStore implements TaskStore {
         String(deadlineAt),
         ...this.#outbox.scriptArgs(),
       ];
-      for (const item of tasks.slice(i, i + REGISTER_CHUNK)) {
+      for (const item of tasks.slice(i, i + REGISTER_BATCH_SIZE)) {
         const task: NewTask = typeof item === 'string' ? { id: item } : item;
         args.push(task.id, task.solverTaskId ?? '', task.deadlineAt === undefined ? '' : String(task.deadlineAt));
       }
