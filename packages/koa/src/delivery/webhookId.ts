@@ -6,7 +6,7 @@ let counter = 0;
 
 /**
  * A new forward's webhook id: `msg_`, this process's random part and a counter (unique across processes and restarts
- * without a random draw per callback, which cost 4 % of the CPU under load). Written once with the outbox row, it
+ * without a random draw per callback, a measurable share of the CPU under load in `npm run bench`). Written once with the outbox row, it
  * is the `webhook-id` of every attempt and replay of that forward, so the app can deduplicate; a task id alone would
  * not do, since an id can be registered again after retention deleted it.
  */
