@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../bench/run.ts';
-import { SOURCE_CONDITION } from './support/server.ts';
+import { runNode } from './support/server.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -21,23 +20,10 @@ describe('bench/run.ts --quick', () => {
   it('measures every peer, the scale checks and the sweeper', { timeout: 300_000 }, async () => {
     const json = join(dir, 'report.json');
     const md = join(dir, 'RESULTS.md');
-    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [SOURCE_CONDITION, 'bench/run.ts', '--quick', '--json', json, '--out', md],
-        {
-          cwd: ROOT,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString('utf8');
-      });
-      child.stderr.on('data', (c: Buffer) => {
-        out += c.toString('utf8');
-      });
-      child.once('exit', (exitCode) => resolve({ code: exitCode, output: out }));
+    // Killed (and failed) short of the test's own time-out, so no benchmark process outlives it.
+    const { code, output } = await runNode(['bench/run.ts', '--quick', '--json', json, '--out', md], {
+      cwd: ROOT,
+      timeoutMs: 290_000,
     });
     expect(code, output).toBe(0);
 

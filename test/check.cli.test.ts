@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { burst, runCheckCli, startSink } from './support/check.ts';
 import { freePort, waitFor } from './support/ports.ts';
-import { CLI, type RunningServer, SOURCE_CONDITION, startServer } from './support/server.ts';
+import { type RunningServer, startCli, startServer } from './support/server.ts';
 
 /*
  * The check command against the real receiver (the CLI as a child process) with a loopback webhook sink: exit codes,
@@ -228,48 +227,29 @@ describe('--watch', () => {
     const state = freshState();
     // A baseline first, so the loop's checks judge only the (quiet) interval since.
     await runCheckCli(['--url', health(), '--state', state]);
-    const child = spawn(
-      process.execPath,
-      [SOURCE_CONDITION, CLI, 'check', '--url', health(), '--state', state, '--watch', '1s'],
-      {
-        env: { PATH: process.env.PATH ?? '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+    const watch = startCli(['check', '--url', health(), '--state', state, '--watch', '1s']);
+    await waitFor(
+      () =>
+        watch
+          .stdout()
+          .split('\n')
+          .filter((l) => / OK /.test(l)).length >= 2,
+      30_000,
+      'two checks',
     );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString('utf8');
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString('utf8');
-    });
-    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    await waitFor(() => out.split('\n').filter((l) => / OK /.test(l)).length >= 2, 30_000, 'two checks');
-    expect(out.split('\n')[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z OK 127\.0\.0\.1:\d+: status/);
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(err).toContain('SIGTERM, stopping after the current check');
-    expect(err).toContain('stopped');
+    expect(watch.stdout().split('\n')[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z OK 127\.0\.0\.1:\d+: status/);
+    watch.child.kill('SIGTERM');
+    const stopped = await watch.done;
+    expect(stopped.code).toBe(0);
+    expect(stopped.stderr).toContain('SIGTERM, stopping after the current check');
+    expect(stopped.stderr).toContain('stopped');
 
     // An hour-long wait is cut short by SIGTERM: the process is gone long before the next check.
-    const long = spawn(
-      process.execPath,
-      [SOURCE_CONDITION, CLI, 'check', '--url', health(), '--state', state, '--watch', '1h'],
-      {
-        env: { PATH: process.env.PATH ?? '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let longOut = '';
-    long.stdout.on('data', (c: Buffer) => {
-      longOut += c.toString('utf8');
-    });
-    const longExited = new Promise<number | null>((r) => long.once('close', (code) => r(code)));
-    await waitFor(() => longOut.includes(' OK '), 30_000, 'the first check');
+    const long = startCli(['check', '--url', health(), '--state', state, '--watch', '1h']);
+    await waitFor(() => long.stdout().includes(' OK '), 30_000, 'the first check');
     const t0 = Date.now();
-    long.kill('SIGTERM');
-    expect(await longExited).toBe(0);
+    long.child.kill('SIGTERM');
+    expect((await long.done).code).toBe(0);
     expect(Date.now() - t0).toBeLessThan(60_000);
   });
 });

@@ -1,23 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactedConfig } from '../src/server/config.ts';
-import { CLI, SOURCE_CONDITION, startServer } from './support/server.ts';
+import { runCli, SERVE_ENV, startServer } from './support/server.ts';
 
-function run(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [SOURCE_CONDITION, CLI, ...args], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      STORE_URL: 'memory:',
-      PORT: '0',
-      MANAGEMENT_PORT: '0',
-      HOST: '127.0.0.1',
-      ...env,
-    },
-    encoding: 'utf8',
-    timeout: 15_000,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const run = (args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { ...SERVE_ENV, ...env }, { timeoutMs: 15_000 });
 
 describe('configuration', () => {
   it('has the documented defaults', () => {
@@ -78,9 +64,9 @@ describe('configuration', () => {
 });
 
 describe('the CLI', () => {
-  it('--help lists every variable and exits 0', () => {
-    const r = run(['--help']);
-    expect(r.status).toBe(0);
+  it('--help lists every variable and exits 0', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
     for (const name of [
       'PORT',
       'MANAGEMENT_PORT',
@@ -94,15 +80,15 @@ describe('the CLI', () => {
     }
   });
 
-  it('exits non-zero at start-up with a message naming the bad variable', () => {
-    const r = run([], { DELIVERY_TIMEOUT: 'never' });
-    expect(r.status).toBe(2);
+  it('exits non-zero at start-up with a message naming the bad variable', async () => {
+    const r = await run([], { DELIVERY_TIMEOUT: 'never' });
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('DELIVERY_TIMEOUT');
   });
 
-  it('refuses an unknown command', () => {
-    const r = run(['frobnicate']);
-    expect(r.status).toBe(2);
+  it('refuses an unknown command', async () => {
+    const r = await run(['frobnicate']);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown command');
   });
 

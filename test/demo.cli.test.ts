@@ -3,45 +3,23 @@
  * failing its first requests; with no receiver it says so and exits non-zero; `--duration` is the run's length
  * within a second, not its registration phase; a run with failed requests exits non-zero. Real receiver, real CLI.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TrafficStats } from '../src/demo/trafficGenerator.ts';
 import { freePort } from './support/ports.ts';
-import { CLI, type RunningServer, SOURCE_CONDITION, startServer } from './support/server.ts';
+import { type ProcessRun, type RunningServer, runCli, startServer } from './support/server.ts';
 
-interface DemoRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+interface DemoRun extends ProcessRun {
   /** Wall-clock milliseconds from spawn to exit (includes Node's start-up). */
-  wallMs: number;
-  stats?: TrafficStats;
+  readonly wallMs: number;
+  readonly stats?: TrafficStats;
 }
 
-function runDemo(args: string[], timeoutMs = 60_000): Promise<DemoRun> {
+async function runDemo(args: string[], timeoutMs = 60_000): Promise<DemoRun> {
   const started = performance.now();
-  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, 'demo', ...args], {
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => {
-    stdout += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((done) =>
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      const last = stdout.trim().split('\n').at(-1) ?? '';
-      const run: DemoRun = { code, stdout, stderr, wallMs: performance.now() - started };
-      if (last.startsWith('{')) run.stats = JSON.parse(last) as TrafficStats;
-      done(run);
-    }),
-  );
+  const run = await runCli(['demo', ...args], {}, { timeoutMs });
+  const wallMs = performance.now() - started;
+  const last = run.stdout.trim().split('\n').at(-1) ?? '';
+  return { ...run, wallMs, ...(last.startsWith('{') ? { stats: JSON.parse(last) as TrafficStats } : {}) };
 }
 
 const servers: RunningServer[] = [];

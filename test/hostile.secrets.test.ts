@@ -9,7 +9,7 @@
  * done. That is documented (docs/security.md) and its answers are unit-tested here; it is not timed, because a
  * timing test on a shared 2-core machine proves nothing either way.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -28,7 +28,7 @@ import { createLogger } from '../src/server/logger.ts';
 import { requireBinary } from './support/binaries.ts';
 import { httpExchange, keepAliveAgent, LOOPBACK, rawExchange, registerTasks } from './support/hostile.ts';
 import { waitFor } from './support/ports.ts';
-import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
+import { parseMetrics, type RunningServer, runCli, scrape, startServer } from './support/server.ts';
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 
@@ -309,15 +309,15 @@ describe('secrets never leak from the running server', () => {
     expect(codes.some((c) => metrics.includes(c)) || metrics.includes(SECRET) || metrics.includes(TOKEN)).toBe(false);
   }, 60_000);
 
-  it('never echoes a bad secret or token from the configuration at start-up', () => {
+  it('never echoes a bad secret or token from the configuration at start-up', async () => {
     const badSecret = `short!${hex(4)}`;
     const badToken = `has space ${hex(8)}`;
-    const r = spawnSync(process.execPath, [SOURCE_CONDITION, CLI], {
-      env: { PATH: process.env.PATH ?? '', CALLBACK_SECRET: badSecret, API_TOKEN: badToken, STORE_URL: 'memory:' },
-      encoding: 'utf8',
-      timeout: 15_000,
-    });
-    expect(r.status).toBe(2);
+    const r = await runCli(
+      [],
+      { CALLBACK_SECRET: badSecret, API_TOKEN: badToken, STORE_URL: 'memory:' },
+      { timeoutMs: 15_000 },
+    );
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/CALLBACK_SECRET/);
     expect(r.stderr + r.stdout).not.toContain(badSecret);
     expect(r.stderr + r.stdout).not.toContain(badToken);

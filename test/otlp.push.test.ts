@@ -5,13 +5,12 @@
  * The collector is a node:http server on loopback that decodes each request with the opentelemetry-proto definitions
  * (protobufjs); nothing here decodes protobuf by hand.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, waitFor } from './support/ports.ts';
-import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
+import { parseMetrics, type RunningServer, runCli, SERVE_ENV, scrape, startServer } from './support/server.ts';
 
 /**
  * opentelemetry-proto v1.11.0 (common, resource, metrics and the metrics collector service), verbatim but for the
@@ -329,33 +328,6 @@ async function sendCallback(server: RunningServer, id: string): Promise<void> {
   await res.arrayBuffer();
 }
 
-/** Runs the CLI until it exits (SIGKILL after `timeoutMs`); resolves to its exit code and output. */
-function runCli(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((done) => {
-    const child: ChildProcess = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        MANAGEMENT_PORT: '0',
-        STORE_URL: 'memory:',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stdout?.resume();
-    child.stderr?.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stderr });
-    });
-  });
-}
-
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -547,8 +519,8 @@ describe('bad metric-export values stop the start with one line naming the varia
       /OTEL_EXPORTER_OTLP_HEADERS: entry 2 of 2 is not key=value/,
     ],
   ])('%s', async (_what, env, message) => {
-    const { code, stderr } = await runCli(env);
-    expect(code, stderr).toBe(2); // a configuration error, like every other one; not killed at the time-out
+    const { code, stderr } = await runCli([], { ...SERVE_ENV, ...env }, { timeoutMs: 30_000 });
+    expect(code, stderr).toBe(2); // a configuration error, like every other one (runCli rejects a run it has to kill)
     const lines = stderr.split('\n').filter((l) => l.trim() !== '');
     expect(lines, stderr).toHaveLength(1);
     expect(lines[0]).toMatch(/^captcha-callback-monitor: /);

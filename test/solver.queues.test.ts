@@ -2,7 +2,6 @@
  * One suite for every RecoveryQueue (memory, SQLite, Redis): schedule, leases, lost leases, parked tasks, bounded
  * claims; and for the shared ones, two connections (as two instances) never holding one entry at once.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import { RedisRecoveryQueue } from '../src/solver/RedisRecoveryQueue.ts';
 import { SqliteRecoveryQueue } from '../src/solver/SqliteRecoveryQueue.ts';
 import { waitFor } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { SOURCE_CONDITION } from './support/server.ts';
+import { startNode } from './support/server.ts';
 
 let dir: string;
 let redis: RedisServer;
@@ -211,25 +210,16 @@ describe('recovery queue beside the SQLite store', () => {
       process.stdout.write(JSON.stringify(ids));
       process.exit(0);`;
     const start = (owner: string) => {
-      const child = spawn(process.execPath, [SOURCE_CONDITION, '--input-type=module', '-e', script, owner]);
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
+      const proc = startNode(['--input-type=module', '-e', script, owner], { stdin: 'pipe' });
+      const done = proc.done.then(({ code, stdout, stderr }) => {
+        if (code !== 0) throw new Error(stderr);
+        return JSON.parse(stdout.slice(stdout.indexOf('\n') + 1)) as string[];
       });
-      child.stderr.on('data', (c: Buffer) => {
-        err += c.toString();
-      });
-      const done = new Promise<string[]>((resolve, reject) =>
-        child.once('exit', (code) =>
-          code === 0 ? resolve(JSON.parse(out.slice(out.indexOf('\n') + 1)) as string[]) : reject(new Error(err)),
-        ),
-      );
-      return { child, done, ready: () => out.startsWith('ready\n') };
+      return { child: proc.child, done, ready: () => proc.stdout().startsWith('ready\n') };
     };
     const procs = [start('a'), start('b')];
     await waitFor(() => procs.every((p) => p.ready()), 20_000, 'both processes ready');
-    for (const p of procs) p.child.stdin.write('go\n');
+    for (const p of procs) p.child.stdin!.write('go\n');
     const [a, b] = await Promise.all(procs.map((p) => p.done));
     // Both took part: otherwise this run tested nothing.
     expect(a!.length).toBeGreaterThan(0);

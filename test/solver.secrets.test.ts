@@ -3,7 +3,6 @@
  * with the real server (the CLI as a child process, LOG_LEVEL=trace) talking to the loopback solver simulator; and
  * the balance gauge it serves equals the simulator's balance, with each solver's low-balance threshold beside it.
  */
-import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { waitFor } from './support/ports.ts';
-import { CLI, parseMetrics, type RunningServer, SOURCE_CONDITION, scrape, startServer } from './support/server.ts';
+import { parseMetrics, type RunningServer, runCli, scrape, startServer } from './support/server.ts';
 import { type SolverSimulator, startSolverSimulator } from './support/solverSimulator.ts';
 
 const KEY_2C = `2c${randomBytes(15).toString('hex')}`;
@@ -53,17 +52,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The CLI run asynchronously: the simulator answering it lives in this process, so a spawnSync would block it. */
-const cli = (args: string[]) =>
-  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { ...process.env, ...env }, encoding: 'utf8' },
-      (error, stdout, stderr) =>
-        resolve({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+/** The CLI run asynchronously (runCli): the simulator answering it lives in this process. */
+const cli = (args: string[]) => runCli(args, env);
 
 const noKey = (text: string, where: string) => {
   for (const key of KEYS) expect(text.includes(key), `${where} contains an API key`).toBe(false);
@@ -98,30 +88,23 @@ describe('API keys stay secret', () => {
     noKey(server.logs(), 'logs');
   });
 
-  it('appear nowhere in --help, even with every key set', () => {
-    const help = spawnSync(process.execPath, [SOURCE_CONDITION, CLI, '--help'], {
-      env: { ...process.env, ...env },
-      encoding: 'utf8',
-    });
-    expect(help.status).toBe(0);
+  it('appear nowhere in --help, even with every key set', async () => {
+    const help = await runCli(['--help'], env);
+    expect(help.code).toBe(0);
     expect(help.stdout).toContain('SOLVER_<NAME>_KEY_FILE');
     noKey(help.stdout + help.stderr, '--help');
   });
 
-  it('appear nowhere in a configuration error, which names the variable', () => {
-    const bad = spawnSync(process.execPath, [SOURCE_CONDITION, CLI], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        STORE_URL: 'memory:',
-        PORT: '0',
-        MANAGEMENT_PORT: '0',
-        SOLVER_X_PROTOCOL: 'res.php',
-        SOLVER_X_URL: `https://user:${KEY_2C}@x.example`,
-        SOLVER_X_KEY: `${KEY_CS} trailing`,
-      },
-      encoding: 'utf8',
+  it('appear nowhere in a configuration error, which names the variable', async () => {
+    const bad = await runCli([], {
+      STORE_URL: 'memory:',
+      PORT: '0',
+      MANAGEMENT_PORT: '0',
+      SOLVER_X_PROTOCOL: 'res.php',
+      SOLVER_X_URL: `https://user:${KEY_2C}@x.example`,
+      SOLVER_X_KEY: `${KEY_CS} trailing`,
     });
-    expect(bad.status).toBe(2);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('SOLVER_X_URL');
     expect(bad.stderr).toContain('SOLVER_X_KEY');
     noKey(bad.stdout + bad.stderr, 'configuration error');
@@ -129,18 +112,18 @@ describe('API keys stay secret', () => {
 
   it('solver register-pingback prints what the solver answered, never the key; a refusal neither', async () => {
     const ok = await cli(['solver', 'register-pingback', 'twoc', 'https://receiver.example/']);
-    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('twoc answered: "OK"');
     expect(twoCaptcha.pingbacks.has('https://receiver.example/')).toBe(true);
     const list = await cli(['solver', 'list', 'twoc']);
     expect(list.stdout).toContain('["https://receiver.example/"]');
     const refused = await cli(['solver', 'register-pingback', 'bad', 'https://receiver.example/']);
-    expect(refused.status).toBe(1);
+    expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('ERROR_KEY_DOES_NOT_EXIST');
     const createTask = await cli(['solver', 'list', 'cs']);
-    expect(createTask.status).toBe(2);
+    expect(createTask.code).toBe(2);
     const del = await cli(['solver', 'delete', 'twoc', 'all']);
-    expect(del.status).toBe(0);
+    expect(del.code).toBe(0);
     expect(twoCaptcha.pingbacks.size).toBe(0);
     for (const r of [ok, list, refused, createTask, del]) noKey(r.stdout + r.stderr, 'solver command output');
   });

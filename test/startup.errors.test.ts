@@ -4,7 +4,6 @@
  * non-zero exit. Every error comes from a real cause: a closed port, an unknown host, a Redis with a password, a
  * directory a non-root user cannot write, a port another listener holds.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -13,37 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configBounds, exposureWarnings, isLoopback, loadConfig } from '../src/server/config.ts';
 import { freePort } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { CLI, SOURCE_CONDITION, startServer } from './support/server.ts';
+import { runCli, SERVE_ENV, startServer } from './support/server.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TOKEN = 'tok-0123456789abcdef-secret';
 
-/** Runs the CLI until it exits (or `timeoutMs`, then SIGKILL); resolves to its exit code and output. */
-function runCli(
-  env: Record<string, string>,
-  options: { uid?: number; gid?: number; timeoutMs?: number } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child: ChildProcess = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', MANAGEMENT_PORT: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr?.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs the CLI on loopback until it exits; resolves to its exit code and output. */
+const runServe = (env: Record<string, string>, options: { uid?: number; gid?: number } = {}) =>
+  runCli([], { ...SERVE_ENV, ...env }, { ...options, timeoutMs: 20_000 });
 
 /** The one line a failed start must print: exactly one non-empty stderr line, prefixed with the program name. */
 function oneLine(stderr: string): string {
@@ -188,16 +164,7 @@ describe('bounds in --help and the README configuration table', () => {
   });
 
   it('--help shows each bound beside its variable', async () => {
-    const help = await new Promise<string>((ok) => {
-      const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, '--help'], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
-      child.once('exit', () => ok(out));
-    });
+    const help = (await runCli(['--help'])).stdout;
     for (const [name, bounds] of Object.entries(expected)) {
       const line = help.split('\n').find((l) => l.trimStart().startsWith(`${name} `));
       expect(line, name).toContain(`[${bounds}]`);
@@ -227,7 +194,7 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
 
   it('Redis on a closed port: host, port and "connection refused"', async () => {
     const port = await freePort();
-    const r = await runCli({ STORE_URL: `redis://127.0.0.1:${port}/0` });
+    const r = await runServe({ STORE_URL: `redis://127.0.0.1:${port}/0` });
     expect(r.code).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain('STORE_URL');
@@ -237,7 +204,7 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
 
   it('Redis on an unknown host: the host name and "unknown host"', async () => {
     // .invalid never resolves (RFC 2606).
-    const r = await runCli({ STORE_URL: 'redis://no-such-redis.invalid:6379/0' });
+    const r = await runServe({ STORE_URL: 'redis://no-such-redis.invalid:6379/0' });
     expect(r.code).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain('no-such-redis.invalid');
@@ -245,11 +212,11 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
   });
 
   it('Redis with a password: "authentication required" without one, "authentication failed" with a wrong one; the password is never shown', async () => {
-    const none = await runCli({ STORE_URL: `redis://127.0.0.1:${redis.port}/0` });
+    const none = await runServe({ STORE_URL: `redis://127.0.0.1:${redis.port}/0` });
     expect(none.code).not.toBe(0);
     expect(oneLine(none.stderr)).toContain('authentication required');
 
-    const wrong = await runCli({ STORE_URL: `redis://:wrong-password-xyz@127.0.0.1:${redis.port}/0` });
+    const wrong = await runServe({ STORE_URL: `redis://:wrong-password-xyz@127.0.0.1:${redis.port}/0` });
     expect(wrong.code).not.toBe(0);
     const line = oneLine(wrong.stderr);
     expect(line).toContain(`127.0.0.1:${redis.port}`);
@@ -263,7 +230,7 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
   });
 
   it('Redis database out of range: refused at start-up with the database number, never written to database 0', async () => {
-    const r = await runCli({ STORE_URL: `redis://:${PASSWORD}@127.0.0.1:${redis.port}/99` });
+    const r = await runServe({ STORE_URL: `redis://:${PASSWORD}@127.0.0.1:${redis.port}/99` });
     expect(r.code).not.toBe(0);
     const line = oneLine(r.stderr);
     expect(line).toContain(`127.0.0.1:${redis.port}`);
@@ -278,7 +245,7 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
       chmodSync(dir, 0o755); // owned by root: nobody may enter but not write
       try {
         for (const file of [join(dir, 'callbacks.db'), join(dir, 'sub', 'callbacks.db')]) {
-          const r = await runCli({ STORE_URL: `sqlite:${file}` }, { uid: 65534, gid: 65534 });
+          const r = await runServe({ STORE_URL: `sqlite:${file}` }, { uid: 65534, gid: 65534 });
           expect(r.code, r.stderr).not.toBe(0);
           const line = oneLine(r.stderr);
           expect(line).toContain(file);
@@ -296,14 +263,18 @@ describe('start-up errors name their cause in one line on stderr, with a non-zer
     const port = await freePort();
     const holder = await listenOn(port);
     try {
-      const pub = await runCli({ STORE_URL: 'memory:', PORT: String(port) });
+      const pub = await runServe({ STORE_URL: 'memory:', PORT: String(port) });
       expect(pub.code).not.toBe(0);
       const pubLine = oneLine(pub.stderr);
       expect(pubLine).toContain(`PORT=${port}`);
       expect(pubLine).not.toContain('MANAGEMENT_PORT');
       expect(pubLine).toContain('already in use');
 
-      const mgmt = await runCli({ STORE_URL: 'memory:', MANAGEMENT_PORT: String(port), MANAGEMENT_HOST: '127.0.0.1' });
+      const mgmt = await runServe({
+        STORE_URL: 'memory:',
+        MANAGEMENT_PORT: String(port),
+        MANAGEMENT_HOST: '127.0.0.1',
+      });
       expect(mgmt.code).not.toBe(0);
       const mgmtLine = oneLine(mgmt.stderr);
       expect(mgmtLine).toContain(`MANAGEMENT_PORT=${port}`);

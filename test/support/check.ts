@@ -1,40 +1,10 @@
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CLI, SOURCE_CONDITION } from './server.ts';
-
-export interface CliRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+import { type ProcessRun, runCli } from './server.ts';
 
 /** Runs the real CLI (`node src/server/cli.ts check …`) to completion. */
-export function runCheckCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliRun> {
-  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI, 'check', ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/nonexistent', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => {
-    stdout += c.toString('utf8');
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString('utf8');
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`check did not finish within ${timeoutMs} ms:\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      // 'exit' can come before the pipes are drained; 'close' means both are.
-      if (child.stdout.readableEnded && child.stderr.readableEnded) resolve({ code, stdout, stderr });
-      else child.once('close', () => resolve({ code, stdout, stderr }));
-    });
-  });
+export function runCheckCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<ProcessRun> {
+  return runCli(['check', ...args], { HOME: process.env.HOME ?? '/nonexistent', ...env }, { timeoutMs });
 }
 
 export interface SinkMessage {

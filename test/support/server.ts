@@ -5,6 +5,115 @@ import { fileURLToPath } from 'node:url';
 export const SOURCE_CONDITION = '--conditions=ccm-source';
 export const CLI = fileURLToPath(new URL('../../src/server/cli.ts', import.meta.url));
 
+/**
+ * The environment `startServer` gives the CLI (and `runCli` too, when asked: `serveEnv`) beside PATH, unless `env`
+ * says otherwise: loopback listeners on ephemeral ports, the memory store, the default log level.
+ */
+export const SERVE_ENV: Readonly<Record<string, string>> = {
+  HOST: '127.0.0.1',
+  MANAGEMENT_HOST: '127.0.0.1',
+  PORT: '0',
+  MANAGEMENT_PORT: '0',
+  STORE_URL: 'memory:',
+  LOG_LEVEL: 'info',
+};
+
+export interface NodeOptions {
+  /** The child's whole environment; unset: this process's. */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  readonly uid?: number;
+  readonly gid?: number;
+  /** Default 'ignore'; 'pipe' to write to `child.stdin`. */
+  readonly stdin?: 'ignore' | 'pipe';
+}
+
+/** What a process wrote and how it ended. */
+export interface ProcessRun {
+  /** The exit code; null when a signal ended it. */
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout and stderr as they came, interleaved. */
+  readonly output: string;
+}
+
+export interface NodeProcess {
+  readonly child: ChildProcess;
+  /** What it wrote so far. */
+  stdout(): string;
+  stderr(): string;
+  /** stdout and stderr so far, interleaved as they came. */
+  output(): string;
+  /** Resolves once it has exited and both pipes are drained ('close', not 'exit', which can come first). */
+  readonly done: Promise<ProcessRun>;
+}
+
+/** Starts `node --conditions=ccm-source …args` with stdout and stderr piped and collected. */
+export function startNode(args: readonly string[], options: NodeOptions = {}): NodeProcess {
+  const child = spawn(process.execPath, [SOURCE_CONDITION, ...args], {
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
+    stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    const text = c.toString('utf8');
+    stdout += text;
+    output += text;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    const text = c.toString('utf8');
+    stderr += text;
+    output += text;
+  });
+  const done = new Promise<ProcessRun>((resolve) =>
+    child.once('close', (code) => resolve({ code, stdout, stderr, output })),
+  );
+  return { child, stdout: () => stdout, stderr: () => stderr, output: () => output, done };
+}
+
+/** Runs `node --conditions=ccm-source …args` to completion; rejects, output attached, when it outlasts `timeoutMs`. */
+export async function runNode(
+  args: readonly string[],
+  options: NodeOptions & { timeoutMs?: number } = {},
+): Promise<ProcessRun> {
+  const { timeoutMs = 60_000, ...rest } = options;
+  const run = startNode(args, rest);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    run.child.kill('SIGKILL');
+  }, timeoutMs);
+  const result = await run.done;
+  clearTimeout(timer);
+  if (timedOut) throw new Error(`node ${args.join(' ')} did not finish within ${timeoutMs} ms:\n${result.output}`);
+  return result;
+}
+
+/** The CLI's environment: PATH, then `env` (nothing else of this process's). */
+const cliEnv = (env: Readonly<Record<string, string>>) => ({ PATH: process.env.PATH ?? '', ...env });
+
+/** Starts the real CLI (`node src/server/cli.ts …args`) with PATH and `env` as its whole environment. */
+export function startCli(args: readonly string[], env: Readonly<Record<string, string>> = {}): NodeProcess {
+  return startNode([CLI, ...args], { env: cliEnv(env) });
+}
+
+/**
+ * Runs the real CLI (`node src/server/cli.ts …args`) to completion, with PATH and `env` as its whole environment;
+ * rejects when it outlasts `timeoutMs` (default 60 s).
+ */
+export function runCli(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  options: { timeoutMs?: number; uid?: number; gid?: number } = {},
+): Promise<ProcessRun> {
+  return runNode([CLI, ...args], { ...options, env: cliEnv(env) });
+}
+
 export interface RunningServer {
   readonly process: ChildProcess;
   readonly publicUrl: string;
@@ -24,36 +133,20 @@ export interface RunningServer {
  * otherwise, and resolves once its "listening" log line names the bound ports.
  */
 export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<RunningServer> {
-  const child = spawn(process.execPath, [SOURCE_CONDITION, CLI], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      MANAGEMENT_HOST: '127.0.0.1',
-      PORT: '0',
-      MANAGEMENT_PORT: '0',
-      STORE_URL: 'memory:',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const run = startCli([], { ...SERVE_ENV, ...env });
+  const child = run.child;
+  const exited = run.done.then((r) => r.code);
   return new Promise<RunningServer>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`server did not start within ${timeoutMs} ms:\n${output}`));
+      reject(new Error(`server did not start within ${timeoutMs} ms:\n${run.output()}`));
     }, timeoutMs);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      for (const line of output.split('\n')) {
+    const onData = () => {
+      for (const line of run.output().split('\n')) {
         if (!line.includes('"msg":"listening"')) continue;
         const parsed = JSON.parse(line) as { public: { port: number }; management: { port: number } };
         clearTimeout(timer);
         child.stdout?.off('data', onData);
-        child.stdout?.on('data', (c: Buffer) => {
-          output += c.toString('utf8');
-        });
         const host = env.HOST ?? '127.0.0.1';
         const mhost = env.MANAGEMENT_HOST ?? '127.0.0.1';
         resolve({
@@ -62,7 +155,7 @@ export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000
           managementPort: parsed.management.port,
           publicUrl: `http://${host}:${parsed.public.port}`,
           managementUrl: `http://${mhost}:${parsed.management.port}`,
-          logs: () => output,
+          logs: run.output,
           async stop() {
             if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
             child.kill('SIGTERM');
@@ -81,12 +174,9 @@ export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000
       }
     };
     child.stdout?.on('data', onData);
-    child.stderr?.on('data', (c: Buffer) => {
-      output += c.toString('utf8');
-    });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before listening:\n${output}`));
+      reject(new Error(`server exited with ${code} before listening:\n${run.output()}`));
     });
   });
 }
