@@ -5,222 +5,23 @@
  * The collector is a node:http server on loopback that decodes each request with the opentelemetry-proto definitions
  * (protobufjs); nothing here decodes protobuf by hand.
  */
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { listen } from './support/http.ts';
 import { freePort, waitFor } from './support/ports.ts';
 import { parseMetrics, type RunningServer, runCli, SERVE_ENV, scrape, startServer } from './support/server.ts';
 
 /**
- * opentelemetry-proto v1.11.0 (common, resource, metrics and the metrics collector service), verbatim but for the
- * comments and the `option` lines, which protobufjs does not need.
+ * opentelemetry-proto v1.11.0 (common, resource, metrics and the metrics collector service), vendored at its upstream
+ * paths without the comments and the `option` lines, which protobufjs does not need.
  */
-const OTLP_PROTOS = [
-  `
-syntax = "proto3";
-package opentelemetry.proto.common.v1;
-message AnyValue {
-  oneof value {
-    string string_value = 1;
-    bool bool_value = 2;
-    int64 int_value = 3;
-    double double_value = 4;
-    ArrayValue array_value = 5;
-    KeyValueList kvlist_value = 6;
-    bytes bytes_value = 7;
-    int32 string_value_strindex = 8;
-  }
-}
-message ArrayValue {
-  repeated AnyValue values = 1;
-}
-message KeyValueList {
-  repeated KeyValue values = 1;
-}
-message KeyValue {
-  string key = 1;
-  AnyValue value = 2;
-  int32 key_strindex = 3;
-}
-message InstrumentationScope {
-  string name = 1;
-  string version = 2;
-  repeated KeyValue attributes = 3;
-  uint32 dropped_attributes_count = 4;
-}
-message EntityRef {
-  string schema_url = 1;
-  string type = 2;
-  repeated string id_keys = 3;
-  repeated string description_keys = 4;
-}
-`,
-  `
-syntax = "proto3";
-package opentelemetry.proto.resource.v1;
-import "opentelemetry/proto/common/v1/common.proto";
-message Resource {
-  repeated opentelemetry.proto.common.v1.KeyValue attributes = 1;
-  uint32 dropped_attributes_count = 2;
-  repeated opentelemetry.proto.common.v1.EntityRef entity_refs = 3;
-}
-`,
-  `
-syntax = "proto3";
-package opentelemetry.proto.metrics.v1;
-import "opentelemetry/proto/common/v1/common.proto";
-import "opentelemetry/proto/resource/v1/resource.proto";
-message MetricsData {
-  repeated ResourceMetrics resource_metrics = 1;
-}
-message ResourceMetrics {
-  reserved 1000;
-  opentelemetry.proto.resource.v1.Resource resource = 1;
-  repeated ScopeMetrics scope_metrics = 2;
-  string schema_url = 3;
-}
-message ScopeMetrics {
-  opentelemetry.proto.common.v1.InstrumentationScope scope = 1;
-  repeated Metric metrics = 2;
-  string schema_url = 3;
-}
-message Metric {
-  reserved 4, 6, 8;
-  string name = 1;
-  string description = 2;
-  string unit = 3;
-  oneof data {
-    Gauge gauge = 5;
-    Sum sum = 7;
-    Histogram histogram = 9;
-    ExponentialHistogram exponential_histogram = 10;
-    Summary summary = 11;
-  }
-  repeated opentelemetry.proto.common.v1.KeyValue metadata = 12;
-}
-message Gauge {
-  repeated NumberDataPoint data_points = 1;
-}
-message Sum {
-  repeated NumberDataPoint data_points = 1;
-  AggregationTemporality aggregation_temporality = 2;
-  bool is_monotonic = 3;
-}
-message Histogram {
-  repeated HistogramDataPoint data_points = 1;
-  AggregationTemporality aggregation_temporality = 2;
-}
-message ExponentialHistogram {
-  repeated ExponentialHistogramDataPoint data_points = 1;
-  AggregationTemporality aggregation_temporality = 2;
-}
-message Summary {
-  repeated SummaryDataPoint data_points = 1;
-}
-enum AggregationTemporality {
-  AGGREGATION_TEMPORALITY_UNSPECIFIED = 0;
-  AGGREGATION_TEMPORALITY_DELTA = 1;
-  AGGREGATION_TEMPORALITY_CUMULATIVE = 2;
-}
-enum DataPointFlags {
-  DATA_POINT_FLAGS_DO_NOT_USE = 0;
-  DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK = 1;
-}
-message NumberDataPoint {
-  reserved 1;
-  repeated opentelemetry.proto.common.v1.KeyValue attributes = 7;
-  fixed64 start_time_unix_nano = 2;
-  fixed64 time_unix_nano = 3;
-  oneof value {
-    double as_double = 4;
-    sfixed64 as_int = 6;
-  }
-  repeated Exemplar exemplars = 5;
-  uint32 flags = 8;
-}
-message HistogramDataPoint {
-  reserved 1;
-  repeated opentelemetry.proto.common.v1.KeyValue attributes = 9;
-  fixed64 start_time_unix_nano = 2;
-  fixed64 time_unix_nano = 3;
-  fixed64 count = 4;
-  optional double sum = 5;
-  repeated fixed64 bucket_counts = 6;
-  repeated double explicit_bounds = 7;
-  repeated Exemplar exemplars = 8;
-  uint32 flags = 10;
-  optional double min = 11;
-  optional double max = 12;
-}
-message ExponentialHistogramDataPoint {
-  repeated opentelemetry.proto.common.v1.KeyValue attributes = 1;
-  fixed64 start_time_unix_nano = 2;
-  fixed64 time_unix_nano = 3;
-  fixed64 count = 4;
-  optional double sum = 5;
-  sint32 scale = 6;
-  fixed64 zero_count = 7;
-  Buckets positive = 8;
-  Buckets negative = 9;
-  message Buckets {
-    sint32 offset = 1;
-    repeated uint64 bucket_counts = 2;
-  }
-  uint32 flags = 10;
-  repeated Exemplar exemplars = 11;
-  optional double min = 12;
-  optional double max = 13;
-  double zero_threshold = 14;
-}
-message SummaryDataPoint {
-  reserved 1;
-  repeated opentelemetry.proto.common.v1.KeyValue attributes = 7;
-  fixed64 start_time_unix_nano = 2;
-  fixed64 time_unix_nano = 3;
-  fixed64 count = 4;
-  double sum = 5;
-  message ValueAtQuantile {
-    double quantile = 1;
-    double value = 2;
-  }
-  repeated ValueAtQuantile quantile_values = 6;
-  uint32 flags = 8;
-}
-message Exemplar {
-  reserved 1;
-  repeated opentelemetry.proto.common.v1.KeyValue filtered_attributes = 7;
-  fixed64 time_unix_nano = 2;
-  oneof value {
-    double as_double = 3;
-    sfixed64 as_int = 6;
-  }
-  bytes span_id = 4;
-  bytes trace_id = 5;
-}
-`,
-  `
-syntax = "proto3";
-package opentelemetry.proto.collector.metrics.v1;
-import "opentelemetry/proto/metrics/v1/metrics.proto";
-service MetricsService {
-  rpc Export(ExportMetricsServiceRequest) returns (ExportMetricsServiceResponse) {}
-}
-message ExportMetricsServiceRequest {
-  repeated opentelemetry.proto.metrics.v1.ResourceMetrics resource_metrics = 1;
-}
-message ExportMetricsServiceResponse {
-  ExportMetricsPartialSuccess partial_success = 1;
-}
-message ExportMetricsPartialSuccess {
-  int64 rejected_data_points = 1;
-  string error_message = 2;
-}
-`,
-];
-
+const OTLP_PROTO_DIR = fileURLToPath(new URL('./support/third_party/opentelemetry-proto/', import.meta.url));
 const root = new protobuf.Root();
-for (const source of OTLP_PROTOS) protobuf.parse(source, root);
+root.resolvePath = (_origin, target) => join(OTLP_PROTO_DIR, target);
+root.loadSync('opentelemetry/proto/collector/metrics/v1/metrics_service.proto');
 root.resolveAll();
 const ExportMetricsServiceRequest = root.lookupType(
   'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest',
@@ -267,7 +68,7 @@ const TO_OBJECT = { longs: String, enums: String, defaults: false, arrays: true 
  */
 async function startCollector(): Promise<{ url: string; pushes: Push[]; close(): Promise<void> }> {
   const pushes: Push[] = [];
-  const server: Server = createServer((req, res) => {
+  const listening = await listen((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -293,17 +94,7 @@ async function startCollector(): Promise<{ url: string; pushes: Push[]; close():
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    pushes,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { url: listening.url, pushes, close: listening.close };
 }
 
 function metricsOf(request: ExportRequest): Metric[] {
@@ -347,22 +138,46 @@ async function server(env: Record<string, string>): Promise<RunningServer> {
 
 const PUSH_WAIT_MS = 30_000;
 
+/** A collector, and a server with `env` pushing to it (OTEL_EXPORTER_OTLP_ENDPOINT) every `intervalMs`. */
+async function pushingServer(env: Record<string, string>, intervalMs: number) {
+  const c = await collector();
+  const s = await server({
+    OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
+    OTEL_METRIC_EXPORT_INTERVAL: String(intervalMs),
+    ...env,
+  });
+  return { c, s };
+}
+
+/** Waits for a push whose captcha.callbacks total is `n`, and returns the first such. */
+async function pushCounting(c: { pushes: Push[] }, n: number): Promise<Push> {
+  const counts = (p: Push) => counterTotal(p, 'captcha.callbacks') === n;
+  await waitFor(() => c.pushes.some(counts), PUSH_WAIT_MS, 'the count');
+  return c.pushes.find(counts)!;
+}
+
+/** /metrics on the management listener is off, and its 404 says why. */
+async function expectMetricsOff(s: RunningServer): Promise<void> {
+  const res = await fetch(`${s.managementUrl}/metrics`);
+  expect(res.status).toBe(404);
+  expect(((await res.json()) as { reason: string }).reason).toContain('OTEL_METRICS_EXPORTER');
+}
+
+const scrapedCallbacks = async (s: RunningServer) =>
+  parseMetrics(await scrape(s)).get('captcha_callbacks_total{outcome="solved",format="query"}');
+
 describe('OTEL_METRICS_EXPORTER=otlp', () => {
   it('pushes captcha.callbacks over OTLP/HTTP protobuf to OTEL_EXPORTER_OTLP_ENDPOINT/v1/metrics, with the resource, the headers, and /metrics off', async () => {
-    const c = await collector();
-    const s = await server({
-      OTEL_METRICS_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
-      OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=t0k%20en,x-tenant=ccm',
-      OTEL_METRIC_EXPORT_INTERVAL: '250',
-    });
+    const { c, s } = await pushingServer(
+      { OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-token=t0k%20en,x-tenant=ccm' },
+      250,
+    );
     // Pushes arrive on the interval before any callback: the counter is there at 0 (or not yet observed).
     await waitFor(() => c.pushes.length > 0, PUSH_WAIT_MS, 'a first push');
     expect(counterTotal(c.pushes[0]!, 'captcha.callbacks') ?? 0).toBe(0);
 
     await sendCallback(s, '71234');
-    await waitFor(() => c.pushes.some((p) => counterTotal(p, 'captcha.callbacks') === 1), PUSH_WAIT_MS, 'the count');
-    const push = c.pushes.find((p) => counterTotal(p, 'captcha.callbacks') === 1)!;
+    const push = await pushCounting(c, 1);
     expect(push.path).toBe('/v1/metrics');
     expect(push.contentType).toBe('application/x-protobuf');
     expect(push.headers['x-collector-token']).toBe('t0k en');
@@ -380,10 +195,7 @@ describe('OTEL_METRICS_EXPORTER=otlp', () => {
     );
     expect(metricsOf(push.request).map((m) => m.name)).toContain('captcha.callback.duration');
 
-    // /metrics on the management listener is off, and its 404 says why.
-    const res = await fetch(`${s.managementUrl}/metrics`);
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as { reason: string }).reason).toContain('OTEL_METRICS_EXPORTER');
+    await expectMetricsOff(s);
     expect(await s.stop()).toBe(0);
   });
 
@@ -401,9 +213,8 @@ describe('OTEL_METRICS_EXPORTER=otlp', () => {
     });
     await sendCallback(s, '81234');
     await sendCallback(s, '81235');
-    expect(parseMetrics(await scrape(s)).get('captcha_callbacks_total{outcome="solved",format="query"}')).toBe(2);
-    await waitFor(() => c.pushes.some((p) => counterTotal(p, 'captcha.callbacks') === 2), PUSH_WAIT_MS, 'the count');
-    const push = c.pushes.find((p) => counterTotal(p, 'captcha.callbacks') === 2)!;
+    expect(await scrapedCallbacks(s)).toBe(2);
+    const push = await pushCounting(c, 2);
     expect(push.path).toBe('/ingest/otlp-metrics');
     expect(push.contentType).toMatch(/^application\/json/);
     expect(resourceAttribute(push, 'service.name')).toBe('ccm-otlp-json');
@@ -411,12 +222,7 @@ describe('OTEL_METRICS_EXPORTER=otlp', () => {
   });
 
   it('pushes the last counts on SIGTERM, long before the next interval', async () => {
-    const c = await collector();
-    const s = await server({
-      OTEL_METRICS_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
-      OTEL_METRIC_EXPORT_INTERVAL: '3600000',
-    });
+    const { c, s } = await pushingServer({ OTEL_METRICS_EXPORTER: 'otlp' }, 3_600_000);
     await sendCallback(s, '91234');
     expect(c.pushes).toHaveLength(0); // the hour has not passed: only the shutdown flush can push
     expect(await s.stop()).toBe(0);
@@ -450,25 +256,17 @@ describe('OTEL_METRICS_EXPORTER=otlp', () => {
 
 describe('no OTLP push', () => {
   it('by default: /metrics as always, nothing pushed even with an endpoint set (not even at shutdown)', async () => {
-    const c = await collector();
-    const s = await server({ OTEL_EXPORTER_OTLP_ENDPOINT: c.url, OTEL_METRIC_EXPORT_INTERVAL: '100' });
+    const { c, s } = await pushingServer({}, 100);
     await sendCallback(s, '20202');
-    expect(parseMetrics(await scrape(s)).get('captcha_callbacks_total{outcome="solved",format="query"}')).toBe(1);
+    expect(await scrapedCallbacks(s)).toBe(1);
     expect(await s.stop()).toBe(0);
     expect(c.pushes).toHaveLength(0);
   });
 
   it('OTEL_METRICS_EXPORTER=none: no series on /metrics, nothing pushed', async () => {
-    const c = await collector();
-    const s = await server({
-      OTEL_METRICS_EXPORTER: 'none',
-      OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
-      OTEL_METRIC_EXPORT_INTERVAL: '100',
-    });
+    const { c, s } = await pushingServer({ OTEL_METRICS_EXPORTER: 'none' }, 100);
     await sendCallback(s, '30303');
-    const res = await fetch(`${s.managementUrl}/metrics`);
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as { reason: string }).reason).toContain('OTEL_METRICS_EXPORTER');
+    await expectMetricsOff(s);
     expect(await s.stop()).toBe(0);
     expect(c.pushes).toHaveLength(0);
   });
