@@ -13,7 +13,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -28,6 +27,8 @@ import {
   type SentCallback,
   sumSeries,
   tally,
+  type WatchedSocket,
+  watchedSocket,
 } from './support/hostile.ts';
 import { waitFor } from './support/ports.ts';
 import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
@@ -157,46 +158,19 @@ describe('the store refuses writes under load (RLIMIT_FSIZE on the server proces
   }, 90_000);
 });
 
-interface SlowPost {
-  readonly id: string;
-  readonly code: string;
-  readonly socket: Socket;
-  status?: number;
-  error?: string;
-  closed?: boolean;
-}
+type SlowPost = WatchedSocket & { readonly id: string; readonly code: string; finish(): void };
 
 /** A form POST whose headers and first half of the body are sent now; `finish()` sends the rest. */
-function slowPost(port: number, id: string): SlowPost & { finish(): void } {
+function slowPost(port: number, id: string): SlowPost {
   const code = `inflight-solution-${id}`;
   const body = `id=${id}&code=${code}`;
   const half = Math.floor(body.length / 2);
-  const socket = connect({ host: LOOPBACK, port });
-  const post: SlowPost & { finish(): void } = {
-    id,
-    code,
-    socket,
-    finish: () => socket.write(body.slice(half)),
-  };
-  let text = '';
-  socket.on('connect', () =>
-    socket.write(
-      `POST /callback HTTP/1.1\r\nHost: ${LOOPBACK}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
-        `Content-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`,
-    ),
+  const post = watchedSocket(
+    port,
+    `POST /callback HTTP/1.1\r\nHost: ${LOOPBACK}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+      `Content-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`,
   );
-  socket.on('data', (c: Buffer) => {
-    text += c.toString('latin1');
-    const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-    if (m && post.status === undefined) post.status = Number(m[1]);
-  });
-  socket.on('error', (e: NodeJS.ErrnoException) => {
-    post.error = e.code ?? e.message;
-  });
-  socket.on('close', () => {
-    post.closed = true;
-  });
-  return post;
+  return Object.assign(post, { id, code, finish: () => post.socket.write(body.slice(half)) });
 }
 
 describe('SIGTERM under load', () => {
@@ -226,7 +200,11 @@ describe('SIGTERM under load', () => {
     const sent = (await Promise.all(loads)).flat();
     const code = await exitCode;
     const exitedAfterMs = performance.now() - signalAt;
-    await waitFor(() => inflight.every((p) => p.closed === true || p.status !== undefined), 5000, 'in-flight answers');
+    await waitFor(
+      () => inflight.every((p) => p.closedAt !== undefined || p.status !== undefined),
+      5000,
+      'in-flight answers',
+    );
     fresh.destroy();
     kept.destroy();
 

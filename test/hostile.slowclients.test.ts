@@ -9,7 +9,7 @@
  * Timing assertions are deliberately generous (2 cores, other test files running beside this one).
  */
 import { Agent } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_GRACE_MS } from '../src/server/ReceiverServer.ts';
 import {
@@ -26,6 +26,8 @@ import {
   rssKiB,
   serverHeldConnections,
   tally,
+  type WatchedSocket,
+  watchedSocket,
 } from './support/hostile.ts';
 import { waitFor } from './support/ports.ts';
 import { type RunningServer, startServer } from './support/server.ts';
@@ -47,57 +49,38 @@ const TIMEOUT_ENV = {
   KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_TIMEOUT_MS),
 };
 
-interface SlowConn {
-  readonly socket: Socket;
+type SlowConn = WatchedSocket & {
   readonly kind: string;
-  readonly openedAt: number;
-  localPort?: number;
-  closedAt?: number;
-  /** Status line of whatever the server answered before closing, if anything was read. */
-  status?: number;
-  error?: string;
   /** Bytes still to trickle (slow body); undefined for slowloris (trickles header bytes forever). */
   remaining?: number;
-}
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Opens a connection that writes `head` and then whatever the trickle ticker adds. Reads (so it sees the close). */
 function openSlow(port: number, kind: string, head: string, remaining?: number): SlowConn {
-  const socket = connect({ host: LOOPBACK, port });
-  const conn: SlowConn = { socket, kind, openedAt: Date.now(), ...(remaining === undefined ? {} : { remaining }) };
-  let text = '';
-  socket.on('connect', () => {
-    conn.localPort = socket.localPort;
-    socket.write(head);
-  });
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-    const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
-    if (m && conn.status === undefined) conn.status = Number(m[1]);
-  });
-  socket.on('error', (e: NodeJS.ErrnoException) => {
-    conn.error = e.code ?? e.message;
-  });
-  socket.on('close', () => {
-    conn.closedAt = Date.now();
-  });
-  return conn;
+  return Object.assign(watchedSocket(port, head), { kind, ...(remaining === undefined ? {} : { remaining }) });
 }
 
 /** A connection that sends `payload` and then never reads again (paused before any data arrives). */
 function openNonReader(port: number, kind: string, payload: string): SlowConn {
-  const socket = connect({ host: LOOPBACK, port });
-  socket.pause();
-  const conn: SlowConn = { socket, kind, openedAt: Date.now() };
-  socket.on('connect', () => {
-    conn.localPort = socket.localPort;
-    socket.write(payload);
+  return Object.assign(watchedSocket(port, payload, { read: false }), { kind });
+}
+
+/**
+ * A server with TIMEOUT_ENV for the enclosing describe block (started before its tests, stopped after them), and the
+ * connections its tests open, destroyed after them.
+ */
+function timeoutServer<C extends { readonly socket: Socket }>() {
+  const live = { server: undefined as unknown as RunningServer, conns: [] as C[] };
+  beforeAll(async () => {
+    live.server = await startServer(TIMEOUT_ENV);
   });
-  socket.on('error', (e: NodeJS.ErrnoException) => {
-    conn.error = e.code ?? e.message;
+  afterAll(async () => {
+    for (const c of live.conns) c.socket.destroy();
+    await live.server?.stop();
   });
-  return conn;
+  return live;
 }
 
 /**
@@ -154,18 +137,10 @@ async function expectAllStored(server: RunningServer, ids: readonly string[]): P
 }
 
 describe('slowloris, slow bodies and non-reading clients against the configured timeouts', () => {
-  let server: RunningServer;
-  const conns: SlowConn[] = [];
-
-  beforeAll(async () => {
-    server = await startServer(TIMEOUT_ENV);
-  });
-  afterAll(async () => {
-    for (const c of conns) c.socket.destroy();
-    await server?.stop();
-  });
+  const live = timeoutServer<SlowConn>();
 
   it('cuts every slow connection within a bounded time while legitimate callbacks keep getting 200 quickly (< LEGIT_BOUND_MS)', async () => {
+    const { server, conns } = live;
     // Each connection costs one fd here and one in the server: stay well under the soft limit.
     const limit = fdLimit();
     const slowloris = Math.max(50, Math.min(500, Math.floor((limit - 400) / 2) - 150));
@@ -320,18 +295,10 @@ describe('HTTP pipelining without reading', () => {
   /** Catastrophe guards, not targets (see above): the measured values are printed. */
   const RSS_GROWTH_BOUND_MIB = 512;
   const LEGIT_PIPELINING_BOUND_MS = 10_000;
-  let server: RunningServer;
-  const conns: SlowConn[] = [];
-
-  beforeAll(async () => {
-    server = await startServer(TIMEOUT_ENV);
-  });
-  afterAll(async () => {
-    for (const c of conns) c.socket.destroy();
-    await server?.stop();
-  });
+  const live = timeoutServer<SlowConn>();
 
   it(`${CLIENTS} clients pipelining ${PIPELINED} requests each without reading are dropped; the server survives`, async () => {
+    const { server, conns } = live;
     const pid = server.process.pid!;
     // Warm up (JIT, heap) so the growth measured below is the attack's, not start-up's.
     const warm = keepAliveAgent(8);
@@ -393,15 +360,10 @@ describe('HTTP pipelining without reading', () => {
 });
 
 describe("parser-level refusals keep Node's specific statuses", () => {
-  let server: RunningServer;
-  beforeAll(async () => {
-    server = await startServer(TIMEOUT_ENV);
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
+  const live = timeoutServer();
 
   it('a header block over 16 KiB gets 431, a request that outlives HEADERS_TIMEOUT_MS gets 408', async () => {
+    const { server } = live;
     const big = await rawExchange(
       server.publicPort,
       Buffer.from(`GET /callback?id=1&code=c HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(17_000)}\r\n\r\n`),
@@ -433,28 +395,13 @@ describe('sockets the server is done with are closed by the server, whether or n
   /** The issue's bound: a slow-header client is closed within HEADERS_TIMEOUT_MS + 2 s of connecting. */
   const CLOSE_BOUND_MS = HEADERS_TIMEOUT_MS + 2000;
   const CLIENTS = 300;
-  let server: RunningServer;
-  const sockets: Socket[] = [];
-
-  beforeAll(async () => {
-    server = await startServer(TIMEOUT_ENV);
-  });
-  afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await server?.stop();
-  });
+  const live = timeoutServer<WatchedSocket>();
 
   /** A client that connects, starts a request and never reads; `feed` is called every `everyMs` to keep sending. */
   function nonReadingSender(port: number, head: string | Buffer, feed: () => string | Buffer, everyMs: number) {
-    const socket = connect({ host: LOOPBACK, port });
-    socket.pause();
-    socket.on('error', () => {});
-    sockets.push(socket);
-    const client = { socket, openedAt: Date.now(), localPort: undefined as number | undefined };
-    socket.on('connect', () => {
-      client.localPort = socket.localPort;
-      socket.write(head);
-    });
+    const client = watchedSocket(port, head, { read: false });
+    live.conns.push(client);
+    const { socket } = client;
     const timer = setInterval(() => {
       if (socket.destroyed || !socket.writable) return clearInterval(timer);
       // Ignore back-pressure: the kernel's buffers take what they take, the rest is dropped with the socket.
@@ -466,6 +413,7 @@ describe('sockets the server is done with are closed by the server, whether or n
 
   /** Polls the server's descriptors until none of `clients` is held or `until` passes; returns close times by client. */
   async function serverCloseTimes(clients: ReturnType<typeof nonReadingSender>[], until: number) {
+    const { server } = live;
     const pid = server.process.pid!;
     const closedAt = new Map<number, number>();
     // A client counts as closed only once it was seen held: before the server accepts it, it is not held either.
@@ -490,6 +438,7 @@ describe('sockets the server is done with are closed by the server, whether or n
   }
 
   it(`${CLIENTS} non-reading slow-header clients are all closed within HEADERS_TIMEOUT_MS + 2 s; keep-alive callbacks beside them stay fast`, async () => {
+    const { server } = live;
     const pid = server.process.pid!;
     const fdsBefore = openFds(pid);
     let attacking = true;
@@ -560,6 +509,7 @@ describe('sockets the server is done with are closed by the server, whether or n
   }, 60_000);
 
   it('error answers and Connection: close answers: the server lets go within the grace while the clients keep sending and never read', async () => {
+    const { server } = live;
     const body = () => 'x'.repeat(4096);
     const cases = {
       // A parser error (400 from the clientError handler), then more bytes.

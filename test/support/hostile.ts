@@ -68,6 +68,49 @@ export function rawExchange(port: number, data: Buffer | readonly Buffer[], time
   });
 }
 
+/** A raw connection `watchedSocket` opened, and what the server did with it so far. */
+export interface WatchedSocket {
+  readonly socket: Socket;
+  /** Date.now() when it was opened. */
+  readonly openedAt: number;
+  /** The client's port, once connected. */
+  localPort?: number;
+  /** Status line of whatever the server answered, once read (reading sockets only). */
+  status?: number;
+  /** Error code (ECONNRESET, EPIPE, …) or message. */
+  error?: string;
+  /** Date.now() when it closed (reading sockets only). */
+  closedAt?: number;
+}
+
+/**
+ * Opens a loopback connection that writes `head` once connected and records what comes of it. Never throws. With
+ * `read: false` it is paused before any data arrives and never reads (so it sees neither an answer nor the close).
+ */
+export function watchedSocket(port: number, head: string | Buffer, { read = true } = {}): WatchedSocket {
+  const socket = connect({ host: LOOPBACK, port });
+  if (!read) socket.pause();
+  const conn: WatchedSocket = { socket, openedAt: Date.now() };
+  socket.on('connect', () => {
+    conn.localPort = socket.localPort;
+    socket.write(head);
+  });
+  socket.on('error', (e: NodeJS.ErrnoException) => {
+    conn.error = e.code ?? e.message;
+  });
+  if (!read) return conn;
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('latin1');
+    const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
+    if (m && conn.status === undefined) conn.status = Number(m[1]);
+  });
+  socket.on('close', () => {
+    conn.closedAt = Date.now();
+  });
+  return conn;
+}
+
 export interface HttpCase {
   readonly method: string;
   /** Request target as sent; characters U+0080-U+00FF go out as single (latin1) bytes, i.e. invalid UTF-8. */
