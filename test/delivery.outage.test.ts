@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { health, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 /*
  * Reliability: "A store outage never turns into a silently lost result: either spooled and replayed, or refused with
@@ -153,10 +153,7 @@ describe('Redis outage under traffic', () => {
     // This (only) instance counted every delivery it made: the ones it acknowledged, and the refused ones whose script
     // had already run in Redis when the connection dropped (stored, answered 503, counted at the next sweep).
     expect(parseMetrics(await scrape(server)).get('captcha_tasks_delivered_total')).toBe(delivered);
-    const health = (await (await fetch(`${server.publicUrl}/health/callbacks`)).json()) as {
-      delivery: { delivered: number; pending: number };
-    };
-    expect(health.delivery).toMatchObject({ delivered, pending: REGISTERED - delivered });
+    expect((await health(server)).delivery).toMatchObject({ delivered, pending: REGISTERED - delivered });
 
     // Same process throughout, still serving.
     expect(server.process.pid).toBe(pid);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pool } from './support/hostile.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { health, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 /*
  * Two receiver processes share one real Redis. Each counts only the transitions it made, so the counters summed over
@@ -19,18 +20,6 @@ const ids = [
 const answered = ids.filter((_, i) => i % 3 !== 2);
 const unanswered = ids.filter((_, i) => i % 3 === 2);
 
-async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i] as T, i);
-      }
-    }),
-  );
-}
-
 async function register(s: RunningServer, list: readonly string[]) {
   const res = await fetch(`${s.managementUrl}/tasks`, {
     method: 'POST',
@@ -46,15 +35,6 @@ async function callback(s: RunningServer, id: string): Promise<number> {
   await res.arrayBuffer();
   return res.status;
 }
-
-interface Delivery {
-  delivered: number;
-  missed: number;
-  pending: number;
-  late: number;
-}
-const delivery = async (s: RunningServer) =>
-  ((await (await fetch(`${s.publicUrl}/health/callbacks`)).json()) as { delivery: Delivery }).delivery;
 
 const COUNTERS = ['submitted', 'delivered', 'missed', 'late'] as const;
 type Counters = Record<(typeof COUNTERS)[number] | 'duplicates' | 'pending', number>;
@@ -176,7 +156,7 @@ describe('two receivers on one Redis', () => {
 
     // The health block is store-wide on each instance.
     for (const s of [a, b]) {
-      const d = await delivery(s);
+      const d = (await health(s)).delivery;
       expect(d).toEqual({
         ...d,
         delivered: answered.length - late,

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { health, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 
 /*
  * Reliability: "SIGKILL under load loses no acknowledged callback; a restart keeps pending tasks and delivery
@@ -39,15 +39,6 @@ async function json<T>(url: string, init?: RequestInit): Promise<{ status: numbe
 }
 
 const metric = (text: string, name: string) => parseMetrics(text).get(name) ?? 0;
-
-interface Delivery {
-  delivered: number;
-  missed: number;
-  pending: number;
-  late: number;
-}
-const delivery = async (s: RunningServer) =>
-  (await json<{ delivery: Delivery }>(`${s.publicUrl}/health/callbacks`)).body.delivery;
 
 /** Reads every task's state through GET /tasks/:id. */
 async function states(s: RunningServer): Promise<Map<string, { state: string; code: string | null }>> {
@@ -125,7 +116,7 @@ describe('SQLite store: SIGKILL mid-stream, then restart on the same file', () =
       if (!deliveredBefore.has(id)) expect(t, id).toEqual({ state: 'pending', code: null });
     }
     // The store-wide accounting survived (the health block reads it at the first sweep after start).
-    expect(await delivery(second)).toMatchObject({
+    expect((await health(second)).delivery).toMatchObject({
       delivered: deliveredBefore.size,
       pending: REGISTERED - deliveredBefore.size,
       missed: 0,
@@ -157,7 +148,7 @@ describe('SQLite store: SIGKILL mid-stream, then restart on the same file', () =
     expect(metric(m, 'captcha_tasks_pending')).toBe(REGISTERED - CALLBACKS);
 
     // Store-wide: exactly the distinct delivered ids, and delivered + pending == registered.
-    const after = await delivery(second);
+    const after = (await health(second)).delivery;
     expect(after).toMatchObject({ delivered: CALLBACKS, pending: REGISTERED - CALLBACKS, missed: 0, late: 0 });
     expect(after.delivered + after.pending).toBe(REGISTERED);
     // The first result is kept: a re-sent callback never overwrites what was acknowledged.

@@ -18,7 +18,7 @@ import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import type { SinkRecord } from './support/appSink.ts';
 import { waitFor } from './support/ports.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
+import { health, parseMetrics, type RunningServer, scrape, startServer } from './support/server.ts';
 import { type RunningSink, startSink } from './support/sink.ts';
 import { type SimulatorFlavor, startSolverSimulator } from './support/solverSimulator.ts';
 
@@ -212,8 +212,11 @@ async function scenario(storeUrl: string): Promise<void> {
   let m = parseMetrics(await scrape(receiver));
   expect(m.get(PROM.tasksRecoveredTotal)).toBe(lost.length);
   expect(m.get(PROM.tasksDeliveredTotal)).toBe(tasks.length);
-  const health = (await (await fetch(`${receiver.publicUrl}/health/callbacks`)).json()) as Body;
-  expect(health.delivery).toMatchObject({ delivered: tasks.length, recovered: lost.length, pending: 0 });
+  expect((await health(receiver)).delivery).toMatchObject({
+    delivered: tasks.length,
+    recovered: lost.length,
+    pending: 0,
+  });
 
   // Each recovered result reached the app, with the solver's token, as a callback's would.
   await waitFor(

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { HealthReport } from '../../packages/koa/src/index.ts';
 
 /** Node resolves the workspace packages to their TypeScript sources with this condition (see vitest.config.ts). */
 export const SOURCE_CONDITION = '--conditions=ccm-source';
@@ -185,6 +186,12 @@ export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000
 export async function scrape(server: Pick<RunningServer, 'managementUrl'>): Promise<string> {
   const res = await fetch(`${server.managementUrl}/metrics`);
   return res.text();
+}
+
+/** Reads `/health/callbacks` from a running server. */
+export async function health(server: Pick<RunningServer, 'publicUrl'>): Promise<HealthReport> {
+  const res = await fetch(`${server.publicUrl}/health/callbacks`);
+  return (await res.json()) as HealthReport;
 }
 
 /** Parses Prometheus text into `series → value` (series = name plus its label set, as written). */
