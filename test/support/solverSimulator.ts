@@ -87,6 +87,15 @@ interface TaskState {
   readonly pollTimes: number[];
 }
 
+/** A simulator's `overLimit` when no request broke a documented limit. */
+export const WITHIN_LIMITS: Readonly<OverLimit> = {
+  tooFast: 0,
+  tooMany: 0,
+  afterWindow: 0,
+  balanceTooFast: 0,
+  concurrent: 0,
+};
+
 export interface SolverSimulator {
   readonly flavor: SimulatorFlavor;
   readonly url: string;
@@ -115,7 +124,7 @@ export async function startSolverSimulator(options: {
   const limits: SimulatorLimits = { ...DOCUMENTED_SIMULATOR_LIMITS[flavor], ...options.limits };
   const resPhp = flavor === '2captcha';
   const tasks = new Map<string, TaskState>();
-  const overLimit: OverLimit = { tooFast: 0, tooMany: 0, afterWindow: 0, balanceTooFast: 0, concurrent: 0 };
+  const overLimit: OverLimit = { ...WITHIN_LIMITS };
   const requests: SolverSimulator['requests'] = [];
   const pingbacks = new Set<string>();
   let faultMode: FaultMode | null = null;
