@@ -1,26 +1,29 @@
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FAILURE_REASONS, failureReason, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { ReceiverMetrics } from '../packages/koa/src/metrics/instruments.ts';
+import { prometheusMeter } from './support/receiver.ts';
 
 /*
- * The failure-reason counter on a real MeterProvider and the Prometheus serializer the server uses (no scope labels,
- * target_info elsewhere), read as text: exactly the lines Prometheus scrapes.
+ * The failure-reason counter on a real MeterProvider read by the server's own Prometheus reader (no scope labels,
+ * target_info elsewhere), as text: exactly the lines Prometheus scrapes.
  */
 
-async function setUp() {
-  const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
-  const provider = new MeterProvider({ readers: [exporter] });
-  const metrics = new ReceiverMetrics(provider.getMeter('test'), {
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function setUp() {
+  const meter = prometheusMeter();
+  cleanups.push(meter.close);
+  const metrics = new ReceiverMetrics(meter.provider.getMeter('test'), {
     secondsSinceLastCallback: () => 0,
     pendingTasks: () => 0,
   });
-  const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-  const text = async () => serializer.serialize((await exporter.collect()).resourceMetrics);
   /** The failure counter's block: its HELP/UNIT/TYPE header and every series line, in exposition order. */
-  const failureLines = async () => (await text()).split('\n').filter((l) => l.includes(PROM.callbackFailuresTotal));
-  return { metrics, failureLines, close: () => provider.shutdown() };
+  const failureLines = async () =>
+    (await meter.scrape()).split('\n').filter((l) => l.includes(PROM.callbackFailuresTotal));
+  return { metrics, failureLines };
 }
 
 /** Written out by hand, not derived from FAILURE_REASONS, so a change to the set must change this test too. */
@@ -75,15 +78,8 @@ describe('failureReason', () => {
 });
 
 describe('ReceiverMetrics.failure', () => {
-  let close: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await close?.();
-    close = undefined;
-  });
-
   it('reports every reason at 0 from start-up, before any failure', async () => {
-    const t = await setUp();
-    close = t.close;
+    const t = setUp();
     expect(await t.failureLines()).toEqual([
       ...HEADER,
       ...EXPECTED_REASONS.map((r) => `captcha_callback_failures_total{reason="${r}"} 0`),
@@ -91,8 +87,7 @@ describe('ReceiverMetrics.failure', () => {
   });
 
   it('counts each reason on its own series', async () => {
-    const t = await setUp();
-    close = t.close;
+    const t = setUp();
     t.metrics.failure(failureReason('ERROR_ZERO_BALANCE'));
     t.metrics.failure(failureReason('ERROR_ZERO_BALANCE'));
     t.metrics.failure(failureReason('ERROR_CAPTCHA_UNSOLVABLE'));
@@ -106,8 +101,7 @@ describe('ReceiverMetrics.failure', () => {
   });
 
   it('ignores a reason outside the set instead of opening a new series', async () => {
-    const t = await setUp();
-    close = t.close;
+    const t = setUp();
     // A caller that bypasses failureReason (e.g. from plain JavaScript) cannot grow the series set.
     t.metrics.failure('ERROR_MADE_UP' as never);
     const lines = await t.failureLines();

@@ -1,16 +1,15 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { bodyParser } from '@koa/bodyparser';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import Koa from 'koa';
+import type Koa from 'koa';
 import { koaBody } from 'koa-body';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
 import { PROM } from '../packages/koa/src/metrics/contract.ts';
-import { CallbackMonitor } from '../packages/koa/src/plugin/CallbackMonitor.ts';
+import { startKoaHost } from './support/receiver.ts';
 import { formPost, jsonPost } from './support/requests.ts';
-import { parseMetrics } from './support/server.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
 
 /**
  * The usual Koa app: a body parser mounted first, for the app's own routes, then the monitor. The parser has read the
@@ -18,31 +17,16 @@ import { parseMetrics } from './support/server.ts';
  * parsed value) and never wait for the stream, which would hang the solver until it gives up.
  */
 async function hostApp(before: Koa.Middleware[]) {
-  const exporter = new PrometheusExporter({ preventServerStart: true });
-  const provider = new MeterProvider({ readers: [exporter] });
-  const monitor = new CallbackMonitor({ meter: provider.getMeter('host-app'), store: new MemoryTaskStore() });
-  const app = new Koa();
-  for (const mw of before) app.use(mw);
-  app.use(monitor.middleware());
-  app.use((ctx) => {
-    // The app's own route still sees what its parser gave it.
-    if (ctx.path === '/own') ctx.body = { got: (ctx.request as { body?: unknown }).body ?? null };
+  const host = await startKoaHost((app, monitor) => {
+    for (const mw of before) app.use(mw);
+    app.use(monitor.middleware());
+    app.use((ctx) => {
+      // The app's own route still sees what its parser gave it.
+      if (ctx.path === '/own') ctx.body = { got: (ctx.request as { body?: unknown }).body ?? null };
+    });
   });
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const metrics = async () => {
-    const { resourceMetrics } = await exporter.collect();
-    return parseMetrics(new PrometheusSerializer(undefined, false, undefined, true, true).serialize(resourceMetrics));
-  };
-  const close = async () => {
-    await monitor.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    await provider.shutdown();
-  };
-  return { monitor, url, metrics, close };
+  cleanups.push(host.close);
+  return host;
 }
 
 /** Bounded so a regression shows as a failure in seconds, not as a test stuck until vitest's own timeout. */
@@ -58,16 +42,9 @@ const PARSERS: [string, () => Koa.Middleware[]][] = [
 ];
 
 describe('the plugin after a body parser in a real Koa app', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
   for (const [name, parsers] of PARSERS) {
     it(`${name}: POST form and JSON callbacks and a GET callback answer 200, are stored and counted`, async () => {
       const host = await hostApp(parsers());
-      cleanup = host.close;
       await host.monitor.trackSubmitted(['f1', 'j1', 'g1']);
 
       // 2Captcha's form pingback with the app id in the path.
@@ -120,7 +97,6 @@ describe('the plugin after a body parser in a real Koa app', () => {
       await next();
     };
     const host = await hostApp([drain]);
-    cleanup = host.close;
     await host.monitor.trackSubmitted('gone-1');
     const started = performance.now();
     const res = await send(`${host.url}/callback/gone-1`, form('id=1&code=tok'));

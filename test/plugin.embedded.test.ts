@@ -1,58 +1,40 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
-import Koa from 'koa';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CallbackMonitor, type CallbackResult, MemoryTaskStore, PROM } from '../packages/koa/src/index.ts';
-import { parseMetrics } from './support/server.ts';
+import {
+  CallbackMonitor,
+  type CallbackMonitorOptions,
+  type CallbackResult,
+  MemoryTaskStore,
+  PROM,
+} from '../packages/koa/src/index.ts';
+import { jsonPost, listen } from './support/http.ts';
+import { startKoaHost } from './support/receiver.ts';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
 
 /** A host application that owns its MeterProvider, its routes, and mounts the plugin beside them. */
-async function hostApp(options: ConstructorParameters<typeof CallbackMonitor>[0] = {}) {
-  const exporter = new PrometheusExporter({ preventServerStart: true });
-  const provider = new MeterProvider({ readers: [exporter] });
-  const monitor = new CallbackMonitor({
-    meter: provider.getMeter('host-app'),
-    store: new MemoryTaskStore(),
-    ...options,
-  });
-  const app = new Koa();
-  const router = new Router();
-  router.get('/own-route', (ctx) => {
-    ctx.body = 'host';
-  });
-  app.use(monitor.middleware());
-  app.use(router.routes());
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const scrape = async () => {
-    const { resourceMetrics } = await exporter.collect();
-    return parseMetrics(new PrometheusSerializer(undefined, false, undefined, true, true).serialize(resourceMetrics));
-  };
-  const close = async () => {
-    await monitor.close();
-    await new Promise((r) => server.close(r));
-    await provider.shutdown();
-  };
-  return { monitor, url, scrape, close };
+async function hostApp(options: CallbackMonitorOptions = {}) {
+  const host = await startKoaHost((app, monitor) => {
+    const router = new Router();
+    router.get('/own-route', (ctx) => {
+      ctx.body = 'host';
+    });
+    app.use(monitor.middleware());
+    app.use(router.routes());
+  }, options);
+  cleanups.push(host.close);
+  return host;
 }
 
 describe('the plugin inside another Koa app', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
   it('records its metrics on the host app’s own MeterProvider and leaves other routes alone', async () => {
     const host = await hostApp();
-    cleanup = host.close;
     expect(await (await fetch(`${host.url}/own-route`)).text()).toBe('host');
     expect((await fetch(`${host.url}/callback?id=e1&code=abc`)).status).toBe(200);
-    const m = await host.scrape();
+    const m = await host.metrics();
     expect(m.get(`${PROM.callbacksTotal}{outcome="solved",format="query"}`)).toBe(1);
     expect(m.get(`${PROM.callbackDurationCount}{http_response_status_code="200"}`)).toBe(1);
     expect((await host.monitor.getTask('e1'))?.code).toBe('abc');
@@ -71,14 +53,13 @@ describe('the plugin inside another Koa app', () => {
         errors.push(where);
       },
     });
-    cleanup = host.close;
     for (const id of ['fine', 'boom', 'reject']) {
       expect((await fetch(`${host.url}/callback?id=${id}&code=abc`)).status).toBe(200);
     }
     await new Promise((r) => setTimeout(r, 50));
     expect(seen.map((r) => r.taskId)).toEqual(['fine', 'boom', 'reject']);
     expect(errors).toEqual(['onResult', 'onResult']);
-    const m = await host.scrape();
+    const m = await host.metrics();
     expect(m.get(`${PROM.callbackErrorsTotal}{error_type="handler_error"}`)).toBe(2);
     expect(host.monitor.health().error_breakdown.handler_error).toBe(2);
   });
@@ -95,7 +76,6 @@ describe('the plugin inside another Koa app', () => {
         hookFinished = true;
       },
     });
-    cleanup = host.close;
     const res = await fetch(`${host.url}/callback?id=slow&code=abc`);
     // The 200 arrived while the hook is still blocked on a promise only this test can resolve.
     expect(res.status).toBe(200);
@@ -107,7 +87,6 @@ describe('the plugin inside another Koa app', () => {
 
   it('trackSubmitted + waitForResult: the waiter wakes when the callback lands', async () => {
     const host = await hostApp();
-    cleanup = host.close;
     await host.monitor.trackSubmitted('w1');
     const waiting = host.monitor.waitForResult('w1', 10_000);
     const started = Date.now();
@@ -115,7 +94,7 @@ describe('the plugin inside another Koa app', () => {
     const task = await waiting;
     expect(task).toMatchObject({ id: 'w1', state: 'delivered', code: 'tok' });
     expect(Date.now() - started).toBeLessThan(5_000);
-    const m = await host.scrape();
+    const m = await host.metrics();
     expect(m.get(PROM.tasksSubmittedTotal)).toBe(1);
     expect(m.get(PROM.tasksDeliveredTotal)).toBe(1);
   });
@@ -123,33 +102,25 @@ describe('the plugin inside another Koa app', () => {
   it('a store that cannot write gets 503 store_unavailable and no acknowledgement', async () => {
     const store = new MemoryTaskStore();
     const host = await hostApp({ store });
-    cleanup = host.close;
     await store.close();
     const res = await fetch(`${host.url}/callback?id=lost&code=abc`);
     expect(res.status).toBe(503);
     expect((await fetch(`${host.url}/healthz`)).status).toBe(503);
-    const m = await host.scrape();
+    const m = await host.metrics();
     expect(m.get(`${PROM.callbackErrorsTotal}{error_type="store_unavailable"}`)).toBe(1);
     expect(m.get(`${PROM.callbacksTotal}{outcome="solved",format="query"}`)).toBe(0);
   });
 });
 
-/** Serves `listener` from a bare node:http server on an ephemeral loopback port. */
-async function plainServer(listener: RequestListener) {
-  const server = createServer(listener);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
 describe('the plugin as a plain node:http request listener', () => {
   it('answers the same routes as the middleware, hands the rest to the fallback, and 404s without one', async () => {
     const monitor = new CallbackMonitor({ store: new MemoryTaskStore() });
-    const withFallback = await plainServer(
+    const withFallback = await listen(
       monitor.requestListener((_req, res) => {
         res.end('fallback');
       }),
     );
-    const alone = await plainServer(monitor.requestListener());
+    const alone = await listen(monitor.requestListener());
     try {
       await monitor.trackSubmitted('n1');
       const ok = await fetch(`${withFallback.url}/callback?id=n1&code=tok`);
@@ -160,11 +131,10 @@ describe('the plugin as a plain node:http request listener', () => {
       ]);
       expect(await monitor.getTask('n1')).toMatchObject({ state: 'delivered', code: 'tok' });
 
-      const json = await fetch(`${alone.url}/callback/n2`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ errorId: 0, status: 'ready', solution: { token: 'j' } }),
-      });
+      const json = await fetch(
+        `${alone.url}/callback/n2`,
+        jsonPost({ errorId: 0, status: 'ready', solution: { token: 'j' } }),
+      );
       expect(json.status).toBe(200);
       expect(await monitor.getTask('n2')).toMatchObject({ registered: false, code: 'j', format: 'json' });
 
@@ -187,24 +157,20 @@ describe('the plugin as a plain node:http request listener', () => {
       expect([closing.status, closing.headers.get('connection')]).toEqual([200, 'close']);
     } finally {
       await monitor.close();
-      for (const s of [withFallback.server, alone.server]) {
-        s.closeAllConnections();
-        await new Promise((r) => s.close(r));
-      }
+      for (const s of [withFallback, alone]) await s.close();
     }
   });
 
   it('answers a health path inside the callback prefix as health, as the middleware always did', async () => {
     const monitor = new CallbackMonitor({ store: new MemoryTaskStore(), prefix: '/cb', healthPath: '/cb/health' });
-    const { server, url } = await plainServer(monitor.requestListener());
+    const { url, close } = await listen(monitor.requestListener());
     try {
       const health = await fetch(`${url}/cb/health`);
       expect([health.status, (await health.json()) as unknown]).toMatchObject([200, { status: 'idle' }]);
       expect((await fetch(`${url}/cb/t1?code=x`)).status).toBe(200);
     } finally {
       await monitor.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await close();
     }
   });
 });

@@ -1,10 +1,8 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { metrics } from '@opentelemetry/api';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CallbackMonitor, PROM } from '../packages/koa/src/index.ts';
+import { listen } from './support/http.ts';
+import { prometheusMeter } from './support/receiver.ts';
 
 /*
  * The metrics API has no proxy provider: a meter taken from the global before an SDK registers is a no-op for good.
@@ -19,20 +17,16 @@ afterEach(async () => {
 });
 
 function sdk() {
-  const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
-  const provider = new MeterProvider({ readers: [exporter] });
-  cleanups.push(() => provider.shutdown());
-  const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-  const text = async () => serializer.serialize((await exporter.collect()).resourceMetrics);
-  return { provider, text };
+  const meter = prometheusMeter();
+  cleanups.push(meter.close);
+  return { provider: meter.provider, text: meter.scrape };
 }
 
-async function listen(monitor: CallbackMonitor): Promise<string> {
-  const server: Server = createServer(monitor.requestListener());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+async function serve(monitor: CallbackMonitor): Promise<string> {
+  const listening = await listen(monitor.requestListener());
+  cleanups.push(listening.close);
   cleanups.push(() => monitor.close());
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return listening.url;
 }
 
 const solvedLine = (text: string) =>
@@ -45,7 +39,7 @@ const solvedLine = (text: string) =>
 describe('CallbackMonitor and the MeterProvider', () => {
   it('created before the app registers its SDK, it reports to that SDK from the next request on', async () => {
     const monitor = new CallbackMonitor();
-    const base = await listen(monitor);
+    const base = await serve(monitor);
     // A callback before any SDK: counted in the monitor's totals, reported once a provider exists.
     expect((await fetch(`${base}/callback?id=before-sdk&code=tok`)).status).toBe(200);
     const { provider, text } = sdk();
@@ -59,7 +53,7 @@ describe('CallbackMonitor and the MeterProvider', () => {
     const global = sdk();
     metrics.setGlobalMeterProvider(global.provider);
     const monitor = new CallbackMonitor();
-    const base = await listen(monitor);
+    const base = await serve(monitor);
     expect((await fetch(`${base}/callback?id=a&code=tok`)).status).toBe(200);
     expect(solvedLine(await global.text())).toMatch(/ 1$/);
     const own = sdk();
@@ -75,7 +69,7 @@ describe('CallbackMonitor and the MeterProvider', () => {
     metrics.setGlobalMeterProvider(global.provider);
     const own = sdk();
     const monitor = new CallbackMonitor({ meterProvider: own.provider });
-    const base = await listen(monitor);
+    const base = await serve(monitor);
     expect((await fetch(`${base}/callback?id=c&code=tok`)).status).toBe(200);
     expect(solvedLine(await own.text())).toMatch(/ 1$/);
     expect(solvedLine(await global.text())).toBeUndefined();
@@ -85,7 +79,7 @@ describe('CallbackMonitor and the MeterProvider', () => {
     const own = sdk();
     const monitor = new CallbackMonitor({ metrics: false });
     monitor.setMeterProvider(own.provider);
-    const base = await listen(monitor);
+    const base = await serve(monitor);
     expect((await fetch(`${base}/callback?id=d&code=tok`)).status).toBe(200);
     expect(await own.text()).not.toContain(PROM.callbacksTotal);
   });

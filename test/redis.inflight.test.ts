@@ -1,6 +1,4 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts';
@@ -9,7 +7,7 @@ import { type CallbackResult, StoreUnavailableError } from '../packages/koa/src/
 import { PROM } from '../packages/koa/src/metrics/contract.ts';
 import { ReceiverMetrics } from '../packages/koa/src/metrics/instruments.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
-import { parseMetrics } from './support/server.ts';
+import { prometheusMeter } from './support/receiver.ts';
 
 /*
  * The Redis in-flight gap: a recordCallback whose script ran in Redis but whose reply never reached the store (the
@@ -311,11 +309,10 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
 
   it('a DeliveryTracker counts a callback whose reply was lost exactly once, at its next sweep, and never an unapplied one', async () => {
     const store = await open({ commandTimeoutMs: 1000 }); // grace for an unapplied call: 2 s
-    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
-    const provider = new MeterProvider({ readers: [exporter] });
+    const meter = prometheusMeter();
     const errors: unknown[] = [];
     let tracker: DeliveryTracker | undefined;
-    const metrics = new ReceiverMetrics(provider.getMeter('inflight'), {
+    const metrics = new ReceiverMetrics(meter.provider.getMeter('inflight'), {
       secondsSinceLastCallback: () => 0,
       pendingTasks: () => tracker?.counts.pending ?? 0,
     });
@@ -324,8 +321,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
       metrics,
     );
     const t = tracker;
-    const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
-    const scrape = async () => parseMetrics(serializer.serialize((await exporter.collect()).resourceMetrics));
+    const scrape = meter.metrics;
     /** Sweeps (as the tracker's timer would) until the store has nothing unconfirmed left. */
     const sweepUntilSettled = async () => {
       const until = Date.now() + 15_000;
@@ -383,7 +379,7 @@ describe('RedisTaskStore: callbacks applied although their call rejected', () =>
       expect(m.get(PROM.tasksSubmittedTotal)).toBe(2);
     } finally {
       await t.close();
-      await provider.shutdown();
+      await meter.close();
     }
   });
 
