@@ -6,7 +6,13 @@ import { DeliveryTracker } from '../packages/koa/src/delivery/DeliveryTracker.ts
 import { MemoryTaskStore } from '../packages/koa/src/delivery/stores/MemoryTaskStore.ts';
 import { RedisTaskStore } from '../packages/koa/src/delivery/stores/RedisTaskStore.ts';
 import { SqliteTaskStore } from '../packages/koa/src/delivery/stores/SqliteTaskStore.ts';
-import { type CallbackResult, StoreUnavailableError, type TaskStore } from '../packages/koa/src/delivery/TaskStore.ts';
+import {
+  type CallbackResult,
+  type CallbackTransition,
+  StoreUnavailableError,
+  type TaskRecord,
+  type TaskStore,
+} from '../packages/koa/src/delivery/TaskStore.ts';
 import { parseCallback } from '../packages/koa/src/plugin/parseCallback.ts';
 import { createStore } from '../src/server/createStore.ts';
 import { type RedisServer, startRedis } from './support/redis.ts';
@@ -15,13 +21,59 @@ import { type RedisServer, startRedis } from './support/redis.ts';
 const BASE_MS = 1_700_000_000_000;
 const MIN = 60_000;
 
-function callback(taskId: string, receivedAt: number, code = `code-${taskId}`): CallbackResult {
-  return { taskId, outcome: 'solved', code, format: 'query', receivedAt };
+type Fields = Partial<CallbackResult>;
+
+/** A solved query callback that names its task by `ref`, with `fields` changed. */
+function solved(
+  ref: Pick<CallbackResult, 'taskId'> | Pick<CallbackResult, 'solverTaskId'>,
+  receivedAt: number,
+  code: string,
+  fields: Fields,
+): CallbackResult {
+  return { ...ref, outcome: 'solved', code, format: 'query', receivedAt, ...fields };
 }
 
+/** A callback that names its task by the app's id. */
+const callback = (taskId: string, receivedAt: number, code = `code-${taskId}`, fields: Fields = {}) =>
+  solved({ taskId }, receivedAt, code, fields);
+
 /** A callback that names its task by the solver's id only (a query or body id, no path id). */
-function bySolver(solverTaskId: string, receivedAt: number, code = `code-${solverTaskId}`): CallbackResult {
-  return { solverTaskId, outcome: 'solved', code, format: 'query', receivedAt };
+const bySolver = (solverTaskId: string, receivedAt: number, code = `code-${solverTaskId}`, fields: Fields = {}) =>
+  solved({ solverTaskId }, receivedAt, code, fields);
+
+/** A transition `recordCallback` answers with; delivered and late ones carry the submission time (BASE_MS unless given). */
+function transition(kind: 'delivered' | 'late', id: string, submittedAt?: number): CallbackTransition;
+function transition(kind: 'duplicate' | 'unregistered', id: string): CallbackTransition;
+function transition(kind: CallbackTransition['kind'], id: string, submittedAt = BASE_MS): CallbackTransition {
+  return kind === 'delivered' || kind === 'late' ? { kind, id, submittedAt } : { kind, id };
+}
+
+/**
+ * A whole record as `get` returns it, for toEqual: a registered task submitted at BASE_MS, pending, without solver id,
+ * result or callbacks, with `fields` (which name its deadline) changed.
+ */
+function record(id: string, fields: Partial<TaskRecord> & Pick<TaskRecord, 'deadlineAt'>): TaskRecord {
+  return {
+    id,
+    solverTaskId: null,
+    state: 'pending',
+    registered: true,
+    outcome: null,
+    code: null,
+    format: null,
+    solution: null,
+    metadata: null,
+    recovered: false,
+    submittedAt: BASE_MS,
+    receivedAt: null,
+    callbacks: 0,
+    ...fields,
+  };
+}
+
+/** Registers each task on its own, in the object's order, submitted at BASE_MS with its deadline `minutes` later. */
+async function registerOneByOne(s: TaskStore, minutes: Readonly<Record<string, number>>): Promise<void> {
+  for (const [id, m] of Object.entries(minutes)) await s.register([id], BASE_MS, BASE_MS + m * MIN);
 }
 
 interface StoreFactory {
@@ -66,22 +118,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.register(['b', 'c'], BASE_MS + 1, BASE_MS + 9 * MIN)).toEqual({ added: ['c'], merged: [] });
       expect(await s.register([], BASE_MS, BASE_MS)).toEqual({ added: [], merged: [] });
       // Re-registering leaves the first registration untouched.
-      expect(await s.get('b')).toEqual({
-        id: 'b',
-        solverTaskId: null,
-        state: 'pending',
-        registered: true,
-        outcome: null,
-        code: null,
-        format: null,
-        solution: null,
-        metadata: null,
-        recovered: false,
-        submittedAt: BASE_MS,
-        deadlineAt: BASE_MS + 5 * MIN,
-        receivedAt: null,
-        callbacks: 0,
-      });
+      expect(await s.get('b')).toEqual(record('b', { deadlineAt: BASE_MS + 5 * MIN }));
       expect(await s.counts()).toEqual({ pending: 3, delivered: 0, missed: 0, late: 0 });
     });
 
@@ -93,27 +130,18 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('moves pending → delivered on the first callback and keeps the result', async () => {
       const s = await fresh();
       await s.register(['t1', 't2'], BASE_MS, BASE_MS + 5 * MIN);
-      expect(await s.recordCallback(callback('t1', BASE_MS + 1500))).toEqual({
-        kind: 'delivered',
-        id: 't1',
-        submittedAt: BASE_MS,
-      });
-      expect(await s.get('t1')).toEqual({
-        id: 't1',
-        solverTaskId: null,
-        state: 'delivered',
-        registered: true,
-        outcome: 'solved',
-        code: 'code-t1',
-        format: 'query',
-        solution: null,
-        metadata: null,
-        recovered: false,
-        submittedAt: BASE_MS,
-        deadlineAt: BASE_MS + 5 * MIN,
-        receivedAt: BASE_MS + 1500,
-        callbacks: 1,
-      });
+      expect(await s.recordCallback(callback('t1', BASE_MS + 1500))).toEqual(transition('delivered', 't1'));
+      expect(await s.get('t1')).toEqual(
+        record('t1', {
+          state: 'delivered',
+          outcome: 'solved',
+          code: 'code-t1',
+          format: 'query',
+          deadlineAt: BASE_MS + 5 * MIN,
+          receivedAt: BASE_MS + 1500,
+          callbacks: 1,
+        }),
+      );
       expect(await s.counts()).toEqual({ pending: 1, delivered: 1, missed: 0, late: 0 });
     });
 
@@ -121,15 +149,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const s = await fresh();
       await s.register(['t1'], BASE_MS, BASE_MS + 5 * MIN);
       await s.recordCallback(callback('t1', BASE_MS + 1000, 'first'));
-      const second: CallbackResult = {
-        taskId: 't1',
-        outcome: 'failed',
-        code: 'ERROR_X',
-        format: 'json',
-        receivedAt: BASE_MS + 2000,
-      };
-      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
-      expect(await s.recordCallback(second)).toEqual({ kind: 'duplicate', id: 't1' });
+      const second = callback('t1', BASE_MS + 2000, 'ERROR_X', { outcome: 'failed', format: 'json' });
+      expect(await s.recordCallback(second)).toEqual(transition('duplicate', 't1'));
+      expect(await s.recordCallback(second)).toEqual(transition('duplicate', 't1'));
       const t1 = await s.get('t1');
       expect(t1).toMatchObject({ state: 'delivered', outcome: 'solved', code: 'first', format: 'query', callbacks: 3 });
       expect(t1?.receivedAt).toBe(BASE_MS + 1000);
@@ -138,31 +160,22 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
 
     it('stores a callback nobody registered without counting it', async () => {
       const s = await fresh();
-      const r: CallbackResult = {
-        taskId: 'ghost',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-        format: 'form',
-        receivedAt: BASE_MS,
-      };
-      expect(await s.recordCallback(r)).toEqual({ kind: 'unregistered', id: 'ghost' });
-      expect(await s.get('ghost')).toEqual({
-        id: 'ghost',
-        solverTaskId: null,
-        state: 'delivered',
-        registered: false,
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-        format: 'form',
-        solution: null,
-        metadata: null,
-        recovered: false,
-        submittedAt: null,
-        deadlineAt: null,
-        receivedAt: BASE_MS,
-        callbacks: 1,
-      });
-      expect(await s.recordCallback({ ...r, receivedAt: BASE_MS + 5 })).toEqual({ kind: 'duplicate', id: 'ghost' });
+      const r = callback('ghost', BASE_MS, 'ERROR_CAPTCHA_UNSOLVABLE', { outcome: 'failed', format: 'form' });
+      expect(await s.recordCallback(r)).toEqual(transition('unregistered', 'ghost'));
+      expect(await s.get('ghost')).toEqual(
+        record('ghost', {
+          state: 'delivered',
+          registered: false,
+          outcome: 'failed',
+          code: 'ERROR_CAPTCHA_UNSOLVABLE',
+          format: 'form',
+          submittedAt: null,
+          deadlineAt: null,
+          receivedAt: BASE_MS,
+          callbacks: 1,
+        }),
+      );
+      expect(await s.recordCallback({ ...r, receivedAt: BASE_MS + 5 })).toEqual(transition('duplicate', 'ghost'));
       expect((await s.get('ghost'))?.callbacks).toBe(2);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 0 });
       // A later registration of the same id is ignored: the result is already there.
@@ -175,11 +188,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const s = await fresh();
       // Registered out of deadline order, and ids sorting against deadline order, so neither insertion order nor
       // key order can pass for deadline order.
-      await s.register(['x3'], BASE_MS, BASE_MS + 3 * MIN);
-      await s.register(['z1'], BASE_MS, BASE_MS + 1 * MIN);
-      await s.register(['w4'], BASE_MS, BASE_MS + 4 * MIN);
-      await s.register(['y2'], BASE_MS, BASE_MS + 2 * MIN);
-      await s.register(['later'], BASE_MS, BASE_MS + 60 * MIN);
+      await registerOneByOne(s, { x3: 3, z1: 1, w4: 4, y2: 2, later: 60 });
       expect(await s.expireDue(BASE_MS, 10)).toEqual([]);
       expect(await s.expireDue(BASE_MS + 4 * MIN, 0)).toEqual([]);
       expect(await s.expireDue(BASE_MS + 4 * MIN, 3)).toEqual(['z1', 'y2', 'x3']);
@@ -205,11 +214,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const s = await fresh();
       await s.register(['slow'], BASE_MS, BASE_MS + MIN);
       await s.expireDue(BASE_MS + MIN, 10);
-      expect(await s.recordCallback(callback('slow', BASE_MS + 2 * MIN, 'late-code'))).toEqual({
-        kind: 'late',
-        id: 'slow',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback(callback('slow', BASE_MS + 2 * MIN, 'late-code'))).toEqual(
+        transition('late', 'slow'),
+      );
       expect(await s.get('slow')).toMatchObject({
         state: 'late',
         registered: true,
@@ -218,10 +225,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         callbacks: 1,
       });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
-      expect(await s.recordCallback(callback('slow', BASE_MS + 3 * MIN, 'again'))).toEqual({
-        kind: 'duplicate',
-        id: 'slow',
-      });
+      expect(await s.recordCallback(callback('slow', BASE_MS + 3 * MIN, 'again'))).toEqual(
+        transition('duplicate', 'slow'),
+      );
       expect(await s.get('slow')).toMatchObject({ state: 'late', code: 'late-code', callbacks: 2 });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 0, missed: 0, late: 1 });
     });
@@ -229,15 +235,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('lists one state, at most `limit`: pending by deadline, settled by settling time, oldest first', async () => {
       const s = await fresh();
       // Ids sort against deadline order, so key order cannot pass for it.
-      await s.register(['pa'], BASE_MS, BASE_MS + 3 * MIN);
-      await s.register(['pc'], BASE_MS, BASE_MS + 1 * MIN);
-      await s.register(['pb'], BASE_MS, BASE_MS + 2 * MIN);
-      await s.register(['ma'], BASE_MS, BASE_MS - 2 * MIN);
-      await s.register(['mb'], BASE_MS, BASE_MS - 3 * MIN);
-      await s.register(['mc'], BASE_MS, BASE_MS - 1 * MIN);
+      await registerOneByOne(s, { pa: 3, pc: 1, pb: 2, ma: -2, mb: -3, mc: -1 });
       await s.expireDue(BASE_MS, 10);
-      await s.register(['dv'], BASE_MS, BASE_MS + 10 * MIN);
-      await s.register(['dw'], BASE_MS, BASE_MS + 5 * MIN);
+      await registerOneByOne(s, { dv: 10, dw: 5 });
       await s.recordCallback(callback('dv', BASE_MS + 2 * MIN)); // delivered: ordered by receipt, not by deadline
       await s.recordCallback(callback('dw', BASE_MS + 3 * MIN));
       await s.recordCallback(callback('ghost', BASE_MS + 1 * MIN)); // unregistered: ordered by receipt time too
@@ -396,7 +396,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.counts()).toEqual(before);
 
       // A callback for a purged id is a new, unregistered result; a purged id can be registered afresh.
-      expect(await s.recordCallback(callback('d1', BASE_MS + 20 * MIN))).toEqual({ kind: 'unregistered', id: 'd1' });
+      expect(await s.recordCallback(callback('d1', BASE_MS + 20 * MIN))).toEqual(transition('unregistered', 'd1'));
       expect(await s.register(['m1'], BASE_MS + 20 * MIN, BASE_MS + 25 * MIN)).toEqual({ added: ['m1'], merged: [] });
       expect(await s.counts()).toEqual({ ...before, pending: 3 });
     });
@@ -444,22 +444,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           BASE_MS + 2 * MIN,
         ),
       ).toEqual({ added: ['a', 'b', 'c', 'd'], merged: [] });
-      expect(await s.get('a')).toEqual({
-        id: 'a',
-        solverTaskId: 'sa',
-        state: 'pending',
-        registered: true,
-        outcome: null,
-        code: null,
-        format: null,
-        solution: null,
-        metadata: null,
-        recovered: false,
-        submittedAt: BASE_MS,
-        deadlineAt: BASE_MS + 3 * MIN,
-        receivedAt: null,
-        callbacks: 0,
-      });
+      expect(await s.get('a')).toEqual(record('a', { solverTaskId: 'sa', deadlineAt: BASE_MS + 3 * MIN }));
       expect(await s.get('d')).toMatchObject({ solverTaskId: 'sd', deadlineAt: BASE_MS + 2 * MIN });
       const pending = (await s.list('pending', 10)).map((t) => t.id);
       // c and d share a deadline: their order between them is the store's.
@@ -496,22 +481,19 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it("links the solver id a callback by the app's id carries, so later callbacks by solver id find the task", async () => {
       const s = await fresh();
       await s.register(['t'], BASE_MS, BASE_MS + MIN);
-      expect(await s.recordCallback({ ...callback('t', BASE_MS + 1), solverTaskId: 's-t' })).toEqual({
-        kind: 'delivered',
-        id: 't',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback({ ...callback('t', BASE_MS + 1), solverTaskId: 's-t' })).toEqual(
+        transition('delivered', 't'),
+      );
       expect(await s.get('t')).toMatchObject({ solverTaskId: 's-t', state: 'delivered', code: 'code-t' });
       expect(await s.get('s-t')).toMatchObject({ id: 't' });
-      expect(await s.recordCallback(bySolver('s-t', BASE_MS + 2, 'again'))).toEqual({ kind: 'duplicate', id: 't' });
+      expect(await s.recordCallback(bySolver('s-t', BASE_MS + 2, 'again'))).toEqual(transition('duplicate', 't'));
       expect(await s.get('t')).toMatchObject({ code: 'code-t', callbacks: 2 });
       // A duplicate by the app's id also links the solver id when the task has none yet.
       await s.register(['u'], BASE_MS, BASE_MS + MIN);
       await s.recordCallback(callback('u', BASE_MS + 1));
-      expect(await s.recordCallback({ ...callback('u', BASE_MS + 2), solverTaskId: 's-u' })).toEqual({
-        kind: 'duplicate',
-        id: 'u',
-      });
+      expect(await s.recordCallback({ ...callback('u', BASE_MS + 2), solverTaskId: 's-u' })).toEqual(
+        transition('duplicate', 'u'),
+      );
       expect(await s.get('s-u')).toMatchObject({ id: 'u', solverTaskId: 's-u', callbacks: 2 });
       expect(await s.counts()).toEqual({ pending: 0, delivered: 2, missed: 0, late: 0 });
     });
@@ -526,11 +508,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         BASE_MS,
         BASE_MS + MIN,
       );
-      expect(await s.recordCallback(bySolver('sol', BASE_MS + 5))).toEqual({
-        kind: 'delivered',
-        id: 'app',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback(bySolver('sol', BASE_MS + 5))).toEqual(transition('delivered', 'app'));
       expect(await s.get('app')).toMatchObject({
         id: 'app',
         solverTaskId: 'sol',
@@ -541,12 +519,8 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         callbacks: 1,
       });
       expect(await s.expireDue(BASE_MS + MIN, 10)).toEqual(['slow']);
-      expect(await s.recordCallback(bySolver('sol-slow', BASE_MS + 2 * MIN))).toEqual({
-        kind: 'late',
-        id: 'slow',
-        submittedAt: BASE_MS,
-      });
-      expect(await s.recordCallback(bySolver('sol', BASE_MS + 6))).toEqual({ kind: 'duplicate', id: 'app' });
+      expect(await s.recordCallback(bySolver('sol-slow', BASE_MS + 2 * MIN))).toEqual(transition('late', 'slow'));
+      expect(await s.recordCallback(bySolver('sol', BASE_MS + 6))).toEqual(transition('duplicate', 'app'));
       expect(await s.list('delivered', 10)).toMatchObject([{ id: 'app', callbacks: 2 }]);
       // No record was made under the solver ids.
       expect((await s.get('sol'))?.id).toBe('app');
@@ -558,13 +532,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       // is that task's app id.
       const s = await fresh();
       await s.register(['73400123'], BASE_MS, BASE_MS + MIN);
-      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 1))).toEqual({
-        kind: 'delivered',
-        id: '73400123',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 1))).toEqual(transition('delivered', '73400123'));
       expect(await s.get('73400123')).toMatchObject({ registered: true, state: 'delivered', callbacks: 1 });
-      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 2))).toEqual({ kind: 'duplicate', id: '73400123' });
+      expect(await s.recordCallback(bySolver('73400123', BASE_MS + 2))).toEqual(transition('duplicate', '73400123'));
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
     });
 
@@ -579,11 +549,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       });
       expect(await s.get('fresh')).toMatchObject({ id: 'p2', solverTaskId: 'fresh' });
       // The path wins even when the solver id belongs to another task; that task keeps it and stays pending.
-      expect(await s.recordCallback({ ...callback('p', BASE_MS + 2), solverTaskId: 'sq' })).toEqual({
-        kind: 'delivered',
-        id: 'p',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback({ ...callback('p', BASE_MS + 2), solverTaskId: 'sq' })).toEqual(
+        transition('delivered', 'p'),
+      );
       expect(await s.get('p')).toMatchObject({ solverTaskId: null, state: 'delivered' });
       expect(await s.get('q')).toMatchObject({ solverTaskId: 'sq', state: 'pending', callbacks: 0 });
       expect((await s.get('sq'))?.id).toBe('q');
@@ -595,11 +563,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.get('r')).toMatchObject({ solverTaskId: 'sr' });
       expect(await s.get('other')).toBeUndefined();
       // An unknown path id with a known solver id: the solver id finds the task.
-      expect(await s.recordCallback({ ...callback('nobody', BASE_MS + 4), solverTaskId: 'sq' })).toEqual({
-        kind: 'delivered',
-        id: 'q',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback({ ...callback('nobody', BASE_MS + 4), solverTaskId: 'sq' })).toEqual(
+        transition('delivered', 'q'),
+      );
       expect(await s.get('nobody')).toBeUndefined();
       expect(await s.counts()).toEqual({ pending: 0, delivered: 4, missed: 0, late: 0 });
     });
@@ -615,7 +581,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         s.recordCallback(callback('x', BASE_MS)),
       ]);
       expect(bad.status).toBe('rejected');
-      expect(good).toEqual({ status: 'fulfilled', value: { kind: 'delivered', id: 'x', submittedAt: BASE_MS } });
+      expect(good).toEqual({ status: 'fulfilled', value: transition('delivered', 'x') });
     });
 
     it('attaches a solver id: attached, unchanged, unknown, conflict', async () => {
@@ -640,36 +606,25 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       // A settled task can still be given its solver id.
       await s.recordCallback(callback('b', BASE_MS + 1));
       expect(await s.attachSolverTaskId('b', 'sb')).toEqual({ kind: 'attached' });
-      expect(await s.recordCallback(bySolver('sb', BASE_MS + 2))).toEqual({ kind: 'duplicate', id: 'b' });
-      expect(await s.recordCallback(bySolver('sa', BASE_MS + 3))).toEqual({
-        kind: 'delivered',
-        id: 'a',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback(bySolver('sb', BASE_MS + 2))).toEqual(transition('duplicate', 'b'));
+      expect(await s.recordCallback(bySolver('sa', BASE_MS + 3))).toEqual(transition('delivered', 'a'));
       expect(await s.counts()).toEqual({ pending: 1, delivered: 2, missed: 0, late: 0 });
     });
 
     it('merges a callback that came by solver id before attach: the task gets it, the unregistered record goes', async () => {
       const s = await fresh();
-      const early: CallbackResult = {
-        solverTaskId: 'early',
-        outcome: 'solved',
-        code: 'tok-early',
-        format: 'json',
-        receivedAt: BASE_MS + 100,
-        solution: { gRecaptchaResponse: 'tok-early', userAgent: 'UA/1.0' },
-        metadata: { cost: '0.00120', solveCount: 1 },
-      };
-      expect(await s.recordCallback(early)).toEqual({ kind: 'unregistered', id: 'early' });
-      expect(await s.recordCallback({ ...early, code: 'second', receivedAt: BASE_MS + 200 })).toEqual({
-        kind: 'duplicate',
-        id: 'early',
-      });
+      const solution = { gRecaptchaResponse: 'tok-early', userAgent: 'UA/1.0' };
+      const metadata = { cost: '0.00120', solveCount: 1 };
+      const early = bySolver('early', BASE_MS + 100, 'tok-early', { format: 'json', solution, metadata });
+      expect(await s.recordCallback(early)).toEqual(transition('unregistered', 'early'));
+      expect(await s.recordCallback({ ...early, code: 'second', receivedAt: BASE_MS + 200 })).toEqual(
+        transition('duplicate', 'early'),
+      );
       expect(await s.get('early')).toMatchObject({ registered: false, solverTaskId: 'early', callbacks: 2 });
       await s.register(['m'], BASE_MS, BASE_MS + MIN);
       expect(await s.attachSolverTaskId('m', 'early')).toEqual({
         kind: 'merged',
-        transition: { kind: 'delivered', id: 'm', submittedAt: BASE_MS },
+        transition: transition('delivered', 'm'),
         result: {
           taskId: 'm',
           solverTaskId: 'early',
@@ -682,28 +637,26 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           recovered: false,
         },
       });
-      expect(await s.get('m')).toEqual({
-        id: 'm',
-        solverTaskId: 'early',
-        state: 'delivered',
-        registered: true,
-        outcome: 'solved',
-        code: 'tok-early',
-        format: 'json',
-        solution: early.solution,
-        metadata: early.metadata,
-        recovered: false,
-        submittedAt: BASE_MS,
-        deadlineAt: BASE_MS + MIN,
-        receivedAt: BASE_MS + 100,
-        callbacks: 2,
-      });
+      expect(await s.get('m')).toEqual(
+        record('m', {
+          solverTaskId: 'early',
+          state: 'delivered',
+          outcome: 'solved',
+          code: 'tok-early',
+          format: 'json',
+          solution,
+          metadata,
+          deadlineAt: BASE_MS + MIN,
+          receivedAt: BASE_MS + 100,
+          callbacks: 2,
+        }),
+      );
       // The unregistered record is gone: the solver id finds the task, and only the task is listed.
       expect(await s.get('early')).toEqual(await s.get('m'));
       expect((await s.list('delivered', 10)).map((t) => t.id)).toEqual(['m']);
       expect(await s.counts()).toEqual({ pending: 0, delivered: 1, missed: 0, late: 0 });
       expect(await s.attachSolverTaskId('m', 'early')).toEqual({ kind: 'unchanged' });
-      expect(await s.recordCallback({ ...early, receivedAt: BASE_MS + 300 })).toEqual({ kind: 'duplicate', id: 'm' });
+      expect(await s.recordCallback({ ...early, receivedAt: BASE_MS + 300 })).toEqual(transition('duplicate', 'm'));
       expect(await s.get('m')).toMatchObject({ callbacks: 3, receivedAt: BASE_MS + 100 });
       // Purged later, it goes with its solver id.
       expect(await s.purge(BASE_MS + 1000, 10)).toBe(1);
@@ -720,12 +673,12 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       await s.recordCallback(bySolver('s-done', BASE_MS + 20, 'dup-tok'));
       await s.recordCallback(bySolver('s-done', BASE_MS + 21, 'dup-tok-2'));
       const late = await s.attachSolverTaskId('missed', 's-missed');
-      expect(late).toMatchObject({ kind: 'merged', transition: { kind: 'late', id: 'missed', submittedAt: BASE_MS } });
+      expect(late).toMatchObject({ kind: 'merged', transition: transition('late', 'missed') });
       expect(await s.get('missed')).toMatchObject({ state: 'late', code: 'late-tok', callbacks: 1 });
       const dup = await s.attachSolverTaskId('done2', 's-done');
       expect(dup).toMatchObject({
         kind: 'merged',
-        transition: { kind: 'duplicate', id: 'done2' },
+        transition: transition('duplicate', 'done2'),
         result: { taskId: 'done2', solverTaskId: 's-done', code: 'dup-tok', receivedAt: BASE_MS + 20 },
       });
       expect(await s.get('done2')).toMatchObject({
@@ -744,10 +697,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       const s = await fresh();
       await s.recordCallback({ ...bySolver('x1', BASE_MS + 5), metadata: { cost: 0.002 } });
       // A callback by an unregistered app id carrying a solver id links it too, so registration can merge it.
-      expect(await s.recordCallback({ ...callback('u', BASE_MS + 6), solverTaskId: 'x2' })).toEqual({
-        kind: 'unregistered',
-        id: 'u',
-      });
+      expect(await s.recordCallback({ ...callback('u', BASE_MS + 6), solverTaskId: 'x2' })).toEqual(
+        transition('unregistered', 'u'),
+      );
       expect((await s.get('x2'))?.id).toBe('u');
       await s.register([{ id: 'held', solverTaskId: 'x3' }], BASE_MS, BASE_MS + MIN);
       const result = await s.register(
@@ -763,7 +715,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(result.added).toEqual(['r1', 'r2', 'r3', 'r4']);
       expect(result.merged).toEqual([
         {
-          transition: { kind: 'delivered', id: 'r1', submittedAt: BASE_MS + 1 },
+          transition: transition('delivered', 'r1', BASE_MS + 1),
           result: {
             taskId: 'r1',
             solverTaskId: 'x1',
@@ -777,7 +729,7 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
           },
         },
         {
-          transition: { kind: 'delivered', id: 'r2', submittedAt: BASE_MS + 1 },
+          transition: transition('delivered', 'r2', BASE_MS + 1),
           result: {
             taskId: 'r2',
             solverTaskId: 'x2',
@@ -811,11 +763,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       expect(await s.get('sghost')).toBeUndefined();
       await s.register(['pb', 'pc'], BASE_MS + 20, BASE_MS + MIN);
       expect(await s.attachSolverTaskId('pb', 'spa')).toEqual({ kind: 'attached' });
-      expect(await s.recordCallback(bySolver('spa', BASE_MS + 30))).toEqual({
-        kind: 'delivered',
-        id: 'pb',
-        submittedAt: BASE_MS + 20,
-      });
+      expect(await s.recordCallback(bySolver('spa', BASE_MS + 30))).toEqual(
+        transition('delivered', 'pb', BASE_MS + 20),
+      );
       expect(await s.recordCallback({ ...callback('pc', BASE_MS + 31), solverTaskId: 'sghost' })).toMatchObject({
         kind: 'delivered',
         id: 'pc',
@@ -854,21 +804,18 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
     it('marks a result recovered only when recovery stored it; the first result decides, a merge carries it', async () => {
       const s = await fresh();
       await s.register(['rec', 'cb', 'forged', 'missed'], BASE_MS, BASE_MS + MIN);
-      expect(await s.recordCallback({ ...callback('rec', BASE_MS + 1), recovered: true })).toEqual({
-        kind: 'delivered',
-        id: 'rec',
-        submittedAt: BASE_MS,
-      });
+      expect(await s.recordCallback({ ...callback('rec', BASE_MS + 1), recovered: true })).toEqual(
+        transition('delivered', 'rec'),
+      );
       expect(await s.get('rec')).toMatchObject({ state: 'delivered', code: 'code-rec', recovered: true });
       // The real callback afterwards is a duplicate: the recovered result and its mark stay.
-      expect(await s.recordCallback(callback('rec', BASE_MS + 2, 'real'))).toEqual({ kind: 'duplicate', id: 'rec' });
+      expect(await s.recordCallback(callback('rec', BASE_MS + 2, 'real'))).toEqual(transition('duplicate', 'rec'));
       expect(await s.get('rec')).toMatchObject({ code: 'code-rec', callbacks: 2, recovered: true });
       // A callback's result is not recovered, and a recovered duplicate after it does not make it so.
       expect(await s.recordCallback(callback('cb', BASE_MS + 3))).toMatchObject({ kind: 'delivered' });
-      expect(await s.recordCallback({ ...callback('cb', BASE_MS + 4), recovered: true })).toEqual({
-        kind: 'duplicate',
-        id: 'cb',
-      });
+      expect(await s.recordCallback({ ...callback('cb', BASE_MS + 4), recovered: true })).toEqual(
+        transition('duplicate', 'cb'),
+      );
       expect(await s.get('cb')).toMatchObject({ code: 'code-cb', callbacks: 2, recovered: false });
       // The solver's own fields are kept whole, a `recovered` among them included, and are not the mark.
       await s.recordCallback({ ...callback('forged', BASE_MS + 5), format: 'json', metadata: { recovered: true } });
@@ -885,10 +832,9 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         ['forged', false],
       ]);
       // A stored result merged into its task brings its mark along, on register and on attach.
-      expect(await s.recordCallback({ ...bySolver('s-rec', BASE_MS + 6), recovered: true })).toEqual({
-        kind: 'unregistered',
-        id: 's-rec',
-      });
+      expect(await s.recordCallback({ ...bySolver('s-rec', BASE_MS + 6), recovered: true })).toEqual(
+        transition('unregistered', 's-rec'),
+      );
       expect(await s.get('s-rec')).toMatchObject({ registered: false, recovered: true });
       await s.recordCallback(bySolver('s-cb', BASE_MS + 7));
       const registered = await s.register([{ id: 'm-rec', solverTaskId: 's-rec' }], BASE_MS, BASE_MS + 10 * MIN);
@@ -954,11 +900,11 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         const cb = callbacks[i]!;
         // Either the callback came first (stored unregistered, then merged by attach) or the attach did.
         if (attach.kind === 'merged') {
-          expect(cb).toEqual({ kind: 'unregistered', id: `s-${id}` });
-          expect(attach.transition).toEqual({ kind: 'delivered', id, submittedAt: BASE_MS });
+          expect(cb).toEqual(transition('unregistered', `s-${id}`));
+          expect(attach.transition).toEqual(transition('delivered', id));
         } else {
           expect(attach).toEqual({ kind: 'attached' });
-          expect(cb).toEqual({ kind: 'delivered', id, submittedAt: BASE_MS });
+          expect(cb).toEqual(transition('delivered', id));
         }
         expect(await b.get(`s-${id}`)).toMatchObject({ id, state: 'delivered', callbacks: 1 });
       }
@@ -1390,7 +1336,7 @@ describe('RedisTaskStore outages', () => {
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      expect(await s.recordCallback(callback('after', BASE_MS + 2))).toEqual({ kind: 'unregistered', id: 'after' });
+      expect(await s.recordCallback(callback('after', BASE_MS + 2))).toEqual(transition('unregistered', 'after'));
     } finally {
       await s.close();
     }
