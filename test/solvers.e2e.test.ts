@@ -15,6 +15,9 @@ const STORE_URL = process.env.E2E_STORE_URL ?? 'sqlite::memory:';
 
 type Json = Record<string, unknown>;
 
+/** What a task shows after the solver reported the captcha unsolvable. */
+const UNSOLVABLE = { outcome: 'failed', code: 'ERROR_CAPTCHA_UNSOLVABLE' } as const;
+
 describe('every solver, as its documentation sends it, against the real server', () => {
   let server: RunningServer;
   beforeAll(async () => {
@@ -41,6 +44,11 @@ describe('every solver, as its documentation sends it, against the real server',
 
   const task = async (id: string) => api('GET', `/tasks/${encodeURIComponent(id)}`);
 
+  /** `GET /tasks/<id>` shows the task by that id delivered, with `fields`. */
+  async function expectDelivered(id: string, fields: Json) {
+    expect((await task(id)).json).toMatchObject({ id, state: 'delivered', ...fields });
+  }
+
   async function callback(path: string, init?: RequestInit): Promise<{ status: number; text: string }> {
     const res = await fetch(`${server.publicUrl}${path}`, init);
     return { status: res.status, text: await res.text() };
@@ -48,6 +56,12 @@ describe('every solver, as its documentation sends it, against the real server',
 
   const form = formPost;
   const json = jsonPost;
+
+  /** The solver's JSON failure report, POSTed to `path`, is answered 200 and leaves task `id` unsolvable with `metadata`. */
+  async function expectJsonFailure(path: string, id: string, body: Json, metadata: Json) {
+    expect((await callback(path, json(body))).status).toBe(200);
+    await expectDelivered(id, { ...UNSOLVABLE, solution: null, metadata });
+  }
 
   describe('2Captcha: POST application/x-www-form-urlencoded `id`, `code`', () => {
     // https://2captcha.com/h/how-to-configure-automatic-response-retrieval-via-pingback ("Incoming request format":
@@ -80,12 +94,9 @@ describe('every solver, as its documentation sends it, against the real server',
       await register({ id: 'order-2c-2' });
       const r = await callback('/callback/order-2c-2', form('id=51555263944&code=ERROR_CAPTCHA_UNSOLVABLE'));
       expect(r.status).toBe(200);
-      expect((await task('order-2c-2')).json).toMatchObject({
-        id: 'order-2c-2',
+      await expectDelivered('order-2c-2', {
         solver_task_id: '51555263944',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
+        ...UNSOLVABLE,
         metadata: null,
       });
       const m = parseMetrics(await scrape(server));
@@ -103,10 +114,8 @@ describe('every solver, as its documentation sends it, against the real server',
       expect(attach.json).toMatchObject({ id: 'order-ru-1', solver_task_id: '2122988149', state: 'pending' });
       const r = await callback('/callback', form('id=2122988149&code=03AGdBq25SxXT-pmSeBXjzScW'));
       expect(r.status).toBe(200);
-      expect((await task('order-ru-1')).json).toMatchObject({
-        id: 'order-ru-1',
+      await expectDelivered('order-ru-1', {
         solver_task_id: '2122988149',
-        state: 'delivered',
         registered: true,
         outcome: 'solved',
         code: '03AGdBq25SxXT-pmSeBXjzScW',
@@ -117,12 +126,7 @@ describe('every solver, as its documentation sends it, against the real server',
     it('failed: ERROR_CAPTCHA_UNSOLVABLE', async () => {
       await register({ id: 'order-ru-2', solver_task_id: '2122988150' });
       expect((await callback('/callback', form('id=2122988150&code=ERROR_CAPTCHA_UNSOLVABLE'))).status).toBe(200);
-      expect((await task('order-ru-2')).json).toMatchObject({
-        id: 'order-ru-2',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-      });
+      await expectDelivered('order-ru-2', UNSOLVABLE);
     });
   });
 
@@ -134,10 +138,8 @@ describe('every solver, as its documentation sends it, against the real server',
       await register({ id: 'order-cai-1' });
       const r = await callback('/callback/order-cai-1?id=73410986528&code=03AGdBq26ZpSiJxM3L0x0hC9Vx');
       expect(r).toEqual({ status: 200, text: 'OK' });
-      expect((await task('order-cai-1')).json).toMatchObject({
-        id: 'order-cai-1',
+      await expectDelivered('order-cai-1', {
         solver_task_id: '73410986528',
-        state: 'delivered',
         outcome: 'solved',
         code: '03AGdBq26ZpSiJxM3L0x0hC9Vx',
         format: 'query',
@@ -149,12 +151,7 @@ describe('every solver, as its documentation sends it, against the real server',
     it('failed: an ERROR_… code in `code`', async () => {
       await register({ id: 'order-cai-2' });
       expect((await callback('/callback/order-cai-2?id=73410986529&code=ERROR_CAPTCHA_UNSOLVABLE')).status).toBe(200);
-      expect((await task('order-cai-2')).json).toMatchObject({
-        id: 'order-cai-2',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-      });
+      await expectDelivered('order-cai-2', UNSOLVABLE);
     });
   });
 
@@ -167,10 +164,8 @@ describe('every solver, as its documentation sends it, against the real server',
         '/callback/order-uc-1?captcha_id=550e8400-e29b-41d4-a716-446655440000&status=1&code=03AGdBq24PBCbwiDRkh3FOcMZ1Xi5sEKH...',
       );
       expect(r.status).toBe(200);
-      expect((await task('order-uc-1')).json).toMatchObject({
-        id: 'order-uc-1',
+      await expectDelivered('order-uc-1', {
         solver_task_id: '550e8400-e29b-41d4-a716-446655440000',
-        state: 'delivered',
         outcome: 'solved',
         code: '03AGdBq24PBCbwiDRkh3FOcMZ1Xi5sEKH...',
         format: 'ucaptcha',
@@ -183,10 +178,8 @@ describe('every solver, as its documentation sends it, against the real server',
       await register({ id: 'order-uc-2' });
       const r = await callback('/callback/order-uc-2?captcha_id=550e8400-e29b-41d4-a716-446655440001&status=0');
       expect(r.status).toBe(200);
-      expect((await task('order-uc-2')).json).toMatchObject({
-        id: 'order-uc-2',
+      await expectDelivered('order-uc-2', {
         solver_task_id: '550e8400-e29b-41d4-a716-446655440001',
-        state: 'delivered',
         outcome: 'failed',
         metadata: { status: '0' },
       });
@@ -242,15 +235,7 @@ describe('every solver, as its documentation sends it, against the real server',
         errorCode: 'ERROR_CAPTCHA_UNSOLVABLE',
         errorDescription: 'Captcha could not be solved by 5 different workers',
       };
-      expect((await callback('/callback/order-ac-2', json(body))).status).toBe(200);
-      expect((await task('order-ac-2')).json).toMatchObject({
-        id: 'order-ac-2',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-        solution: null,
-        metadata: body,
-      });
+      await expectJsonFailure('/callback/order-ac-2', 'order-ac-2', body, body);
     });
   });
 
@@ -268,10 +253,8 @@ describe('every solver, as its documentation sends it, against the real server',
       // CapMonster closes the connection after 2 s: the answer must come well within that, even on a busy machine.
       expect(performance.now() - started).toBeLessThan(2_000);
       expect(r).toEqual({ status: 200, text: 'OK' });
-      expect((await task('order-cm-1')).json).toMatchObject({
-        id: 'order-cm-1',
+      await expectDelivered('order-cm-1', {
         solver_task_id: null,
-        state: 'delivered',
         outcome: 'solved',
         code: 'answer',
         solution: { text: 'answer' },
@@ -284,11 +267,8 @@ describe('every solver, as its documentation sends it, against the real server',
       expect(
         (await callback('/callback/order-cm-2', json({ errorId: 1, errorCode: 'ERROR_CAPTCHA_UNSOLVABLE' }))).status,
       ).toBe(200);
-      expect((await task('order-cm-2')).json).toMatchObject({
-        id: 'order-cm-2',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
+      await expectDelivered('order-cm-2', {
+        ...UNSOLVABLE,
         metadata: { errorId: 1, errorCode: 'ERROR_CAPTCHA_UNSOLVABLE' },
       });
     });
@@ -335,10 +315,8 @@ describe('every solver, as its documentation sends it, against the real server',
       const again = await register({ id: 'order-cs-2', solver_task_id: '61138bb6-19fb-11ec-a9c8-0242ac110006' });
       expect(again).toMatchObject({ submitted: 0, already_known: 1 });
       expect((await callback('/callback', json(solved('61138bb6-19fb-11ec-a9c8-0242ac110006')))).status).toBe(200);
-      expect((await task('order-cs-2')).json).toMatchObject({
-        id: 'order-cs-2',
+      await expectDelivered('order-cs-2', {
         solver_task_id: '61138bb6-19fb-11ec-a9c8-0242ac110006',
-        state: 'delivered',
         registered: true,
         outcome: 'solved',
         solution: { userAgent: 'xxx' },
@@ -354,18 +332,10 @@ describe('every solver, as its documentation sends it, against the real server',
         taskId: '2376919c-1863-11ec-a012-94e6f7355a0b',
       };
       // Both ways the recipe allows: without a path id (this task registered the solver id), then with one.
-      expect((await callback('/callback', json(body))).status).toBe(200);
-      expect((await task('order-cs-3')).json).toMatchObject({
-        id: 'order-cs-3',
-        state: 'delivered',
-        outcome: 'failed',
-        code: 'ERROR_CAPTCHA_UNSOLVABLE',
-        solution: null,
-        metadata: {
-          errorId: 1,
-          errorCode: 'ERROR_CAPTCHA_UNSOLVABLE',
-          errorDescription: 'Captcha could not be solved',
-        },
+      await expectJsonFailure('/callback', 'order-cs-3', body, {
+        errorId: 1,
+        errorCode: 'ERROR_CAPTCHA_UNSOLVABLE',
+        errorDescription: 'Captcha could not be solved',
       });
       await register({ id: 'order-cs-4' });
       const other = { ...body, taskId: '2376919c-1863-11ec-a012-94e6f7355a0c' };
@@ -444,10 +414,8 @@ describe('every solver, as its documentation sends it, against the real server',
       const merged = await api('PATCH', '/tasks/early-app', { solver_task_id: 'early-solver-1' });
       expect(merged.status).toBe(200);
       expect(merged.json).toMatchObject({ id: 'early-app', state: 'delivered', code: 'tok-early' });
-      expect((await task('early-app')).json).toMatchObject({
-        id: 'early-app',
+      await expectDelivered('early-app', {
         solver_task_id: 'early-solver-1',
-        state: 'delivered',
         registered: true,
         outcome: 'solved',
         code: 'tok-early',
