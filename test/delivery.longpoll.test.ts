@@ -33,6 +33,21 @@ async function sendCallback(s: RunningServer, id: string, code: string): Promise
   return performance.now();
 }
 
+/**
+ * Registers `id` on `waiter` and long-polls it there (wait=10); 300 ms in, sends its callback to `sender`. The poll
+ * must answer 200 with the delivered task; resolves with that answer and when the callback was acknowledged.
+ */
+async function callbackDuringPoll(waiter: RunningServer, sender: RunningServer, id: string, code: string) {
+  await register(waiter, id);
+  const polling = longPoll(waiter, id, 10);
+  await sleep(300);
+  const sentAt = await sendCallback(sender, id, code);
+  const r = await polling;
+  expect(r.status).toBe(200);
+  expect(r.body).toMatchObject({ id, state: 'delivered', code });
+  return { ...r, sentAt };
+}
+
 describe('long-polling GET /tasks/:id?wait=', () => {
   let single: RunningServer;
   let quick: RunningServer;
@@ -56,17 +71,11 @@ describe('long-polling GET /tasks/:id?wait=', () => {
   });
 
   it('answers as soon as the callback lands, long before the wait runs out', async () => {
-    await register(single, 'lp-1');
-    const polling = longPoll(single, 'lp-1', 10);
-    await sleep(300);
-    const sentAt = await sendCallback(single, 'lp-1', 'the-answer');
-    const r = await polling;
-    expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ id: 'lp-1', state: 'delivered', code: 'the-answer' });
+    const r = await callbackDuringPoll(single, single, 'lp-1', 'the-answer');
     expect(r.elapsed).toBeGreaterThanOrEqual(250);
     expect(r.elapsed).toBeLessThan(5000);
     measured.push(
-      `same instance ${Math.round(r.elapsed)} ms (callback ack → answer ${Math.round(r.answeredAt - sentAt)} ms)`,
+      `same instance ${Math.round(r.elapsed)} ms (callback ack → answer ${Math.round(r.answeredAt - r.sentAt)} ms)`,
     );
   });
 
@@ -102,15 +111,9 @@ describe('long-polling GET /tasks/:id?wait=', () => {
   });
 
   it('wakes a long-poll on instance A when the callback lands on instance B (shared Redis)', async () => {
-    await register(a, 'lp-x');
-    const polling = longPoll(a, 'lp-x', 10);
-    await sleep(300);
-    const sentAt = await sendCallback(b, 'lp-x', 'from-b');
-    const r = await polling;
-    expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ id: 'lp-x', state: 'delivered', code: 'from-b' });
+    const r = await callbackDuringPoll(a, b, 'lp-x', 'from-b');
     // A polls the store every 250 ms for its waiters: typically ~0.2 s; the bound leaves room for a loaded machine.
-    const wake = r.answeredAt - sentAt;
+    const wake = r.answeredAt - r.sentAt;
     expect(wake).toBeLessThan(1500);
     expect(r.elapsed).toBeLessThan(5000);
     measured.push(`cross-instance ${Math.round(r.elapsed)} ms (B's ack → A's answer ${Math.round(wake)} ms)`);
