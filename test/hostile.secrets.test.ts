@@ -81,20 +81,18 @@ describe('secrets never leak from the running server', () => {
     return c;
   };
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  const send = (method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
-    httpExchange(
-      agent,
-      server.publicPort,
-      { method, path, headers, ...(body === undefined ? {} : { body: Buffer.from(body) }) },
-      { readBody: true },
-    );
-  const api = (method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
-    httpExchange(
-      agent,
-      server.managementPort,
-      { method, path, headers, ...(body === undefined ? {} : { body: Buffer.from(body) }) },
-      { readBody: true },
-    );
+  /** One request to the listener on `port()`, its body read. */
+  const exchangeOn =
+    (port: () => number) =>
+    (method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
+      httpExchange(
+        agent,
+        port(),
+        { method, path, headers, ...(body === undefined ? {} : { body: Buffer.from(body) }) },
+        { readBody: true },
+      );
+  const send = exchangeOn(() => server.publicPort);
+  const api = exchangeOn(() => server.managementPort);
   const bearer = { authorization: `Bearer ${TOKEN}` };
 
   beforeAll(async () => {
