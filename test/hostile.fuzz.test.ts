@@ -471,57 +471,31 @@ function rejectedFor(id: string): fc.Arbitrary<FuzzCase> {
     http,
     protects: id,
   });
-  const json = { 'content-type': 'application/json' };
+  /** A POST with this body (and content type, unless undefined). */
+  const post = (kind: string, status: number, path: string, contentType: string | undefined, body: string) =>
+    c(kind, status, {
+      method: 'POST',
+      path,
+      ...(contentType === undefined ? {} : { headers: { 'content-type': contentType } }),
+      body: Buffer.from(body),
+    });
+  const json = 'application/json';
+  const form = 'application/x-www-form-urlencoded';
   return fc.constantFrom(
     c('repeated-id', 400, { method: 'GET', path: `/callback?id=${id}&id=${id}&code=forged` }),
     c('repeated-code', 400, { method: 'GET', path: `/callback?id=${id}&code=forged&code=forged2` }),
     c('missing-code', 400, { method: 'GET', path: `/callback?id=${id}` }),
     c('empty-code', 400, { method: 'GET', path: `/callback?id=${id}&code=` }),
     c('bad-solver-id', 400, { method: 'GET', path: `/callback/${id}?id=%3Cx%3E&code=forged` }),
-    c('text-plain', 415, {
-      method: 'POST',
-      path: '/callback',
-      headers: { 'content-type': 'text/plain' },
-      body: Buffer.from(`id=${id}&code=forged`),
-    }),
-    c('no-content-type', 415, { method: 'POST', path: '/callback', body: Buffer.from(`id=${id}&code=forged`) }),
-    c('not-ready', 400, {
-      method: 'POST',
-      path: `/callback/${id}`,
-      headers: json,
-      body: Buffer.from('{"errorId":0,"status":"processing"}'),
-    }),
-    c('string-solution', 400, {
-      method: 'POST',
-      path: `/callback/${id}`,
-      headers: json,
-      body: Buffer.from('{"errorId":0,"solution":"forged"}'),
-    }),
-    c('bad-json', 400, {
-      method: 'POST',
-      path: `/callback/${id}`,
-      headers: json,
-      body: Buffer.from('{"solution":{"token":"forged"}'),
-    }),
-    c('errorId-string', 400, {
-      method: 'POST',
-      path: `/callback/${id}`,
-      headers: json,
-      body: Buffer.from('{"errorId":"1"}'),
-    }),
+    post('text-plain', 415, '/callback', 'text/plain', `id=${id}&code=forged`),
+    post('no-content-type', 415, '/callback', undefined, `id=${id}&code=forged`),
+    post('not-ready', 400, `/callback/${id}`, json, '{"errorId":0,"status":"processing"}'),
+    post('string-solution', 400, `/callback/${id}`, json, '{"errorId":0,"solution":"forged"}'),
+    post('bad-json', 400, `/callback/${id}`, json, '{"solution":{"token":"forged"}'),
+    post('errorId-string', 400, `/callback/${id}`, json, '{"errorId":"1"}'),
     c('long-query', 414, { method: 'GET', path: `/callback?id=${id}&code=forged&pad=${'p'.repeat(8200)}` }),
-    c('big-body', 413, {
-      method: 'POST',
-      path: '/callback',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: Buffer.from(`id=${id}&code=forged&pad=${'p'.repeat(70_000)}`),
-    }),
-    c('long-code', 400, {
-      method: 'POST',
-      path: '/callback',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: Buffer.from(`id=${id}&code=${'c'.repeat(MAX_CODE_LENGTH + 1)}`),
-    }),
+    post('big-body', 413, '/callback', form, `id=${id}&code=forged&pad=${'p'.repeat(70_000)}`),
+    post('long-code', 400, '/callback', form, `id=${id}&code=${'c'.repeat(MAX_CODE_LENGTH + 1)}`),
     c('put', 405, { method: 'PUT', path: `/callback?id=${id}&code=forged` }),
     c('delete', 405, { method: 'DELETE', path: `/callback/${id}` }),
     c('extra-segment', 404, { method: 'GET', path: `/callback/${id}/x?code=forged` }),
