@@ -7,8 +7,8 @@ export const SOURCE_CONDITION = '--conditions=ccm-source';
 export const CLI = fileURLToPath(new URL('../../src/server/cli.ts', import.meta.url));
 
 /**
- * The environment `startServer` gives the CLI (and `runCli` too, when asked: `serveEnv`) beside PATH, unless `env`
- * says otherwise: loopback listeners on ephemeral ports, the memory store, the default log level.
+ * The environment `startServer` gives the CLI beside PATH, unless `env` says otherwise: loopback listeners on
+ * ephemeral ports, the memory store, the default log level. `runCli` callers that start the server spread it in.
  */
 export const SERVE_ENV: Readonly<Record<string, string>> = {
   HOST: '127.0.0.1',
