@@ -15,6 +15,15 @@ import { solverSeries } from './solverSeries.ts';
 export const WATCHDOG = 'CaptchaMonitorWatchdog';
 
 /**
+ * `numerator / denominator` above `max`, and only once `denominator` is at least `min` (a handful of events is no
+ * ratio to page on): the shape of every "share of X that failed" alert.
+ */
+function ratioAbove(numerator: string, denominator: string, max: number, min: number): string {
+  const ratio = `(\n  ${numerator}\n  /\n  ${denominator}\n) > ${num(max)}`;
+  return [ratio, 'and', `${denominator} >= ${num(min)}`].join('\n');
+}
+
+/**
  * THE alert table: one row per alert, in the order of the design's table, then the SLO burn-rate alerts and the
  * watchdog. The Prometheus rule file, the Grafana-managed rules and the README table are rendered from it
  * (scripts/generate.ts); dashboards read the thresholds from the same config. `config` is the monitoring config
@@ -64,11 +73,12 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
     },
     {
       name: 'CaptchaCallbackHighErrorRate',
-      expr: [
-        `(\n  ${failedRequests(WINDOW.requests)}\n  /\n  ${requests(WINDOW.requests)}\n) > ${num(threshold.errorRatio)}`,
-        'and',
-        `${requests(WINDOW.requests)} >= ${num(threshold.minRequests5m)}`,
-      ].join('\n'),
+      expr: ratioAbove(
+        failedRequests(WINDOW.requests),
+        requests(WINDOW.requests),
+        threshold.errorRatio,
+        threshold.minRequests5m,
+      ),
       for: '2m',
       severity: 'critical',
       summary: `More than ${pct(threshold.errorRatio)} of CAPTCHA callback requests fail`,
@@ -157,11 +167,12 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
     },
     {
       name: 'CaptchaCallbackHandlerErrors',
-      expr: [
-        `(\n  ${hookFailures(WINDOW.requests)}\n  /\n  ${accepted(WINDOW.requests)}\n) > ${num(threshold.handlerErrorRatio)}`,
-        'and',
-        `${accepted(WINDOW.requests)} >= ${num(threshold.minRequests5m)}`,
-      ].join('\n'),
+      expr: ratioAbove(
+        hookFailures(WINDOW.requests),
+        accepted(WINDOW.requests),
+        threshold.handlerErrorRatio,
+        threshold.minRequests5m,
+      ),
       for: '5m',
       severity: 'warning',
       summary: `Your result hook fails for more than ${pct(threshold.handlerErrorRatio)} of CAPTCHA callbacks`,
@@ -191,11 +202,12 @@ export function alertTable(config: MonitoringConfig = DEFAULT_MONITORING_CONFIG)
     },
     {
       name: 'CaptchaSolverHighUnsolvableRate',
-      expr: [
-        `(\n  ${failures('ERROR_CAPTCHA_UNSOLVABLE', WINDOW.unsolvable)}\n  /\n  ${accepted(WINDOW.unsolvable)}\n) > ${num(threshold.unsolvableRatio)}`,
-        'and',
-        `${accepted(WINDOW.unsolvable)} >= ${num(threshold.minCallbacks15m)}`,
-      ].join('\n'),
+      expr: ratioAbove(
+        failures('ERROR_CAPTCHA_UNSOLVABLE', WINDOW.unsolvable),
+        accepted(WINDOW.unsolvable),
+        threshold.unsolvableRatio,
+        threshold.minCallbacks15m,
+      ),
       // A burst of hard captchas passes; a share that stays above the threshold for 5 more minutes does not.
       for: '5m',
       severity: 'warning',
@@ -228,11 +240,12 @@ ${solver.lowBalance}`,
     },
     {
       name: 'CaptchaSolverApiErrors',
-      expr: [
-        `(\n  ${solver.failedRequests(WINDOW.solverApiErrors)}\n  /\n  ${solver.requests(WINDOW.solverApiErrors)}\n) > ${num(threshold.solverApiErrorRatio)}`,
-        'and',
-        `${solver.requests(WINDOW.solverApiErrors)} >= ${num(threshold.minSolverRequests15m)}`,
-      ].join('\n'),
+      expr: ratioAbove(
+        solver.failedRequests(WINDOW.solverApiErrors),
+        solver.requests(WINDOW.solverApiErrors),
+        threshold.solverApiErrorRatio,
+        threshold.minSolverRequests15m,
+      ),
       for: '5m',
       severity: 'warning',
       summary: `More than ${pct(threshold.solverApiErrorRatio)} of requests to a CAPTCHA solver API fail`,
