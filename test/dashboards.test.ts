@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
 import { JOB, PROM } from '../packages/koa/src/metrics/contract.ts';
 import { DATASOURCES } from '../scripts/generators/dashboards/datasources.ts';
 import {
@@ -11,14 +8,12 @@ import {
   TITLE,
 } from '../scripts/generators/dashboards/overview.ts';
 import { DATASOURCE_REF_UID, healthySteps } from '../scripts/generators/dashboards/panels.ts';
-import { DASHBOARDS, DATASOURCES_PATH, GRAFANA_OUTPUTS } from '../scripts/generators/dashboards/render.ts';
+import { DASHBOARDS, GRAFANA_OUTPUTS } from '../scripts/generators/dashboards/render.ts';
 import { ALERT_TABLE, WATCHDOG } from '../src/alerting/alertTable.ts';
 import { DEFAULT_MONITORING_CONFIG } from '../src/alerting/monitoringConfig.ts';
 import { EXTERNAL } from '../src/alerting/promql.ts';
 import { HEALTHY, type HealthyRangeName } from '../src/alerting/thresholds.ts';
-
-const ROOT = resolve(import.meta.dirname, '..');
-const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
+import { provisionedDatasources, read } from './support/grafana.ts';
 
 interface Target {
   refId: string;
@@ -93,8 +88,7 @@ describe('dashboards', () => {
   });
 
   it('read their datasource from the datasource variable, whose default is the provisioned Prometheus', () => {
-    const provisioned = (parse(read(DATASOURCES_PATH)) as { datasources: { uid: string; type: string }[] }).datasources;
-    const uids = new Map(provisioned.map((ds) => [ds.uid, ds.type]));
+    const uids = new Map(provisionedDatasources().map((ds) => [ds.uid, ds.type]));
     expect(uids.get(DATASOURCES.prometheus.uid)).toBe('prometheus');
     expect(uids.get(DATASOURCES.alertmanager.uid)).toBe('alertmanager');
     // The monitoring config's default datasource is this stack's provisioned one.

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -17,14 +16,11 @@ import {
 } from '../scripts/generators/alerting/grafanaRules.ts';
 import { PROMETHEUS_RULES_PATH } from '../scripts/generators/alerting/renderPrometheusRules.ts';
 import { DATASOURCES } from '../scripts/generators/dashboards/datasources.ts';
-import { DATASOURCES_PATH } from '../scripts/generators/dashboards/render.ts';
 import { ALERT_TABLE } from '../src/alerting/alertTable.ts';
 import { durationSeconds } from '../src/alerting/promql.ts';
 import { runbookUrl } from '../src/alerting/runbook.ts';
 import { requireBinary } from './support/binaries.ts';
-
-const ROOT = resolve(import.meta.dirname, '..');
-const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
+import { provisionedDatasources, ROOT, read } from './support/grafana.ts';
 
 /** Grafana reads `$$` as a literal `$`; what it sees after expanding the environment. */
 const expandDollars = (text: string) => text.replaceAll('$$', '$');
@@ -144,9 +140,7 @@ describe('Grafana-managed alert rules (file provisioning)', () => {
   });
 
   it('query only provisioned datasources', () => {
-    const provisioned = (parse(read(DATASOURCES_PATH)) as { datasources: { uid: string }[] }).datasources.map(
-      (d) => d.uid,
-    );
+    const provisioned = provisionedDatasources().map((d) => d.uid);
     for (const r of rules) {
       for (const q of r.data) {
         if (q.datasourceUid !== '__expr__') expect(provisioned).toContain(q.datasourceUid);
