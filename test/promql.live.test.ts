@@ -20,7 +20,7 @@ import { requireBinary } from './support/binaries.ts';
 import { CLI, type RunningServer, startServer } from './support/server.ts';
 import { startSink } from './support/sink.ts';
 import { type SolverSimulator, startSolverSimulator } from './support/solverSimulator.ts';
-import { startOnFreePort } from './support/stack.ts';
+import { startOnFreePort, startPrometheus } from './support/stack.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DEMO_SECONDS = 24;
@@ -234,16 +234,7 @@ beforeAll(async () => {
     } else throw new Error(`prometheus.yml has a job this test does not know: ${job.job_name}`);
   }
   writeFileSync(join(tmp, 'prometheus.yml'), stringify(config));
-  const prom = await startOnFreePort(
-    prometheus,
-    (port) => [
-      `--config.file=${join(tmp, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(tmp, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-    ],
-    '/-/ready',
-    'prometheus',
-  );
+  const prom = await startPrometheus(prometheus, join(tmp, 'prometheus.yml'), join(tmp, 'data'));
   children.push(prom.child.process);
   promUrl = `http://127.0.0.1:${prom.port}`;
 

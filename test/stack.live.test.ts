@@ -25,6 +25,7 @@ import {
   overrideRuleFor,
   type Sink,
   startOnFreePort,
+  startPrometheus,
   startSink,
   type WebhookAlert,
 } from './support/stack.ts';
@@ -140,6 +141,22 @@ function expectCritical(n: { message: Notification; alert: WebhookAlert }, job: 
   expect(n.alert.annotations.summary).toBeTruthy();
 }
 
+/**
+ * CaptchaCallbackEndpointDown's `status` notification for `job` (the probe or the scrape) at or after `since`, the
+ * cause: recorded as `cause`, expected routed to the critical receiver with that job.
+ */
+async function endpointDown(
+  job: string,
+  status: 'firing' | 'resolved',
+  since: number,
+  cause: string,
+): Promise<{ message: Notification; alert: WebhookAlert }> {
+  const n = await notification('CaptchaCallbackEndpointDown', status, since, (a) => a.labels.job === job);
+  record('CaptchaCallbackEndpointDown', status, cause, since, n.message.at);
+  expectCritical(n, job);
+  return n;
+}
+
 beforeAll(async () => {
   const [prometheus, alertmanager, blackbox] = [
     requireBinary('prometheus'),
@@ -194,16 +211,7 @@ beforeAll(async () => {
       rulesFile,
     ),
   );
-  const prom = await startOnFreePort(
-    prometheus,
-    (port) => [
-      `--config.file=${join(tmp, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(tmp, 'prom')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-    ],
-    '/-/ready',
-    'prometheus',
-  );
+  const prom = await startPrometheus(prometheus, join(tmp, 'prometheus.yml'), join(tmp, 'prom'));
   children.push(prom.child);
   promUrl = `http://127.0.0.1:${prom.port}`;
   await waitFor(
@@ -305,42 +313,14 @@ describe('live stack: receiver → Prometheus → Alertmanager → webhook', () 
     const killed = Date.now();
     await receiver!.kill();
     // The outside probe (blackbox → /healthz) and the scrape of the management port both fail.
-    const probe = await notification(
-      'CaptchaCallbackEndpointDown',
-      'firing',
-      killed,
-      (a) => a.labels.job === JOB.probe,
-    );
-    record('CaptchaCallbackEndpointDown', 'firing', 'SIGKILL (probe fails)', killed, probe.message.at);
-    expectCritical(probe, JOB.probe);
+    const probe = await endpointDown(JOB.probe, 'firing', killed, 'SIGKILL (probe fails)');
     expect(probe.alert.labels.instance).toBe(`http://127.0.0.1:${receiverPorts.pub}/healthz`);
-    const scrape = await notification(
-      'CaptchaCallbackEndpointDown',
-      'firing',
-      killed,
-      (a) => a.labels.job === JOB.receiver,
-    );
-    record('CaptchaCallbackEndpointDown', 'firing', 'SIGKILL (scrape fails)', killed, scrape.message.at);
-    expectCritical(scrape, JOB.receiver);
+    await endpointDown(JOB.receiver, 'firing', killed, 'SIGKILL (scrape fails)');
 
     receiver = await startServer(receiverEnv());
     const back = Date.now();
-    const probeOk = await notification(
-      'CaptchaCallbackEndpointDown',
-      'resolved',
-      back,
-      (a) => a.labels.job === JOB.probe,
-    );
-    record('CaptchaCallbackEndpointDown', 'resolved', 'restart (probe ok)', back, probeOk.message.at);
-    expectCritical(probeOk, JOB.probe);
-    const scrapeOk = await notification(
-      'CaptchaCallbackEndpointDown',
-      'resolved',
-      back,
-      (a) => a.labels.job === JOB.receiver,
-    );
-    record('CaptchaCallbackEndpointDown', 'resolved', 'restart (scrape ok)', back, scrapeOk.message.at);
-    expectCritical(scrapeOk, JOB.receiver);
+    await endpointDown(JOB.probe, 'resolved', back, 'restart (probe ok)');
+    await endpointDown(JOB.receiver, 'resolved', back, 'restart (scrape ok)');
   });
 
   // Last, so its wait overlaps the others: Prometheus evaluates the watchdog at start-up, before it has found the

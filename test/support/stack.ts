@@ -197,6 +197,24 @@ export async function startOnFreePort(
   }
 }
 
+/** Prometheus with `configFile` and its TSDB in `storagePath`, on a free loopback port, once /-/ready answers. */
+export function startPrometheus(
+  bin: string,
+  configFile: string,
+  storagePath: string,
+): Promise<{ child: Child; port: number }> {
+  return startOnFreePort(
+    bin,
+    (port) => [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${storagePath}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    '/-/ready',
+    'prometheus',
+  );
+}
+
 export interface WebhookAlert {
   readonly status: string;
   readonly labels: Record<string, string>;
