@@ -210,8 +210,8 @@ export class SqliteTaskStore implements TaskStore {
   #applyCallback(r: CallbackResult): CallbackTransition {
     // A read, then a plain UPDATE: inside the write transaction nothing can change the row in between. Against one
     // `UPDATE … RETURNING` (which SQLite runs through a temporary table of the returned rows) this is the cheaper
-    // shape now that the CHECK no longer builds a b-tree per row (measured by `node bench/micro/callback-statement.ts`,
-    // see its output for the figures). A callback with the app's id reads by primary key only; the solver
+    // shape now that the CHECK no longer builds a b-tree per row (the A/B and its figures: docs/benchmarks.md, "What
+    // changed"). A callback with the app's id reads by primary key only; the solver
     // id index is read only when that id is unknown, or when the callback carries no app id (then one statement
     // tries the solver id's link, then the solver id as an app id: apps that register the solver's id as their own).
     let id: string;
