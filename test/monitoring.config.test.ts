@@ -1,5 +1,5 @@
 /**
- * Portable monitoring (issue 14 item 4): `npm run generate -- --config my.json --out dir` with a config for another
+ * Portable monitoring: `npm run generate -- --config my.json --out dir` with a config for another
  * stack (another job selector and probe selector, `pod` as an instance label, another datasource uid, runbook URL,
  * dashboard uid and PrometheusRule metadata). The outputs must be valid (promtool), carry no trace of the default
  * stack, pass the project's own promtool unit tests once those tests' series carry the new labels, and have the
