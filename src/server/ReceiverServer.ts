@@ -81,11 +81,19 @@ function forwarderOptions(config: Config, url: string, secret: string, logger: L
     concurrency: config.FORWARD_CONCURRENCY,
     retryMinMs: config.FORWARD_RETRY_MIN_MS,
     retryMaxMs: config.FORWARD_RETRY_MAX_MS,
+    // Off the callback event loop: signing, the request and its answer run on a worker thread; the store's
+    // claims and settlements stay on this thread (callbacks first: see ForwarderOptions.pace).
+    worker: config.FORWARD_THREAD === 'worker',
     onEvent: (event) => {
       if (event.kind === 'dead_letter') {
         logger.warn(
           { task: event.taskId, event: `task.${event.event}`, attempts: event.attempts },
           'forward dead-lettered after FORWARD_MAX_AGE',
+        );
+      } else if (event.kind === 'worker_exit') {
+        logger.error(
+          { code: event.code, error: event.error, attempts: event.attempts, restart_in_ms: event.restartInMs },
+          'forward worker thread exited; its attempts will be retried, restarting it',
         );
       } else {
         const e = event.error;

@@ -133,6 +133,12 @@ export const CONFIG_SCHEMA = z.object({
   FORWARD_RETRY_MAX_MS: millis(600_000).describe(
     'Longest retry delay (exponential backoff, full jitter; Retry-After capped here).',
   ),
+  FORWARD_THREAD: z
+    .enum(['worker', 'loop'], { error: 'must be worker or loop' })
+    .default('worker')
+    .describe(
+      'Where forward attempts run: worker (a thread at the lowest CPU priority, off the callback event loop) or loop.',
+    ),
 });
 
 export type Config = z.infer<typeof CONFIG_SCHEMA>;

@@ -1,8 +1,7 @@
-import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { ForwardOutcome } from '../metrics/contract.ts';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
+import { type ForwardSender, HttpSender } from './forwardHttp.ts';
+import { LoopPace, type PaceOptions } from './forwardPace.ts';
+import { type WorkerExit, WorkerSender } from './forwardThread.ts';
 import type {
   ForwardEvent,
   ForwardJob,
@@ -12,6 +11,8 @@ import type {
   ReplayFilter,
 } from './TaskStore.ts';
 import { taskJson } from './taskJson.ts';
+
+export { retryAfterMs, secretKey, sign } from './forwardHttp.ts';
 
 /** Where and how results are handed to the app. Every duration in milliseconds. */
 export interface ForwarderOptions {
@@ -35,7 +36,23 @@ export interface ForwarderOptions {
   readonly pollIntervalMs?: number;
   /** How often the backlog gauges are refreshed from the store. Default 1000. */
   readonly statsIntervalMs?: number;
-  /** Told about store failures and dead letters (for logging); must not throw. Never given the URL or a payload. */
+  /**
+   * Send from a worker thread (signatures, HTTP requests and answers off this event loop) at the lowest CPU priority
+   * (nice 19, Linux): while callbacks keep the CPU busy they get it first, and forwards wait in the outbox and catch up
+   * afterwards. The outbox (claims, settlements, metrics) stays here with the store, so any store works. A thread that
+   * dies is restarted (see WorkerSender). Default false.
+   */
+  readonly worker?: boolean;
+  /**
+   * Callbacks first: while this event loop's thread is busy (it wanted the CPU for `pace.busyAt` of a 20 ms window or
+   * more, default 0.7), forwards wait in the outbox, but for a trickle of 4 every 100 ms; they catch up once the loop
+   * has room (see LoopPace). `{ busyAt: 1 }` turns it off.
+   */
+  readonly pace?: PaceOptions;
+  /**
+   * Told about store failures, dead letters and worker thread exits (for logging); must not throw. Never given the URL
+   * or a payload.
+   */
   readonly onEvent?: (event: ForwarderEvent) => void;
   readonly now?: () => number;
   /** In [0, 1): the jitter source, for tests. */
@@ -44,7 +61,8 @@ export interface ForwarderOptions {
 
 export type ForwarderEvent =
   | { readonly kind: 'store_error'; readonly error: unknown }
-  | { readonly kind: 'dead_letter'; readonly taskId: string; readonly event: ForwardEvent; readonly attempts: number };
+  | { readonly kind: 'dead_letter'; readonly taskId: string; readonly event: ForwardEvent; readonly attempts: number }
+  | WorkerExit;
 
 /** The backlog cap: counting stops here so the gauge's store query stays bounded. */
 export const BACKLOG_COUNT_CAP = 100_000;
@@ -59,33 +77,6 @@ export function retryDelay(attempts: number, min: number, max: number, random: (
   return Math.round(min + random() * Math.max(0, ceiling - min));
 }
 
-/** `Retry-After` as milliseconds from `now`: delta seconds or an HTTP date; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | null, now: number): number | undefined {
-  if (header === null) return undefined;
-  const text = header.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-/** Standard Webhooks signature: `v1,` and base64 HMAC-SHA256 of `id.timestamp.body` keyed with the secret's bytes. */
-export function sign(secretKey: Buffer | KeyObject, webhookId: string, timestampSeconds: number, body: string): string {
-  const mac = createHmac('sha256', secretKey).update(`${webhookId}.${timestampSeconds}.${body}`).digest('base64');
-  return `v1,${mac}`;
-}
-
-/** The key bytes of a `whsec_<base64>` secret. */
-export function secretKey(secret: string): Buffer {
-  return Buffer.from(secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret, 'base64');
-}
-
-interface AttemptResult {
-  readonly outcome: ForwardOutcome;
-  readonly status: number | null;
-  readonly error: string | null;
-  readonly retryAfter: number | undefined;
-}
-
 /**
  * The outbox worker: claims due forwards from the store under a lease, POSTs each to the app with Standard Webhooks
  * headers, and settles it (delivered on 2xx, gone on 410, else a retry with backoff, or dead past the maximum age).
@@ -96,11 +87,8 @@ interface AttemptResult {
 export class Forwarder {
   readonly #outbox: ForwardOutbox;
   readonly #metrics: ReceiverMetrics | undefined;
-  readonly #url: URL;
-  readonly #request: typeof httpRequest;
-  readonly #agent: HttpAgent;
-  /** A KeyObject made once: a Buffer key is turned into one on every createHmac call. */
-  readonly #key: KeyObject;
+  readonly #sender: ForwardSender;
+  readonly #pace: LoopPace;
   readonly #timeoutMs: number;
   readonly #maxAgeMs: number;
   readonly #concurrency: number;
@@ -129,19 +117,10 @@ export class Forwarder {
   constructor(outbox: ForwardOutbox, options: ForwarderOptions, metrics?: ReceiverMetrics) {
     this.#outbox = outbox;
     this.#metrics = metrics;
-    this.#url = new URL(options.url);
-    this.#key = createSecretKey(secretKey(options.secret));
     this.events = options.events ?? ['delivered', 'late'];
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 24 * 3600 * 1000;
     this.#concurrency = options.concurrency ?? 16;
-    // node:http with a keep-alive pool of one socket per attempt in flight: measured on loopback at about a third of
-    // fetch()'s CPU per request (fetch with an abort signal and a cancelled body also reconnected every time).
-    const https = this.#url.protocol === 'https:';
-    this.#request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
-    this.#agent = https
-      ? new HttpsAgent({ keepAlive: true, maxSockets: this.#concurrency })
-      : new HttpAgent({ keepAlive: true, maxSockets: this.#concurrency });
     this.#retryMinMs = options.retryMinMs ?? 1000;
     this.#retryMaxMs = Math.max(options.retryMaxMs ?? 600_000, this.#retryMinMs);
     this.#pollIntervalMs = options.pollIntervalMs ?? 500;
@@ -158,7 +137,27 @@ export class Forwarder {
     };
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
+    const http = {
+      url: options.url,
+      secret: options.secret,
+      timeoutMs: this.#timeoutMs,
+      maxSockets: this.#concurrency,
+    };
+    this.#sender = options.worker
+      ? new WorkerSender({ http, onExit: (exit) => this.#onEvent(exit) })
+      : new HttpSender({ ...http, now: this.#now });
+    this.#pace = new LoopPace(options.pace);
     outbox.enable(this.events);
+  }
+
+  /** The worker thread's sender when `worker` is set (its thread and its crash hook, for tests). */
+  get workerSender(): WorkerSender | undefined {
+    return this.#sender instanceof WorkerSender ? this.#sender : undefined;
+  }
+
+  /** The pace, which holds claims back while the loop is busy (`deferred` counts the times it did). */
+  get pace(): LoopPace {
+    return this.#pace;
   }
 
   /** Forwards waiting for the app (as of the last refresh, at most BACKLOG_COUNT_CAP). */
@@ -173,6 +172,8 @@ export class Forwarder {
 
   start(): void {
     if (this.#pollTimer || this.#closed) return;
+    this.#sender.start?.();
+    this.#pace.start();
     this.#pollTimer = setInterval(() => this.kick(), this.#pollIntervalMs);
     this.#pollTimer.unref();
     this.#statsTimer = setInterval(() => void this.refreshStats(), this.#statsIntervalMs);
@@ -230,16 +231,22 @@ export class Forwarder {
         // Under a backlog, claim in batches (each claim is a store transaction) rather than one per finished attempt.
         const batch = this.#inFlight.size === 0 ? 1 : Math.max(1, this.#concurrency >> 2);
         if (free < batch || this.#closed) break;
+        // While callbacks keep the loop busy, only a trickle (the pace kicks again once a claim may go).
+        const allowed = Math.min(
+          free,
+          this.#pace.claim(() => this.kick()),
+        );
+        if (allowed === 0) break;
         let jobs: ForwardJob[];
         try {
-          jobs = await this.#outbox.claimDue(this.#now(), free, this.#leaseMs);
+          jobs = await this.#outbox.claimDue(this.#now(), allowed, this.#leaseMs);
         } catch (error) {
           this.#onEvent({ kind: 'store_error', error });
           break;
         }
         for (const job of jobs) this.#run(job);
         // A full batch may have left more due: claim again while there is room.
-        if (jobs.length < free && !this.#again) break;
+        if (jobs.length < allowed && !this.#again) break;
       }
     } finally {
       this.#claiming = false;
@@ -273,9 +280,8 @@ export class Forwarder {
       timestamp: new Date(f.createdAt).toISOString(),
       data: taskJson(job.task),
     });
-    const started = performance.now();
-    const result = await this.#send(f.webhookId, body);
-    this.#metrics?.forwardAttempt(result.outcome, (performance.now() - started) / 1000);
+    const result = await this.#sender.send(f.webhookId, body);
+    this.#metrics?.forwardAttempt(result.outcome, result.seconds);
     const at = this.#now();
     let settlement: ForwardSettlement;
     if (result.outcome === 'success') settlement = { state: 'delivered', status: result.status, error: null };
@@ -301,70 +307,6 @@ export class Forwarder {
     this.#queueSettle({ ...base, at, result: settlement });
   }
 
-  #send(webhookId: string, body: string): Promise<AttemptResult> {
-    const timestamp = Math.floor(this.#now() / 1000);
-    return new Promise<AttemptResult>((resolve) => {
-      let done = false;
-      const finish = (result: AttemptResult) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        resolve(result);
-      };
-      const req = this.#request(
-        this.#url,
-        {
-          method: 'POST',
-          agent: this.#agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(body),
-            'user-agent': 'captcha-callback-monitor',
-            'webhook-id': webhookId,
-            'webhook-timestamp': String(timestamp),
-            'webhook-signature': sign(this.#key, webhookId, timestamp, body),
-          },
-        },
-        (res: IncomingMessage) => {
-          // Only the status matters; the body is read and dropped so the connection can be reused.
-          res.resume();
-          res.once('end', () => finish(this.#classify(res)));
-          res.once('error', () => finish(this.#classify(res)));
-          res.once('close', () => finish(this.#classify(res)));
-        },
-      );
-      // The whole attempt, connection to answer, within the timeout (a redirect is not followed: it is an answer).
-      const timer = setTimeout(() => {
-        finish({
-          outcome: 'timeout',
-          status: null,
-          error: `timeout after ${this.#timeoutMs} ms`,
-          retryAfter: undefined,
-        });
-        req.destroy();
-      }, this.#timeoutMs);
-      req.once('error', (error: NodeJS.ErrnoException) => {
-        // Only the error code: a message may quote the URL, which can carry credentials.
-        const code = typeof error.code === 'string' ? error.code.slice(0, 40) : 'unknown';
-        finish({ outcome: 'network_error', status: null, error: `network error: ${code}`, retryAfter: undefined });
-      });
-      req.end(body);
-    });
-  }
-
-  #classify(res: IncomingMessage): AttemptResult {
-    const status = res.statusCode ?? 0;
-    if (status >= 200 && status < 300) return { outcome: 'success', status, error: null, retryAfter: undefined };
-    if (status === 410) return { outcome: 'gone', status, error: 'HTTP 410', retryAfter: undefined };
-    const header = res.headers['retry-after'];
-    return {
-      outcome: 'http_error',
-      status,
-      error: `HTTP ${status}`,
-      retryAfter: retryAfterMs(typeof header === 'string' ? header : null, this.#now()),
-    };
-  }
-
   /** Settlements of one event-loop turn go to the store in one call (one transaction on SQLite). */
   #queueSettle(item: ForwardSettleItem): void {
     this.#settleQueue.push(item);
@@ -387,6 +329,7 @@ export class Forwarder {
   /** Stops claiming, lets attempts in flight finish (each within its timeout) and writes their settlements. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#pace.stop();
     clearInterval(this.#pollTimer);
     clearInterval(this.#statsTimer);
     this.#pollTimer = undefined;
@@ -394,6 +337,6 @@ export class Forwarder {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     await new Promise((resolve) => setImmediate(resolve));
     await this.#settling;
-    this.#agent.destroy();
+    await this.#sender.close();
   }
 }

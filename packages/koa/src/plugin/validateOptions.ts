@@ -79,9 +79,30 @@ const FORWARD_CHECKS: Record<string, Check> = {
   retryMaxMs: integer(1),
   pollIntervalMs: integer(1),
   statsIntervalMs: integer(1),
+  worker: boolean,
+  pace: (v) => {
+    if (typeof v !== 'object' || v === null) return 'must be an object';
+    for (const [name, value] of Object.entries(v)) {
+      if (value === undefined) continue;
+      const check = PACE_CHECKS[name];
+      if (!check) return `has no field "${name}" (known: ${Object.keys(PACE_CHECKS).join(', ')})`;
+      const problem = check(value);
+      if (problem) return `field "${name}" ${problem}`;
+    }
+    return undefined;
+  },
   onEvent: fn,
   now: fn,
   random: fn,
+};
+
+const PACE_CHECKS: Record<string, Check> = {
+  busyAt: (v) => (typeof v === 'number' && v > 0 && v <= 1 ? undefined : 'must be a number above 0, at most 1'),
+  windowMs: integer(1, 60_000),
+  calmWindows: integer(1, 1000),
+  trickleMs: integer(1, 3_600_000),
+  trickleSize: integer(1, 1024),
+  utilization: fn,
 };
 
 function checkAll(given: object, checks: Record<string, Check>, prefix = ''): void {

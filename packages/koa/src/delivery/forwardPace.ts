@@ -1,0 +1,150 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** When the forwarder yields the event loop to the callback path (every duration in milliseconds). */
+export interface PaceOptions {
+  /**
+   * How much of a `windowMs` window the event loop's thread wanted the CPU (0–1: on it, or waiting for it; see
+   * threadDemand) from which the loop counts as busy. 1 turns yielding off. Default 0.7.
+   */
+  readonly busyAt?: number;
+  /** Default 20. */
+  readonly windowMs?: number;
+  /** Windows in a row below `busyAt` before a busy loop counts as having room again. Default 3. */
+  readonly calmWindows?: number;
+  /** While busy, one claim of at most `trickleSize` forwards this often, so forwarding never stops. Default 100. */
+  readonly trickleMs?: number;
+  /** Default 4. */
+  readonly trickleSize?: number;
+  /** The loop's demand over the last window, for tests; default: this thread's (see threadDemand). */
+  readonly utilization?: () => number;
+}
+
+/**
+ * Callbacks first: samples how much this thread wanted the CPU every `windowMs`. From a window at or above `busyAt`
+ * (a burst of callbacks is keeping the loop busy) until `calmWindows` windows in a row below it, the forwarder may
+ * claim only a trickle: `trickleSize` forwards every `trickleMs`. The other forwards wait in the outbox meanwhile
+ * (durable, so nothing is lost) and are caught up once the loop has room again: the callback path never waits for the
+ * app, and forwarding never keeps the loop past `busyAt` for long (its own work counts too, so a catch-up leaves the
+ * callbacks room).
+ */
+export class LoopPace {
+  readonly #busyAt: number;
+  readonly #windowMs: number;
+  readonly #calmWindows: number;
+  readonly #trickleMs: number;
+  readonly #trickleSize: number;
+  readonly #utilization: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  #busy = false;
+  #calm = 0;
+  #lastClaimAt = Number.NEGATIVE_INFINITY;
+  #waiter: (() => void) | undefined;
+  /** How many times a claim was put off (for tests and the bench). */
+  deferred = 0;
+
+  constructor(options: PaceOptions = {}) {
+    this.#busyAt = options.busyAt ?? 0.7;
+    this.#windowMs = options.windowMs ?? 20;
+    this.#calmWindows = Math.max(1, options.calmWindows ?? 3);
+    this.#trickleMs = options.trickleMs ?? 100;
+    this.#trickleSize = Math.max(1, options.trickleSize ?? 4);
+    this.#utilization = options.utilization ?? threadDemand();
+  }
+
+  /** True while the loop is busy (as of the last sample). */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  start(): void {
+    if (this.#timer || this.#busyAt >= 1) return;
+    this.#timer = setInterval(() => this.#sample(), this.#windowMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#busy = false;
+    this.#wake();
+  }
+
+  /**
+   * How many forwards may be claimed now (and counts the claim): all of them while the loop has room, the trickle's
+   * size while it is busy and the trickle interval has passed, else 0, and `wake` is called once a claim may go.
+   */
+  claim(wake: () => void): number {
+    if (!this.#busy) return Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    if (now - this.#lastClaimAt >= this.#trickleMs) {
+      this.#lastClaimAt = now;
+      return this.#trickleSize;
+    }
+    this.deferred++;
+    this.#waiter = wake;
+    return 0;
+  }
+
+  #sample(): void {
+    if (this.#utilization() >= this.#busyAt) {
+      this.#busy = true;
+      this.#calm = 0;
+    } else if (this.#busy && ++this.#calm >= this.#calmWindows) this.#busy = false;
+    if (this.#waiter && (!this.#busy || performance.now() - this.#lastClaimAt >= this.#trickleMs)) this.#wake();
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+}
+
+/**
+ * How much of the wall time since the previous call this thread wanted the CPU: the time it ran plus, on Linux, the
+ * time it waited for a CPU while runnable (/proc/thread-self/schedstat), so a loop kept busy on a machine whose other
+ * work takes the CPUs reads busy too, while its own CPU share alone would read low. Not perf_hooks'
+ * eventLoopUtilization: a sampling profiler (`--cpu-prof`, an APM agent's) interrupts the loop's wait so often that an
+ * idle loop reads 0.4–0.9 there, which would hold forwards back for good; this reads about 0.05. Where schedstat is
+ * missing, the CPU time alone (process.threadCpuUsage).
+ */
+export function threadDemand(): () => number {
+  const schedstat = openSchedstat();
+  const sample = (): number => {
+    if (schedstat) {
+      const n = readSync(schedstat.fd, schedstat.buffer, 0, schedstat.buffer.length, 0);
+      const [ran, waited] = schedstat.buffer.toString('latin1', 0, n).split(' ');
+      return (Number(ran) + Number(waited)) / 1e6;
+    }
+    const cpu = process.threadCpuUsage();
+    return (cpu.user + cpu.system) / 1000;
+  };
+  let used = sample();
+  let at = performance.now();
+  return () => {
+    const nowUsed = sample();
+    const now = performance.now();
+    const share = now > at ? (nowUsed - used) / (now - at) : 0;
+    used = nowUsed;
+    at = now;
+    return share;
+  };
+}
+
+/** This thread's schedstat (run time, run-queue wait, in ns), open for re-reading; undefined where there is none. */
+function openSchedstat(): { fd: number; buffer: Buffer } | undefined {
+  if (process.platform !== 'linux') return undefined;
+  let fd: number | undefined;
+  try {
+    // thread-self resolves when opened: this fd keeps reading the opening thread (the event loop's) after.
+    fd = openSync('/proc/thread-self/schedstat', 'r');
+    const buffer = Buffer.alloc(80);
+    const n = readSync(fd, buffer, 0, buffer.length, 0);
+    if (!/^\d+ \d+ \d+/.test(buffer.toString('latin1', 0, n))) throw new Error('unexpected schedstat');
+    return { fd, buffer };
+  } catch {
+    if (fd !== undefined) closeSync(fd);
+    return undefined;
+  }
+}
