@@ -17,6 +17,11 @@ export interface LoadSpec {
   readonly idStart?: number;
   /** Requests per second over all connections (a paced load); unset: as fast as the server answers. */
   readonly rate?: number;
+  /**
+   * With `rate`: spread evenly over each second (bench/lib/evenLoad.ts), instead of autocannon's per-second budget,
+   * which sends each second's requests in one burst at full speed.
+   */
+  readonly even?: boolean;
 }
 
 export interface LoadResult {
@@ -37,6 +42,11 @@ export interface LoadResult {
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+if (spec.even && spec.rate !== undefined) {
+  const { runEven } = await import('./lib/evenLoad.ts');
+  process.stdout.write(`${JSON.stringify(await runEven({ ...spec, rate: spec.rate }))}\n`);
+  process.exit(0);
+}
 const prefix = spec.idPrefix ?? 't';
 const start = spec.idStart ?? 0;
 let n = 0;
