@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BenchReport } from '../bench/run.ts';
+import type { BenchReport } from '../bench/report/types.ts';
 import { runNode } from './support/server.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -1,0 +1,35 @@
+/** Number formatting and the per-round ratios the targets and the tables are computed from. */
+import { median } from '../lib/stats.ts';
+import type { PeerSummary, Run } from './types.ts';
+
+export const mb = (bytes: number | undefined) => (bytes === undefined ? 'n/a' : (bytes / 1024 / 1024).toFixed(0));
+export const fx = (x: number | undefined, digits = 2) =>
+  x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits);
+/**
+ * Median over rounds of a per-round ratio f(a)/f(b): both runs of a round are minutes apart at most, so drift in
+ * what else the machine is doing cancels better than in a ratio of medians.
+ */
+export function paired(
+  a: PeerSummary | undefined,
+  b: PeerSummary | undefined,
+  f: (r: Run) => number,
+): number | undefined {
+  if (!a || !b || a.error || b.error) return undefined;
+  const n = Math.min(a.runs.length, b.runs.length);
+  if (n === 0) return undefined;
+  const q: number[] = [];
+  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
+  return median(q);
+}
+export function pairedRange(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
+  if (!a || !b || a.error || b.error) return '';
+  const n = Math.min(a.runs.length, b.runs.length);
+  const q: number[] = [];
+  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
+  return n > 1 ? `${fx(Math.min(...q))}–${fx(Math.max(...q))}` : '';
+}
+export const rps = (x: Run) => x.rps;
+export const p99of = (x: Run) => x.p99;
+export const cpu = (x: Run) => x.cpuUsPerRequest;
+export const ratio = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined || b === 0 ? undefined : a / b;
