@@ -195,6 +195,16 @@ describe('a worker thread that dies', () => {
     await waitFor(() => events.some((e) => e.kind === 'worker_exit'), 30_000, 'the exit reported');
     sink.release();
     await waitFor(() => ids.every((id) => sink.delivered().has(id)), 60_000, 'every result after the restart');
+    // The sink may count a cut attempt as answered (it answers the held requests on release); the store settles a
+    // forward only on a new attempt's 2xx, so wait for the store before counting the attempts.
+    await waitFor(
+      async () => {
+        const states = await Promise.all(ids.map(async (id) => (await store.forwards!.forwardsOf(id))[0]?.state));
+        return states.every((state) => state === 'delivered');
+      },
+      60_000,
+      'every forward settled delivered in the store',
+    );
     expect(events.find((e) => e.kind === 'worker_exit')).toMatchObject({ attempts: 4 });
     // The four cut attempts were made again, under the webhook id each forward always has.
     for (const id of ids) {
