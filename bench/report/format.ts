@@ -9,24 +9,24 @@ export const fx = (x: number | undefined, digits = 2) =>
  * Median over rounds of a per-round ratio f(a)/f(b): both runs of a round are minutes apart at most, so drift in
  * what else the machine is doing cancels better than in a ratio of medians.
  */
+/** The per-round ratios f(a)/f(b) of two peers' rounds, in round order; empty when either peer failed. */
+export function roundRatios(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): number[] {
+  if (!a || !b || a.error || b.error) return [];
+  const n = Math.min(a.runs.length, b.runs.length);
+  return Array.from({ length: n }, (_, i) => f(a.runs[i]!) / f(b.runs[i]!));
+}
+
 export function paired(
   a: PeerSummary | undefined,
   b: PeerSummary | undefined,
   f: (r: Run) => number,
 ): number | undefined {
-  if (!a || !b || a.error || b.error) return undefined;
-  const n = Math.min(a.runs.length, b.runs.length);
-  if (n === 0) return undefined;
-  const q: number[] = [];
-  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
-  return median(q);
+  const q = roundRatios(a, b, f);
+  return q.length === 0 ? undefined : median(q);
 }
 export function pairedRange(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
-  if (!a || !b || a.error || b.error) return '';
-  const n = Math.min(a.runs.length, b.runs.length);
-  const q: number[] = [];
-  for (let i = 0; i < n; i++) q.push(f(a.runs[i]!) / f(b.runs[i]!));
-  return n > 1 ? `${fx(Math.min(...q))}–${fx(Math.max(...q))}` : '';
+  const q = roundRatios(a, b, f);
+  return q.length > 1 ? `${fx(Math.min(...q))}–${fx(Math.max(...q))}` : '';
 }
 export const rps = (x: Run) => x.rps;
 export const p99of = (x: Run) => x.p99;

@@ -1,7 +1,7 @@
 /** The targets the benchmark is judged by: each measured value, its goal, and whether it was met. */
 
 import { median } from '../lib/stats.ts';
-import { cpu, fx, mb, p99of, paired, pairedRange, ratio, rps } from './format.ts';
+import { cpu, fx, mb, p99of, paired, pairedRange, ratio, roundRatios, rps } from './format.ts';
 import type { BenchReport, PeerSummary, Run } from './types.ts';
 
 /**
@@ -14,11 +14,11 @@ function pairedQuiet(
   b: PeerSummary | undefined,
   f: (r: Run) => number,
 ): number | undefined {
-  if (!a || !b || a.error || b.error) return undefined;
-  const n = Math.min(a.runs.length, b.runs.length);
-  if (n < 2) return undefined;
-  const rounds = Array.from({ length: n }, (_, i) => i).sort((i, j) => cpu(b.runs[i]!) - cpu(b.runs[j]!));
-  return median(rounds.slice(0, Math.ceil(n / 2)).map((i) => f(a.runs[i]!) / f(b.runs[i]!)));
+  const q = roundRatios(a, b, f);
+  if (q.length < 2 || !b) return undefined;
+  // Rounds in order of b's CPU per request; the quieter half's ratios.
+  const rounds = q.map((_, i) => i).sort((i, j) => cpu(b.runs[i]!) - cpu(b.runs[j]!));
+  return median(rounds.slice(0, Math.ceil(q.length / 2)).map((i) => q[i]!));
 }
 const quietNote = (q: number | undefined) =>
   q === undefined ? '' : `; ${fx(q)}× in the quieter half of the rounds (the seed's lowest CPU per request)`;
