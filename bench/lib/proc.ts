@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { announcedPorts, stopChild } from '../../scripts/lib/childProcess.ts';
 import type { LoadResult, LoadSpec } from '../loadgen.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -92,22 +93,9 @@ export function startPeer(options: StartOptions): Promise<Peer> {
       output += c.toString('utf8');
       if (ready) return;
       for (const line of output.split('\n')) {
-        if (!line.startsWith('{')) continue;
-        let parsed: Record<string, unknown>;
-        try {
-          parsed = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        let port: number | undefined;
-        let managementPort: number | undefined;
-        if (parsed.ready === true) {
-          port = parsed.port as number;
-          managementPort = parsed.managementPort as number | undefined;
-        } else if (parsed.msg === 'listening') {
-          port = (parsed.public as { port: number }).port;
-          managementPort = (parsed.management as { port: number }).port;
-        } else continue;
+        const announced = announcedPorts(line);
+        if (!announced) continue;
+        const { port, managementPort, info: parsed } = announced;
         ready = true;
         clearTimeout(timer);
         const pid = child.pid!;
@@ -123,12 +111,7 @@ export function startPeer(options: StartOptions): Promise<Peer> {
           memory: () => procMemory(pid),
           cpuMicros: () => procCpuMicros(pid),
           async stop() {
-            if (child.exitCode !== null || child.signalCode !== null) return;
-            child.kill('SIGCONT');
-            child.kill('SIGTERM');
-            const force = setTimeout(() => child.kill('SIGKILL'), 15_000);
-            await exited;
-            clearTimeout(force);
+            await stopChild(child, exited);
           },
         });
         return;

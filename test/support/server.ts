@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { HealthReport } from '../../packages/koa/src/index.ts';
+import { announcedPorts, stopChild } from '../../scripts/lib/childProcess.ts';
 
 /** Node resolves the workspace packages to their TypeScript sources with this condition (see vitest.config.ts). */
 export const SOURCE_CONDITION = '--conditions=ccm-source';
@@ -144,26 +145,24 @@ export function startServer(env: Record<string, string> = {}, timeoutMs = 15_000
     }, timeoutMs);
     const onData = () => {
       for (const line of run.output().split('\n')) {
-        if (!line.includes('"msg":"listening"')) continue;
-        const parsed = JSON.parse(line) as { public: { port: number }; management: { port: number } };
+        const announced = announcedPorts(line);
+        if (announced?.info.msg !== 'listening' || announced.managementPort === undefined) continue;
+        const { port: publicPort, managementPort } = announced;
         clearTimeout(timer);
         child.stdout?.off('data', onData);
         const host = env.HOST ?? '127.0.0.1';
         const mhost = env.MANAGEMENT_HOST ?? '127.0.0.1';
         resolve({
           process: child,
-          publicPort: parsed.public.port,
-          managementPort: parsed.management.port,
-          publicUrl: `http://${host}:${parsed.public.port}`,
-          managementUrl: `http://${mhost}:${parsed.management.port}`,
+          publicPort,
+          managementPort,
+          publicUrl: `http://${host}:${publicPort}`,
+          managementUrl: `http://${mhost}:${managementPort}`,
           logs: run.output,
           async stop() {
             if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-            child.kill('SIGTERM');
-            const force = setTimeout(() => child.kill('SIGKILL'), 15_000);
-            const code = await exited;
-            clearTimeout(force);
-            return code;
+            await stopChild(child, exited);
+            return exited;
           },
           async kill() {
             if (child.exitCode !== null || child.signalCode !== null) return;
