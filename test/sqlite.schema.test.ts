@@ -156,6 +156,75 @@ INSERT INTO forwards (task_id, event, webhook_id, state, created_at, since, atte
 PRAGMA user_version = 6;
 `;
 
+/**
+ * A file created by version 7 (commit d6c5947), verbatim: `d7`'s forward is a row, pending a retry after a 503;
+ * `m7` is missed with its `missed` forward pending; `p7` is pending.
+ */
+const SCHEMA_V7 = `
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'missed' OR state = 'late'),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  solver_task_id TEXT,
+  solution TEXT,
+  metadata TEXT,
+  recovered INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+DROP INDEX IF EXISTS tasks_state_sort;
+DROP INDEX IF EXISTS tasks_settled;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counts (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  pending INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL,
+  late INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counts VALUES (1, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+
+CREATE TABLE IF NOT EXISTS forwards (
+  task_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  webhook_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  done_at INTEGER,
+  PRIMARY KEY (task_id, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forwards_due ON forwards (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS forwards_created ON forwards (state, created_at);
+CREATE TRIGGER IF NOT EXISTS forwards_with_task AFTER DELETE ON tasks BEGIN
+  DELETE FROM forwards WHERE task_id = old.id;
+END;
+UPDATE counts SET pending = 1, delivered = 1, missed = 1 WHERE one = 1;
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES
+  ('p7', 'pending', 1, 1000, 9000, 0), ('m7', 'missed', 1, 1000, 1500, 0);
+INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks)
+  VALUES ('d7', 'delivered', 1, 'solved', 'tok', 'json', 1000, 9000, 2000, 1);
+INSERT INTO forwards (task_id, event, webhook_id, state, created_at, since, attempts, next_attempt_at, last_status)
+  VALUES ('d7', 'delivered', 'msg_v7d', 'pending', 2000, 2000, 1, 3000, 503),
+    ('m7', 'missed', 'msg_v7m', 'pending', 1500, 1500, 0, 1500, NULL);
+PRAGMA user_version = 7;
+`;
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -335,12 +404,65 @@ describe('SqliteTaskStore schema', () => {
     expect(await again.get('p1')).toMatchObject({ recovered: true });
     await again.close();
   });
+
+  it('upgrades a version 7 file in place: its forwards rows are kept, new results wait on their task until claimed', async () => {
+    const path = fileWith(SCHEMA_V7);
+    const before = new DatabaseSync(path);
+    const rootPage = tasksRootPage(before);
+    before.close();
+
+    const store = new SqliteTaskStore(path);
+    const outbox = store.forwards!;
+    outbox.enable(['delivered', 'missed', 'late']);
+    expect(await outbox.forwardsOf('d7')).toMatchObject([
+      { event: 'delivered', webhookId: 'msg_v7d', state: 'pending', attempts: 1, nextAttemptAt: 3000, lastStatus: 503 },
+    ]);
+    const at = (id: string, receivedAt: number) =>
+      store.recordCallback({ taskId: id, outcome: 'solved', code: `c-${id}`, format: 'json', receivedAt });
+    expect(await at('p7', 4000)).toEqual({ kind: 'delivered', id: 'p7', submittedAt: 1000 });
+    expect(await at('m7', 4500)).toEqual({ kind: 'late', id: 'm7', submittedAt: 1000 });
+    // A task with both: the `missed` row from version 7 and its `late` forward, which waits on the task's row.
+    const m7 = await outbox.forwardsOf('m7');
+    expect(m7).toMatchObject([
+      { event: 'late', state: 'pending', createdAt: 4500, attempts: 0, nextAttemptAt: 4500, leased: false },
+      { event: 'missed', webhookId: 'msg_v7m', state: 'pending', createdAt: 1500 },
+    ]);
+    expect(m7[0]!.webhookId).toMatch(/^msg_/);
+    expect(await outbox.backlog(100)).toEqual({ pending: 4, oldestCreatedAt: 1500 });
+    expect(await outbox.backlog(3)).toMatchObject({ pending: 3 });
+
+    const unclaimed = (db: DatabaseSync) =>
+      db.prepare('SELECT id FROM tasks WHERE forward_at IS NOT NULL ORDER BY id').all();
+    const peek = new DatabaseSync(path);
+    expect(unclaimed(peek)).toEqual([{ id: 'm7' }, { id: 'p7' }]);
+    // Due at 4000: the two rows and p7 (m7's late is not due yet), oldest due first.
+    const jobs = await outbox.claimDue(4000, 10, 1000);
+    expect(jobs.map((j) => [j.forward.taskId, j.forward.event, j.forward.attempts])).toEqual([
+      ['m7', 'missed', 1],
+      ['d7', 'delivered', 2],
+      ['p7', 'delivered', 1],
+    ]);
+    expect(jobs[2]).toMatchObject({ forward: { createdAt: 4000, leased: true }, task: { id: 'p7', code: 'c-p7' } });
+    expect(unclaimed(peek)).toEqual([{ id: 'm7' }]);
+    // Redelivering a forward nobody has claimed yet makes it a row due now, keeping its webhook id.
+    expect(await outbox.redeliver('m7', 4100)).toBe(1);
+    expect(unclaimed(peek)).toEqual([]);
+    expect((await outbox.forwardsOf('m7'))[0]).toEqual({ ...m7[0], since: 4100, nextAttemptAt: 4100 });
+    expect(await outbox.backlog(100)).toEqual({ pending: 4, oldestCreatedAt: 1500 });
+    peek.close();
+    await store.close();
+
+    const db = new DatabaseSync(path);
+    expectCurrentSchema(db);
+    expect(tasksRootPage(db)).toBe(rootPage);
+    db.close();
+  });
 });
 
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
     const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
-    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 7/);
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 8/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
@@ -380,12 +502,13 @@ function tableInfo(db: DatabaseSync): unknown[] {
 }
 
 /**
- * Version 7: the v3 indexes and the unique solver id index, the state CHECK spelled with OR and still enforced, the
- * solver id, solution and metadata columns (version 5) and `recovered` (version 7) last, solver ids unique, the
- * forwarding outbox (version 6), and exactly the columns a new file has, in its order.
+ * Version 8: the v3 indexes, the unique solver id index and the unclaimed forwards' index, the state CHECK spelled
+ * with OR and still enforced, the solver id, solution and metadata columns (version 5), `recovered` (version 7) and
+ * the unclaimed forward (version 8) last, solver ids unique, the forwarding outbox (version 6), and exactly the
+ * columns a new file has, in its order.
  */
 function expectCurrentSchema(db: DatabaseSync): void {
-  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 7 });
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 8 });
   expect(tableInfo(db)).toEqual(newFileColumns());
   expect(
     db.prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'forwards' OR type = 'trigger' ORDER BY name").all(),
@@ -395,8 +518,15 @@ function expectCurrentSchema(db: DatabaseSync): void {
     { name: 'forwards_due' },
     { name: 'forwards_with_task' },
   ]);
-  expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_settled_at', 'tasks_solver']);
-  expect(columns(db).slice(-4)).toEqual(['solver_task_id', 'solution', 'metadata', 'recovered']);
+  expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_forward_due', 'tasks_settled_at', 'tasks_solver']);
+  expect(columns(db).slice(-6)).toEqual([
+    'solver_task_id',
+    'solution',
+    'metadata',
+    'recovered',
+    'forward_at',
+    'forward_id',
+  ]);
   db.exec("INSERT INTO tasks (id, state, registered, callbacks, solver_task_id) VALUES ('s1', 'pending', 1, 0, 'dup')");
   expect(() =>
     db.exec(

@@ -1142,6 +1142,23 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       },
     );
 
+    itOutbox('redelivers a forward nobody has claimed yet: due now, attempts 0, the same webhook id', async () => {
+      const s = await fresh();
+      outbox(s).enable(['delivered']);
+      await s.recordCallback(callback('u', BASE_MS + 5000));
+      const before = (await outbox(s).forwardsOf('u'))[0]!;
+      expect(await outbox(s).claimDue(BASE_MS + 1000, 10, 1000)).toEqual([]);
+      expect(await outbox(s).redeliver('u', BASE_MS + 1000)).toBe(1);
+      expect(await outbox(s).forwardsOf('u')).toEqual([
+        { ...before, since: BASE_MS + 1000, nextAttemptAt: BASE_MS + 1000 },
+      ]);
+      const jobs = await outbox(s).claimDue(BASE_MS + 1000, 10, 1000);
+      expect(jobs.map((j) => [j.forward.taskId, j.forward.webhookId, j.forward.attempts])).toEqual([
+        ['u', before.webhookId, 1],
+      ]);
+      expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: BASE_MS + 5000 });
+    });
+
     itOutbox(
       "deletes a task's forwards with it: retention, and an unregistered record merged into its task",
       async () => {

@@ -14,6 +14,7 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
+import { newWebhookId } from '../webhookId.ts';
 import type { Checkpointer, CheckpointerOptions } from './sqliteCheckpointer.ts';
 import { SqliteCommitQueue, startWalCheckpoints } from './sqliteCommitQueue.ts';
 import { SqliteForwardOutbox } from './sqliteForwardOutbox.ts';
@@ -231,18 +232,10 @@ export class SqliteTaskStore implements TaskStore {
     const recovered = r.recovered === true ? 1 : 0;
     if (!row) {
       // Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
-      this.#sql.insertUnregistered.run(
-        id,
-        r.outcome,
-        r.code,
-        r.format,
-        r.receivedAt,
-        solverTaskId ?? null,
-        solution,
-        metadata,
-        recovered,
-      );
-      if (this.#outbox.enabled) this.#outbox.add(id, 'delivered', r.receivedAt);
+      const args = [id, r.outcome, r.code, r.format, r.receivedAt, solverTaskId ?? null, solution, metadata, recovered];
+      if (this.#outbox.enabled && this.#outbox.enabledFor('delivered')) {
+        this.#sql.insertUnregisteredForwarding.run(...args, newWebhookId());
+      } else this.#sql.insertUnregistered.run(...args);
       return { kind: 'unregistered', id };
     }
     const [taskId, state, submittedAt, linked] = row;
@@ -254,23 +247,14 @@ export class SqliteTaskStore implements TaskStore {
       return { kind: 'duplicate', id: taskId };
     }
     const kind = state === 'pending' ? 'delivered' : 'late';
+    // With forwarding on, the forward waits on the task's row, written by this same UPDATE (see sqliteSchema.ts).
+    const forward = this.#outbox.enabled && this.#outbox.enabledFor(kind);
+    const settled = [kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, recovered, taskId] as const;
     if (link) {
-      this.#sql.settleLink.run(
-        solverTaskId,
-        kind,
-        r.outcome,
-        r.code,
-        r.format,
-        r.receivedAt,
-        solution,
-        metadata,
-        recovered,
-        taskId,
-      );
-    } else {
-      this.#sql.settle.run(kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, recovered, taskId);
-    }
-    if (this.#outbox.enabled) this.#outbox.add(taskId, kind, r.receivedAt);
+      if (forward) this.#sql.settleLinkForwarding.run(solverTaskId, ...settled, newWebhookId());
+      else this.#sql.settleLink.run(solverTaskId, ...settled);
+    } else if (forward) this.#sql.settleForwarding.run(...settled, newWebhookId());
+    else this.#sql.settle.run(...settled);
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }
 

@@ -9,14 +9,26 @@ import type {
 } from '../TaskStore.ts';
 import { newWebhookId } from '../webhookId.ts';
 import type { SqliteCommitQueue } from './sqliteCommitQueue.ts';
-import { type ForwardRow, type SqliteStatements, type TaskRow, toForward, toRecord } from './sqliteStatements.ts';
+import {
+  type ForwardRow,
+  type SqliteStatements,
+  type TaskRow,
+  toForward,
+  toRecord,
+  type UnclaimedRow,
+  unclaimedToForward,
+} from './sqliteStatements.ts';
 
 /** Runs `fn` as a read, labelled `op` in its error; throws StoreUnavailableError. */
 type Read = <T>(op: string, fn: () => T) => T;
 
 /**
- * A SqliteTaskStore's forwarding outbox: the `forwards` table. The store's transitions write their forward through
- * `add`, inside their own transaction; the worker's writes here wait out WAL holds like every other write.
+ * A SqliteTaskStore's forwarding outbox: the `forwards` table, and the forwards still waiting on their task's row.
+ * A callback's result sets its task's `forward_at`/`forward_id` in the UPDATE that settles it (the store picks that
+ * statement when `enabledFor` says so); a merge and `missed` write their row through `add`, inside the transition's
+ * own transaction. The first claim or redeliver that needs an unclaimed forward moves it into its row first (in the
+ * same transaction); `forwardsOf` and `backlog` read both, and replay never touches a pending forward. The worker's writes here wait out WAL holds
+ * like every other write.
  */
 export class SqliteForwardOutbox implements ForwardOutbox {
   readonly #sql: SqliteStatements;
@@ -49,10 +61,20 @@ export class SqliteForwardOutbox implements ForwardOutbox {
     this.#events = new Set(events);
   }
 
+  /** Moves an unclaimed forward into its `forwards` row, inside the caller's transaction. */
+  #toRow(u: UnclaimedRow): void {
+    this.#sql.insertForward.run(u.id, u.state, u.forward_id, u.forward_at);
+    this.#sql.clearUnclaimed.run(u.id);
+  }
+
   claimDue(now: number, limit: number, leaseMs: number): Promise<ForwardJob[]> {
     return this.#queue.writeWhenResumed('claimDue', () => {
       const jobs: ForwardJob[] = [];
       if (limit <= 0) return jobs;
+      // The oldest `limit` due forwards overall are among the oldest `limit` of each kind: the unclaimed ones become
+      // rows (due at their event time), then one scan of the rows picks.
+      const unclaimed = this.#sql.selectDueUnclaimed.all(now, limit) as unknown as UnclaimedRow[];
+      for (const u of unclaimed) this.#toRow(u);
       const due = this.#sql.selectDueForwards.all(now, limit) as Array<{ task_id: string; event: ForwardEvent }>;
       // One random draw per claim: each row's token is unique all the same.
       const base = randomUUID();
@@ -92,12 +114,20 @@ export class SqliteForwardOutbox implements ForwardOutbox {
   }
 
   async forwardsOf(taskId: string): Promise<ForwardRecord[]> {
-    const rows = this.#read('forwardsOf', () => this.#sql.selectForwardsOf.all(taskId)) as unknown as ForwardRow[];
-    return rows.map(toForward);
+    return this.#read('forwardsOf', () => {
+      const rows = (this.#sql.selectForwardsOf.all(taskId) as unknown as ForwardRow[]).map(toForward);
+      const unclaimed = this.#sql.selectUnclaimedOf.get(taskId) as UnclaimedRow | undefined;
+      if (unclaimed) rows.push(unclaimedToForward(unclaimed));
+      return rows.sort((a, b) => (a.event < b.event ? -1 : a.event > b.event ? 1 : 0));
+    });
   }
 
   redeliver(taskId: string, now: number): Promise<number> {
-    return this.#queue.writeWhenResumed('redeliver', () => Number(this.#sql.redeliver.run(now, taskId).changes));
+    return this.#queue.writeWhenResumed('redeliver', () => {
+      const unclaimed = this.#sql.selectUnclaimedOf.get(taskId) as UnclaimedRow | undefined;
+      if (unclaimed) this.#toRow(unclaimed);
+      return Number(this.#sql.redeliver.run(now, taskId).changes);
+    });
   }
 
   replay(filter: ReplayFilter, now: number): Promise<number> {
@@ -114,8 +144,11 @@ export class SqliteForwardOutbox implements ForwardOutbox {
   async backlog(cap: number): Promise<{ readonly pending: number; readonly oldestCreatedAt: number | null }> {
     return this.#read('backlog', () => {
       const { n } = this.#sql.countPendingForwards.get(cap) as { n: number };
+      const { n: waiting } = this.#sql.countUnclaimed.get(Math.max(0, cap - n)) as { n: number };
       const { at } = this.#sql.oldestPendingForward.get() as { at: number | null };
-      return { pending: n, oldestCreatedAt: at };
+      const { at: oldestWaiting } = this.#sql.oldestUnclaimed.get() as { at: number | null };
+      const oldest = at === null ? oldestWaiting : oldestWaiting === null ? at : Math.min(at, oldestWaiting);
+      return { pending: n + waiting, oldestCreatedAt: oldest };
     });
   }
 }

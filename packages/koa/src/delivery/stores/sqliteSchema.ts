@@ -1,7 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 7;
+const SCHEMA_VERSION = 8;
 
 /*
  * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
@@ -15,6 +15,11 @@ const SCHEMA_VERSION = 7;
  * Version 7 added `recovered` (1 when the stored result was fetched from the solver's API by recovery polling rather
  * than delivered by its callback), last for the same reason; NOT NULL DEFAULT 0 lets `ADD COLUMN` give every existing
  * row 0 without rewriting it.
+ *
+ * Version 8 added `forward_at` and `forward_id`: a result's forward while no worker has claimed it yet (its event
+ * time and webhook id; the event is the task's state, delivered or late). The UPDATE that settles the task sets them,
+ * so a callback with forwarding on writes its own row and one entry of `tasks_forward_due` instead of a row of the
+ * outbox with its two indexes; the first claim moves them into a `forwards` row (sqliteForwardOutbox.ts).
  */
 const TASKS_TABLE = `tasks (
   id TEXT PRIMARY KEY,
@@ -30,10 +35,12 @@ const TASKS_TABLE = `tasks (
   solver_task_id TEXT,
   solution TEXT,
   metadata TEXT,
-  recovered INTEGER NOT NULL DEFAULT 0
+  recovered INTEGER NOT NULL DEFAULT 0,
+  forward_at INTEGER,
+  forward_id TEXT
 ) WITHOUT ROWID`;
 
-/** Every column of `tasks`, in table order. */
+/** The columns of a task's record, in table order (all but version 8's unclaimed forward). */
 export const TASK_COLUMNS =
   'id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks, ' +
   'solver_task_id, solution, metadata, recovered';
@@ -41,6 +48,8 @@ export const TASK_COLUMNS =
 /*
  * Version 6: the forwarding outbox, one row per task and event, written in the transaction of the transition that
  * makes it (only while forwarding is enabled, so a receiver without FORWARD_URL writes nothing more per callback).
+ * Since version 8 a callback's result waits on its task's row (`forward_at`, `forward_id`) until the first claim
+ * writes its row here; a `missed` forward and a merged result are written here at once.
  *
  * - `forwards_due` (pending only, by next attempt time) serves the worker's bounded claim. A claim moves the row's
  *   next attempt time to its lease's end, so a lease that runs out makes the row due again: no separate lease index.
@@ -83,6 +92,8 @@ END;`;
  * - `tasks_solver` (version 5) maps a solver task id to its row and makes it unique across tasks. Partial: most
  *   tasks have none (or get one only with their callback), and a NULL entry would cost a delivery an index write.
  *   A callback that carries the app's id never reads it unless that id is unknown.
+ * - `tasks_forward_due` (version 8) covers the unclaimed forwards only, by event time: the claim's range scan. A
+ *   callback with forwarding on adds one entry at its newest end; the claim deletes it.
  *
  * Up to version 2 one (state, deadline) index served both, so a delivery also inserted an entry at its deadline's
  * place among the delivered (a page of its own per callback), and a third index served retention.
@@ -96,6 +107,7 @@ DROP INDEX IF EXISTS tasks_settled;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_forward_due ON tasks (forward_at) WHERE forward_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS counts (
   one INTEGER PRIMARY KEY CHECK (one = 1),
   pending INTEGER NOT NULL,
@@ -126,9 +138,9 @@ export function createOrMigrateSchema(db: DatabaseSync): void {
 }
 
 /**
- * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Versions 4 to 6
- * only lack columns (version 4: version 5's three and version 7's `recovered`; versions 5 and 6: `recovered`), which
- * `ALTER TABLE … ADD COLUMN` appends in place, in the order a new file has them (no row is rewritten). A CHECK
+ * Brings an older file's `tasks` table to this version's definition, inside the caller's transaction. Versions 4 to 7
+ * only lack columns (version 4: version 5's three; versions 4 to 6: version 7's `recovered`; all: version 8's two),
+ * which `ALTER TABLE … ADD COLUMN` appends in place, in the order a new file has them (no row is rewritten). A CHECK
  * constraint cannot be altered in place, so a file from version 3 or older is copied into a new table once (about a
  * second per million tasks), taking the columns the old table has; version 2's virtual `sort_at` column stays behind.
  * The indexes are created afterwards by the schema itself.
@@ -150,7 +162,8 @@ function migrate(db: DatabaseSync): void {
         ALTER TABLE tasks ADD COLUMN metadata TEXT;
       `);
     }
-    db.exec('ALTER TABLE tasks ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0');
+    if (version <= 6) db.exec('ALTER TABLE tasks ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0');
+    db.exec('ALTER TABLE tasks ADD COLUMN forward_at INTEGER; ALTER TABLE tasks ADD COLUMN forward_id TEXT;');
     return;
   }
   // table_info lists stored columns only, so a generated column (version 2's sort_at) is never copied.

@@ -21,6 +21,14 @@ export interface TaskRow {
   recovered: number;
 }
 
+/** A task's forward that no claim has taken yet (version 8): its event is the task's state. */
+export interface UnclaimedRow {
+  id: string;
+  state: 'delivered' | 'late';
+  forward_at: number;
+  forward_id: string;
+}
+
 /** What a callback's lookup reads: enough to decide its transition and whether to link the solver id. */
 export type CallbackRow = [id: string, state: TaskState, submittedAt: number | null, solverTaskId: string | null];
 
@@ -84,6 +92,11 @@ export function prepareStatements(db: DatabaseSync) {
          solution, metadata, recovered)
        VALUES (?, 'delivered', 0, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
     ),
+    insertUnregisteredForwarding: db.prepare(
+      `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks, solver_task_id,
+         solution, metadata, recovered, forward_at, forward_id)
+       VALUES (?1, 'delivered', 0, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?5, ?10)`,
+    ),
     /** A callback's task by the app's id (the path): state, submitted_at, solver_task_id. */
     selectById: returningArrays(db.prepare('SELECT state, submitted_at, solver_task_id FROM tasks WHERE id = ?')),
     /** A callback's task by the solver's id, when the app's id is unknown. */
@@ -107,6 +120,12 @@ export function prepareStatements(db: DatabaseSync) {
          recovered = ?, callbacks = callbacks + 1
        WHERE id = ?`,
     ),
+    /** The same with forwarding on for its event: the result's forward waits on the row until a claim takes it. */
+    settleForwarding: db.prepare(
+      `UPDATE tasks SET state = ?1, outcome = ?2, code = ?3, format = ?4, received_at = ?5, solution = ?6, metadata = ?7,
+         recovered = ?8, callbacks = callbacks + 1, forward_at = ?5, forward_id = ?10
+       WHERE id = ?9`,
+    ),
     /** The same two, also linking the callback's solver id to a task that has none, unless another task holds it. */
     countDuplicateLink: db.prepare(
       `UPDATE tasks SET callbacks = callbacks + 1, solver_task_id = ${LINK_IF_FREE} WHERE id = ?2`,
@@ -114,6 +133,12 @@ export function prepareStatements(db: DatabaseSync) {
     settleLink: db.prepare(
       `UPDATE tasks SET solver_task_id = ${LINK_IF_FREE}, state = ?2, outcome = ?3, code = ?4, format = ?5,
          received_at = ?6, solution = ?7, metadata = ?8, recovered = ?9, callbacks = callbacks + 1
+       WHERE id = ?10`,
+    ),
+    settleLinkForwarding: db.prepare(
+      `UPDATE tasks SET solver_task_id = ${LINK_IF_FREE}, state = ?2, outcome = ?3, code = ?4, format = ?5,
+         received_at = ?6, solution = ?7, metadata = ?8, recovered = ?9, callbacks = callbacks + 1, forward_at = ?6,
+         forward_id = ?11
        WHERE id = ?10`,
     ),
     selectLinkTarget: db.prepare('SELECT registered, state, submitted_at, solver_task_id FROM tasks WHERE id = ?'),
@@ -165,6 +190,17 @@ export function prepareStatements(db: DatabaseSync) {
       `SELECT task_id, event FROM forwards INDEXED BY forwards_due
        WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`,
     ),
+    /** Unclaimed forwards due at ?1, oldest first, at most ?2: a range scan of `tasks_forward_due`. */
+    selectDueUnclaimed: db.prepare(
+      `SELECT id, state, forward_at, forward_id FROM tasks INDEXED BY tasks_forward_due
+       WHERE forward_at IS NOT NULL AND forward_at <= ? ORDER BY forward_at LIMIT ?`,
+    ),
+    selectUnclaimedOf: db.prepare(
+      'SELECT id, state, forward_at, forward_id FROM tasks WHERE id = ? AND forward_at IS NOT NULL',
+    ),
+    clearUnclaimed: db.prepare('UPDATE tasks SET forward_at = NULL, forward_id = NULL WHERE id = ?'),
+    countUnclaimed: db.prepare('SELECT count(*) AS n FROM (SELECT 1 FROM tasks WHERE forward_at IS NOT NULL LIMIT ?)'),
+    oldestUnclaimed: db.prepare('SELECT min(forward_at) AS at FROM tasks WHERE forward_at IS NOT NULL'),
     leaseForward: db.prepare(
       `UPDATE forwards SET attempts = attempts + 1, lease = ?, next_attempt_at = ? WHERE task_id = ? AND event = ?
        RETURNING *`,
@@ -227,6 +263,25 @@ export function toRecord(row: TaskRow): TaskRecord {
 
 export function parseJson(text: string | null): ResultDetails | null {
   return text === null ? null : (JSON.parse(text) as ResultDetails);
+}
+
+/** An unclaimed forward as its `forwards` row will start: pending, due at its event time, never attempted. */
+export function unclaimedToForward(row: UnclaimedRow): ForwardRecord {
+  return {
+    taskId: row.id,
+    event: row.state,
+    webhookId: row.forward_id,
+    state: 'pending',
+    createdAt: row.forward_at,
+    since: row.forward_at,
+    attempts: 0,
+    nextAttemptAt: row.forward_at,
+    leased: false,
+    lastAttemptAt: null,
+    lastStatus: null,
+    lastError: null,
+    doneAt: null,
+  };
 }
 
 export function toForward(row: ForwardRow): ForwardRecord {
