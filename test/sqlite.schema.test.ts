@@ -431,8 +431,12 @@ describe('SqliteTaskStore schema', () => {
     expect(await outbox.backlog(100)).toEqual({ pending: 4, oldestCreatedAt: 1500 });
     expect(await outbox.backlog(3)).toMatchObject({ pending: 3 });
 
-    const unclaimed = (db: DatabaseSync) =>
-      db.prepare('SELECT id FROM tasks WHERE forward_at IS NOT NULL ORDER BY id').all();
+    // The ids whose forward waits on their row; the counts row must agree with them at every step.
+    const unclaimed = (db: DatabaseSync) => {
+      const ids = db.prepare('SELECT id FROM tasks WHERE forward_at IS NOT NULL ORDER BY id').all();
+      expect(db.prepare('SELECT unclaimed FROM counts').get()).toEqual({ unclaimed: ids.length });
+      return ids;
+    };
     const peek = new DatabaseSync(path);
     expect(unclaimed(peek)).toEqual([{ id: 'm7' }, { id: 'p7' }]);
     // Due at 4000: the two rows and p7 (m7's late is not due yet), oldest due first.
@@ -448,6 +452,13 @@ describe('SqliteTaskStore schema', () => {
     expect(await outbox.redeliver('m7', 4100)).toBe(1);
     expect(unclaimed(peek)).toEqual([]);
     expect((await outbox.forwardsOf('m7'))[0]).toEqual({ ...m7[0], since: 4100, nextAttemptAt: 4100 });
+    expect(await outbox.backlog(100)).toEqual({ pending: 4, oldestCreatedAt: 1500 });
+    // Deleting a task whose forward waits on its row (retention, a merge) takes it off the count.
+    expect(await at('u7', 6000)).toEqual({ kind: 'unregistered', id: 'u7' });
+    expect(unclaimed(peek)).toEqual([{ id: 'u7' }]);
+    expect(await outbox.backlog(100)).toEqual({ pending: 5, oldestCreatedAt: 1500 });
+    peek.exec("DELETE FROM tasks WHERE id = 'u7'");
+    expect(unclaimed(peek)).toEqual([]);
     expect(await outbox.backlog(100)).toEqual({ pending: 4, oldestCreatedAt: 1500 });
     peek.close();
     await store.close();
@@ -517,7 +528,11 @@ function expectCurrentSchema(db: DatabaseSync): void {
     { name: 'forwards_created' },
     { name: 'forwards_due' },
     { name: 'forwards_with_task' },
+    { name: 'tasks_unclaimed_deleted' },
   ]);
+  expect(db.prepare('SELECT name FROM pragma_table_info(?)').all('counts')).toEqual(
+    ['one', 'pending', 'delivered', 'missed', 'late', 'unclaimed'].map((name) => ({ name })),
+  );
   expect(indexes(db).sort()).toEqual(['tasks_due', 'tasks_forward_due', 'tasks_settled_at', 'tasks_solver']);
   expect(columns(db).slice(-6)).toEqual([
     'solver_task_id',

@@ -1166,11 +1166,14 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
         outbox(s).enable(['delivered']);
         await s.recordCallback(callback('old', BASE_MS));
         await s.recordCallback(bySolver('s-1', BASE_MS + 1));
+        expect(await outbox(s).backlog(10)).toEqual({ pending: 2, oldestCreatedAt: BASE_MS });
         expect(await s.purge(BASE_MS + 1, 10)).toBe(1);
         expect(await outbox(s).forwardsOf('old')).toEqual([]);
+        expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: BASE_MS + 1 });
         await s.register(['app-1'], BASE_MS + 2, BASE_MS + MIN);
         expect(await s.attachSolverTaskId('app-1', 's-1')).toMatchObject({ kind: 'merged' });
         expect(await outbox(s).forwardsOf('s-1')).toEqual([]);
+        expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: BASE_MS + 1 });
         expect(await outbox(s).forwardsOf('app-1')).toMatchObject([
           { event: 'delivered', state: 'pending', createdAt: BASE_MS + 1 },
         ]);

@@ -69,6 +69,8 @@ export class SqliteTaskStore implements TaskStore {
   readonly #outbox: SqliteForwardOutbox;
   readonly forwards: ForwardOutbox;
   #closed = false;
+  /** Forwards the current group commit left waiting on their tasks' rows (see #applyBatch). */
+  #unclaimedAdded = 0;
 
   /** `path` is a file (its directory is created) or `:memory:`. */
   constructor(path: string, options: SqliteTaskStoreOptions = {}) {
@@ -196,6 +198,7 @@ export class SqliteTaskStore implements TaskStore {
 
   /** One group commit's row changes, inside its transaction, and one counts update from the transitions it made. */
   #applyBatch(results: readonly CallbackResult[]): CallbackTransition[] {
+    this.#unclaimedAdded = 0;
     const applied = results.map((r) => this.#applyCallback(r));
     let delivered = 0;
     let late = 0;
@@ -203,7 +206,9 @@ export class SqliteTaskStore implements TaskStore {
       if (t.kind === 'delivered') delivered++;
       else if (t.kind === 'late') late++;
     }
-    if (delivered + late > 0) this.#sql.addCounts.run(-delivered, delivered, -late, late);
+    if (delivered + late + this.#unclaimedAdded > 0) {
+      this.#sql.addBatchCounts.run(-delivered, delivered, -late, late, this.#unclaimedAdded);
+    }
     return applied;
   }
 
@@ -235,6 +240,7 @@ export class SqliteTaskStore implements TaskStore {
       const args = [id, r.outcome, r.code, r.format, r.receivedAt, solverTaskId ?? null, solution, metadata, recovered];
       if (this.#outbox.enabled && this.#outbox.enabledFor('delivered')) {
         this.#sql.insertUnregisteredForwarding.run(...args, newWebhookId());
+        this.#unclaimedAdded++;
       } else this.#sql.insertUnregistered.run(...args);
       return { kind: 'unregistered', id };
     }
@@ -250,10 +256,11 @@ export class SqliteTaskStore implements TaskStore {
     // With forwarding on, the forward waits on the task's row, written by this same UPDATE (see sqliteSchema.ts).
     const forward = this.#outbox.enabled && this.#outbox.enabledFor(kind);
     const settled = [kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, recovered, taskId] as const;
-    if (link) {
-      if (forward) this.#sql.settleLinkForwarding.run(solverTaskId, ...settled, newWebhookId());
-      else this.#sql.settleLink.run(solverTaskId, ...settled);
-    } else if (forward) this.#sql.settleForwarding.run(...settled, newWebhookId());
+    if (forward) {
+      if (link) this.#sql.settleLinkForwarding.run(solverTaskId, ...settled, newWebhookId());
+      else this.#sql.settleForwarding.run(...settled, newWebhookId());
+      this.#unclaimedAdded++;
+    } else if (link) this.#sql.settleLink.run(solverTaskId, ...settled);
     else this.#sql.settle.run(...settled);
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }

@@ -61,10 +61,14 @@ export class SqliteForwardOutbox implements ForwardOutbox {
     this.#events = new Set(events);
   }
 
-  /** Moves an unclaimed forward into its `forwards` row, inside the caller's transaction. */
-  #toRow(u: UnclaimedRow): void {
-    this.#sql.insertForward.run(u.id, u.state, u.forward_id, u.forward_at);
-    this.#sql.clearUnclaimed.run(u.id);
+  /** Moves unclaimed forwards into their `forwards` rows, inside the caller's transaction. */
+  #toRows(unclaimed: readonly UnclaimedRow[]): void {
+    if (unclaimed.length === 0) return;
+    for (const u of unclaimed) {
+      this.#sql.insertForward.run(u.id, u.state, u.forward_id, u.forward_at);
+      this.#sql.clearUnclaimed.run(u.id);
+    }
+    this.#sql.addUnclaimed.run(-unclaimed.length);
   }
 
   claimDue(now: number, limit: number, leaseMs: number): Promise<ForwardJob[]> {
@@ -73,8 +77,7 @@ export class SqliteForwardOutbox implements ForwardOutbox {
       if (limit <= 0) return jobs;
       // The oldest `limit` due forwards overall are among the oldest `limit` of each kind: the unclaimed ones become
       // rows (due at their event time), then one scan of the rows picks.
-      const unclaimed = this.#sql.selectDueUnclaimed.all(now, limit) as unknown as UnclaimedRow[];
-      for (const u of unclaimed) this.#toRow(u);
+      this.#toRows(this.#sql.selectDueUnclaimed.all(now, limit) as unknown as UnclaimedRow[]);
       const due = this.#sql.selectDueForwards.all(now, limit) as Array<{ task_id: string; event: ForwardEvent }>;
       // One random draw per claim: each row's token is unique all the same.
       const base = randomUUID();
@@ -125,7 +128,7 @@ export class SqliteForwardOutbox implements ForwardOutbox {
   redeliver(taskId: string, now: number): Promise<number> {
     return this.#queue.writeWhenResumed('redeliver', () => {
       const unclaimed = this.#sql.selectUnclaimedOf.get(taskId) as UnclaimedRow | undefined;
-      if (unclaimed) this.#toRow(unclaimed);
+      if (unclaimed) this.#toRows([unclaimed]);
       return Number(this.#sql.redeliver.run(now, taskId).changes);
     });
   }
@@ -143,12 +146,12 @@ export class SqliteForwardOutbox implements ForwardOutbox {
 
   async backlog(cap: number): Promise<{ readonly pending: number; readonly oldestCreatedAt: number | null }> {
     return this.#read('backlog', () => {
-      const { n } = this.#sql.countPendingForwards.get(cap) as { n: number };
-      const { n: waiting } = this.#sql.countUnclaimed.get(Math.max(0, cap - n)) as { n: number };
+      const { n: rows } = this.#sql.countPendingForwards.get(cap) as { n: number };
+      const { n: waiting } = this.#sql.selectUnclaimedCount.get() as { n: number };
       const { at } = this.#sql.oldestPendingForward.get() as { at: number | null };
       const { at: oldestWaiting } = this.#sql.oldestUnclaimed.get() as { at: number | null };
       const oldest = at === null ? oldestWaiting : oldestWaiting === null ? at : Math.min(at, oldestWaiting);
-      return { pending: n + waiting, oldestCreatedAt: oldest };
+      return { pending: Math.min(cap, rows + waiting), oldestCreatedAt: oldest };
     });
   }
 }

@@ -176,6 +176,14 @@ export function prepareStatements(db: DatabaseSync) {
       `UPDATE counts SET pending = pending + ?, delivered = delivered + ?, missed = missed + ?, late = late + ?
        WHERE one = 1`,
     ),
+    /** One group commit's transitions and the forwards it left waiting on their tasks' rows. */
+    addBatchCounts: db.prepare(
+      `UPDATE counts SET pending = pending + ?, delivered = delivered + ?, missed = missed + ?, late = late + ?,
+         unclaimed = unclaimed + ?
+       WHERE one = 1`,
+    ),
+    addUnclaimed: db.prepare('UPDATE counts SET unclaimed = unclaimed + ? WHERE one = 1'),
+    selectUnclaimedCount: db.prepare('SELECT unclaimed AS n FROM counts WHERE one = 1'),
     beat: db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1'),
     insertForward: db.prepare(
       `INSERT OR IGNORE INTO forwards (task_id, event, webhook_id, state, created_at, since, next_attempt_at)
@@ -199,7 +207,6 @@ export function prepareStatements(db: DatabaseSync) {
       'SELECT id, state, forward_at, forward_id FROM tasks WHERE id = ? AND forward_at IS NOT NULL',
     ),
     clearUnclaimed: db.prepare('UPDATE tasks SET forward_at = NULL, forward_id = NULL WHERE id = ?'),
-    countUnclaimed: db.prepare('SELECT count(*) AS n FROM (SELECT 1 FROM tasks WHERE forward_at IS NOT NULL LIMIT ?)'),
     oldestUnclaimed: db.prepare('SELECT min(forward_at) AS at FROM tasks WHERE forward_at IS NOT NULL'),
     leaseForward: db.prepare(
       `UPDATE forwards SET attempts = attempts + 1, lease = ?, next_attempt_at = ? WHERE task_id = ? AND event = ?
