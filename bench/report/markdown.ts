@@ -25,7 +25,8 @@ export function markdown(r: BenchReport): string {
   lines.push(`| command | \`${r.machine.command}\` |`);
   lines.push(
     `| load | autocannon 9 (programmatic, own process), ${r.params.connections} connections, pipelining 1, ` +
-      `${r.params.rounds} interleaved rounds × ${r.params.durationSeconds} s per peer after a ${r.params.warmupSeconds} s warm-up; ` +
+      `${r.params.rounds} interleaved rounds × ${r.params.durationSeconds} s per peer after a ${r.params.warmupSeconds} s warm-up ` +
+      '(the order rotates each round, backwards every other round); ' +
       'a fresh task id per request; peers not under load are SIGSTOPped; latency in ms with µs resolution; ' +
       'req/s, p50, p99 and CPU are medians over rounds, every × column is the median over rounds of the ratio within ' +
       "the round; CPU µs/req is the server process's user + system time (all threads) per answered request |",

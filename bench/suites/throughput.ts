@@ -1,6 +1,7 @@
 /**
  * Throughput: every peer runs as its own child process, measured in interleaved rounds (the order rotates each
- * round) while the others are SIGSTOPped; callbacks carry fresh task ids, registered ahead of the load on receivers.
+ * round, backwards every other round) while the others are SIGSTOPped; callbacks carry fresh task ids, registered
+ * ahead of the load on receivers.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { args, CALLBACK_PATH, forwardBench, forwardEnv, log, PARAMS, PEERS, type PeerDef, SINK } from '../config.ts';
@@ -85,7 +86,10 @@ export async function throughput(): Promise<PeerSummary[]> {
     log(`${key}: warm-up ${Math.round(w.rps)} req/s`);
   }
   for (let round = 0; round < PARAMS.rounds; round++) {
-    const order = keys.map((_, i) => keys[(i + round) % keys.length]!);
+    // Rotating alone would keep every peer behind the same predecessor (it inherits that peer's disk writeback and
+    // cold caches); odd rounds run the rotation backwards, so each peer follows each of its neighbours in turn.
+    const rotated = keys.map((_, i) => keys[(i + round) % keys.length]!);
+    const order = round % 2 === 0 ? rotated : rotated.reverse();
     for (const key of order) {
       const result = await measure(key, PARAMS.durationSeconds);
       summaries.get(key)!.runs.push(result);
