@@ -188,7 +188,7 @@ describe('a worker thread that dies', () => {
     sink.hold();
     for (const id of ids) {
       await store.recordCallback({ taskId: id, outcome: 'solved', code: 'x', format: 'query', receivedAt: Date.now() });
-      forwarder.kick();
+      forwarder.resultStored();
     }
     await waitFor(() => sink.hits.length === 4, 30_000, 'four attempts in flight');
     forwarder.workerSender!.crashForTest();
@@ -230,6 +230,9 @@ describe('the pace: callbacks first', () => {
     });
     pace.start();
     cleanups.push(async () => pace.stop());
+    // Results keep arriving throughout, as in a burst of callbacks: only the loop's demand changes.
+    const arrivals = setInterval(() => pace.arrival(), 2);
+    cleanups.push(async () => clearInterval(arrivals));
     let wakes = 0;
     const wake = () => wakes++;
     expect(pace.claim(wake)).toBe(Number.POSITIVE_INFINITY);
@@ -252,6 +255,37 @@ describe('the pace: callbacks first', () => {
     expect(pace.busy).toBe(false);
     expect(pace.claim(wake)).toBe(Number.POSITIVE_INFINITY);
     expect(pace.deferred).toBe(2);
+  });
+
+  it('LoopPace never holds forwards back for a busy loop without results arriving, and lets go once they stop', async () => {
+    let utilization = 0.95;
+    // A trickle interval far away, so only the end of the burst can wake the put-off claim.
+    const pace = new LoopPace({
+      busyAt: 0.7,
+      windowMs: 10,
+      calmWindows: 1000,
+      trickleMs: 60_000,
+      utilization: () => utilization,
+    });
+    pace.start();
+    cleanups.push(async () => pace.stop());
+    // The forwarder's own catch-up (or the app's work) keeps the loop busy: claims go on at full speed.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pace.busy).toBe(false);
+    expect(pace.claim(() => {})).toBe(Number.POSITIVE_INFINITY);
+    // Results arrive: busy. They stop, the demand stays high: the burst is over after a few quiet windows.
+    const arrivals = setInterval(() => pace.arrival(), 2);
+    cleanups.push(async () => clearInterval(arrivals));
+    await waitFor(() => pace.busy, 10_000, 'busy while results arrive');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(pace.busy).toBe(true);
+    clearInterval(arrivals);
+    let woken = false;
+    pace.claim(() => {});
+    expect(pace.claim(() => (woken = true))).toBe(0);
+    await waitFor(() => woken, 10_000, 'the wake once results stop');
+    expect(pace.busy).toBe(false);
+    utilization = 0.2;
   });
 
   it('threadDemand reads an idle loop low and a spinning one high', async () => {
@@ -285,13 +319,14 @@ describe('the pace: callbacks first', () => {
       if (!burst) return;
       const until = performance.now() + 19;
       while (performance.now() < until) {}
+      forwarder.resultStored();
       setTimeout(spin, 1);
     };
     spin();
     await waitFor(() => forwarder.pace.busy, 10_000, 'the pace to see the busy loop');
     for (const id of ids) {
       await store.recordCallback({ taskId: id, outcome: 'solved', code: 'x', format: 'query', receivedAt: Date.now() });
-      forwarder.kick();
+      forwarder.resultStored();
     }
     await new Promise((r) => setTimeout(r, 1000));
     // The first trickle claim's sends run on a nice-19 thread, which a busy machine can starve for over a second:

@@ -182,9 +182,18 @@ export class Forwarder {
     void this.refreshStats();
   }
 
-  /** Looks for due forwards soon (after the current event-loop turn); many kicks in one turn make one claim. */
+  /** A transition was stored (it may have written a forward): counts for the pace, and looks for it soon. */
+  resultStored(): void {
+    this.#pace.arrival();
+    this.kick();
+  }
+
+  /**
+   * Looks for due forwards soon (after the current event-loop turn); many kicks in one turn make one claim. While the
+   * pace holds a put-off claim, it calls back itself once a claim may go: a burst's callbacks then cost no turn here.
+   */
   kick(): void {
-    if (this.#closed || this.#pumpScheduled) return;
+    if (this.#closed || this.#pumpScheduled || this.#pace.waiting) return;
     this.#pumpScheduled = true;
     setImmediate(() => {
       this.#pumpScheduled = false;

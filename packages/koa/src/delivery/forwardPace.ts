@@ -10,7 +10,11 @@ export interface PaceOptions {
   readonly busyAt?: number;
   /** Default 20. */
   readonly windowMs?: number;
-  /** Windows in a row below `busyAt` before a busy loop counts as having room again. Default 3. */
+  /**
+   * Windows in a row below `busyAt` before a busy loop counts as having room again, while results keep arriving.
+   * Default 10. (Once no result has been stored for three windows in a row, the burst is over whatever the loop's
+   * demand: the forwarder's own catch-up never holds itself back.)
+   */
   readonly calmWindows?: number;
   /** While busy, one claim of at most `trickleSize` forwards this often, so forwarding never stops. Default 100. */
   readonly trickleMs?: number;
@@ -20,13 +24,18 @@ export interface PaceOptions {
   readonly utilization?: () => number;
 }
 
+/** Windows in a row without a stored result after which a burst counts as over. */
+const QUIET_WINDOWS = 3;
+
 /**
- * Callbacks first: samples how much this thread wanted the CPU every `windowMs`. From a window at or above `busyAt`
- * (a burst of callbacks is keeping the loop busy) until `calmWindows` windows in a row below it, the forwarder may
+ * Callbacks first: samples how much this thread wanted the CPU every `windowMs`, and whether results were stored in
+ * that window (`arrival`). From a window at or above `busyAt` with results arriving (a burst of callbacks is keeping
+ * the loop busy) until `calmWindows` windows in a row below it, or QUIET_WINDOWS without a result, the forwarder may
  * claim only a trickle: `trickleSize` forwards every `trickleMs`. The other forwards wait in the outbox meanwhile
- * (durable, so nothing is lost) and are caught up once the loop has room again: the callback path never waits for the
- * app, and forwarding never keeps the loop past `busyAt` for long (its own work counts too, so a catch-up leaves the
- * callbacks room).
+ * (durable, so nothing is lost) and are caught up once the burst is over: the callback path never waits for the app.
+ * A loop kept busy by the forwarder's own catch-up, or by anything else but results arriving, never holds forwards
+ * back. A saturating load's demand dips below `busyAt` now and then; `calmWindows` keeps those dips from letting the
+ * whole backlog go at full speed into the burst.
  */
 export class LoopPace {
   readonly #busyAt: number;
@@ -38,6 +47,8 @@ export class LoopPace {
   #timer: NodeJS.Timeout | undefined;
   #busy = false;
   #calm = 0;
+  #quiet = 0;
+  #arrivals = 0;
   #lastClaimAt = Number.NEGATIVE_INFINITY;
   #waiter: (() => void) | undefined;
   /** How many times a claim was put off (for tests and the bench). */
@@ -46,7 +57,7 @@ export class LoopPace {
   constructor(options: PaceOptions = {}) {
     this.#busyAt = options.busyAt ?? 0.7;
     this.#windowMs = options.windowMs ?? 20;
-    this.#calmWindows = Math.max(1, options.calmWindows ?? 3);
+    this.#calmWindows = Math.max(1, options.calmWindows ?? 10);
     this.#trickleMs = options.trickleMs ?? 100;
     this.#trickleSize = Math.max(1, options.trickleSize ?? 4);
     this.#utilization = options.utilization ?? threadDemand();
@@ -55,6 +66,16 @@ export class LoopPace {
   /** True while the loop is busy (as of the last sample). */
   get busy(): boolean {
     return this.#busy;
+  }
+
+  /** A result was stored (the forwarder's `resultStored`): the load the pace protects. */
+  arrival(): void {
+    this.#arrivals++;
+  }
+
+  /** True while a put-off claim waits for its `wake` (the next trickle, or room). */
+  get waiting(): boolean {
+    return this.#waiter !== undefined;
   }
 
   start(): void {
@@ -87,10 +108,20 @@ export class LoopPace {
   }
 
   #sample(): void {
-    if (this.#utilization() >= this.#busyAt) {
+    const demand = this.#utilization();
+    const arrived = this.#arrivals > 0;
+    this.#arrivals = 0;
+    this.#quiet = arrived ? 0 : this.#quiet + 1;
+    if (arrived && demand >= this.#busyAt) {
       this.#busy = true;
       this.#calm = 0;
-    } else if (this.#busy && ++this.#calm >= this.#calmWindows) this.#busy = false;
+    } else if (this.#busy) {
+      if (demand < this.#busyAt) this.#calm++;
+      if (this.#calm >= this.#calmWindows || this.#quiet >= QUIET_WINDOWS) {
+        this.#busy = false;
+        this.#calm = 0;
+      }
+    }
     if (this.#waiter && (!this.#busy || performance.now() - this.#lastClaimAt >= this.#trickleMs)) this.#wake();
   }
 

@@ -163,7 +163,7 @@ export class CallbackMonitor {
         ...(options.retentionSeconds === undefined ? {} : { retentionSeconds: options.retentionSeconds }),
         ...(options.now === undefined ? {} : { now: options.now }),
         onMaintenanceError: (error) => this.#onError(error, 'sweep'),
-        ...(forwarder ? { onTransition: () => forwarder.kick() } : {}),
+        ...(forwarder ? { onTransition: () => forwarder.resultStored() } : {}),
       },
       this.#metrics,
     );
