@@ -26,8 +26,6 @@ export interface PaceOptions {
 
 /** Windows in a row without a stored result after which a burst counts as over. */
 const QUIET_WINDOWS = 3;
-/** Windows after a busy spell during which claims ramp up (the trickle's size, doubling each window). */
-const RAMP_WINDOWS = 5;
 
 /**
  * Callbacks first: samples how much this thread wanted the CPU every `windowMs`, and whether results were stored in
@@ -36,9 +34,7 @@ const RAMP_WINDOWS = 5;
  * claim only a trickle: `trickleSize` forwards every `trickleMs`. The other forwards wait in the outbox meanwhile
  * (durable, so nothing is lost) and are caught up once the burst is over: the callback path never waits for the app.
  * A loop kept busy by the forwarder's own catch-up, or by anything else but results arriving, never holds forwards
- * back. After a busy spell claims ramp up over RAMP_WINDOWS windows (`trickleSize`, twice that, four times… per
- * window, then no limit): a saturating load's demand dips below `busyAt` now and then, and such a dip lets a few
- * forwards go, not the whole backlog at full speed into the burst that goes on.
+ * back.
  */
 export class LoopPace {
   readonly #busyAt: number;
@@ -52,10 +48,6 @@ export class LoopPace {
   #calm = 0;
   #quiet = 0;
   #arrivals = 0;
-  /** Windows since the last busy spell ended (no limit until there has been one). */
-  #freeWindows = Number.POSITIVE_INFINITY;
-  /** Forwards allowed so far in this window while ramping up. */
-  #rampClaimed = 0;
   #lastClaimAt = Number.NEGATIVE_INFINITY;
   #waiter: (() => void) | undefined;
   /** How many times a claim was put off (for tests and the bench). */
@@ -95,27 +87,15 @@ export class LoopPace {
     clearInterval(this.#timer);
     this.#timer = undefined;
     this.#busy = false;
-    this.#freeWindows = Number.POSITIVE_INFINITY;
     this.#wake();
   }
 
   /**
-   * How many forwards may be claimed now (and counts the claim): all of them while the loop has room (what is left of
-   * this window's share while ramping up after a busy spell), the trickle's size while it is busy and the trickle
-   * interval has passed, else 0, and `wake` is called once a claim may go.
+   * How many forwards may be claimed now (and counts the claim): all of them while the loop has room, the trickle's
+   * size while it is busy and the trickle interval has passed, else 0, and `wake` is called once a claim may go.
    */
   claim(wake: () => void): number {
-    if (!this.#busy) {
-      if (this.#freeWindows >= RAMP_WINDOWS) return Number.POSITIVE_INFINITY;
-      const left = this.#trickleSize * 2 ** this.#freeWindows - this.#rampClaimed;
-      if (left > 0) {
-        this.#rampClaimed += left;
-        return left;
-      }
-      this.deferred++;
-      this.#waiter = wake;
-      return 0;
-    }
+    if (!this.#busy) return Number.POSITIVE_INFINITY;
     const now = performance.now();
     if (now - this.#lastClaimAt >= this.#trickleMs) {
       this.#lastClaimAt = now;
@@ -131,7 +111,6 @@ export class LoopPace {
     const arrived = this.#arrivals > 0;
     this.#arrivals = 0;
     this.#quiet = arrived ? 0 : this.#quiet + 1;
-    this.#rampClaimed = 0;
     if (arrived && demand >= this.#busyAt) {
       this.#busy = true;
       this.#calm = 0;
@@ -140,9 +119,8 @@ export class LoopPace {
       if (this.#calm >= this.#calmWindows || this.#quiet >= QUIET_WINDOWS) {
         this.#busy = false;
         this.#calm = 0;
-        this.#freeWindows = 0;
       }
-    } else if (this.#freeWindows < RAMP_WINDOWS) this.#freeWindows++;
+    }
     if (this.#waiter && (!this.#busy || performance.now() - this.#lastClaimAt >= this.#trickleMs)) this.#wake();
   }
 
