@@ -986,6 +986,20 @@ function storeConformance(name: string, setup: () => Promise<StoreFactory>, tear
       },
     );
 
+    itOutbox('writes the forward of a result that also links its solver id to the task', async () => {
+      const s = await fresh();
+      outbox(s).enable(['delivered']);
+      await s.register(['t'], BASE_MS, BASE_MS + MIN);
+      expect(await s.recordCallback({ ...callback('t', BASE_MS + 10), solverTaskId: 's-t' })).toEqual(
+        transition('delivered', 't'),
+      );
+      expect(await s.get('s-t')).toMatchObject({ id: 't', solverTaskId: 's-t', state: 'delivered' });
+      expect(await outbox(s).forwardsOf('t')).toMatchObject([
+        { event: 'delivered', state: 'pending', createdAt: BASE_MS + 10 },
+      ]);
+      expect(await outbox(s).backlog(10)).toEqual({ pending: 1, oldestCreatedAt: BASE_MS + 10 });
+    });
+
     itOutbox('forwards only the enabled events', async () => {
       const s = await fresh();
       outbox(s).enable(['delivered']);

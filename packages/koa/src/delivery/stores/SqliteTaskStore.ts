@@ -237,11 +237,35 @@ export class SqliteTaskStore implements TaskStore {
     const recovered = r.recovered === true ? 1 : 0;
     if (!row) {
       // Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
-      const args = [id, r.outcome, r.code, r.format, r.receivedAt, solverTaskId ?? null, solution, metadata, recovered];
+      const solver = solverTaskId ?? null;
       if (this.#outbox.enabled && this.#outbox.enabledFor('delivered')) {
-        this.#sql.insertUnregisteredForwarding.run(...args, newWebhookId());
+        const webhookId = newWebhookId();
+        this.#sql.insertUnregisteredForwarding.run(
+          id,
+          r.outcome,
+          r.code,
+          r.format,
+          r.receivedAt,
+          solver,
+          solution,
+          metadata,
+          recovered,
+          webhookId,
+        );
         this.#unclaimedAdded++;
-      } else this.#sql.insertUnregistered.run(...args);
+      } else {
+        this.#sql.insertUnregistered.run(
+          id,
+          r.outcome,
+          r.code,
+          r.format,
+          r.receivedAt,
+          solver,
+          solution,
+          metadata,
+          recovered,
+        );
+      }
       return { kind: 'unregistered', id };
     }
     const [taskId, state, submittedAt, linked] = row;
@@ -254,14 +278,53 @@ export class SqliteTaskStore implements TaskStore {
     }
     const kind = state === 'pending' ? 'delivered' : 'late';
     // With forwarding on, the forward waits on the task's row, written by this same UPDATE (see sqliteSchema.ts).
-    const forward = this.#outbox.enabled && this.#outbox.enabledFor(kind);
-    const settled = [kind, r.outcome, r.code, r.format, r.receivedAt, solution, metadata, recovered, taskId] as const;
-    if (forward) {
-      if (link) this.#sql.settleLinkForwarding.run(solverTaskId, ...settled, newWebhookId());
-      else this.#sql.settleForwarding.run(...settled, newWebhookId());
+    // The arguments are written out in each call: this runs once per callback, so no array per call.
+    const { outcome, code, format, receivedAt } = r;
+    if (this.#outbox.enabled && this.#outbox.enabledFor(kind)) {
+      const webhookId = newWebhookId();
+      if (link) {
+        this.#sql.settleLinkForwarding.run(
+          solverTaskId,
+          kind,
+          outcome,
+          code,
+          format,
+          receivedAt,
+          solution,
+          metadata,
+          recovered,
+          taskId,
+          webhookId,
+        );
+      } else {
+        this.#sql.settleForwarding.run(
+          kind,
+          outcome,
+          code,
+          format,
+          receivedAt,
+          solution,
+          metadata,
+          recovered,
+          taskId,
+          webhookId,
+        );
+      }
       this.#unclaimedAdded++;
-    } else if (link) this.#sql.settleLink.run(solverTaskId, ...settled);
-    else this.#sql.settle.run(...settled);
+    } else if (link) {
+      this.#sql.settleLink.run(
+        solverTaskId,
+        kind,
+        outcome,
+        code,
+        format,
+        receivedAt,
+        solution,
+        metadata,
+        recovered,
+        taskId,
+      );
+    } else this.#sql.settle.run(kind, outcome, code, format, receivedAt, solution, metadata, recovered, taskId);
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }
 
