@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ForwardBench } from './lib/forwarding.ts';
+import { type ForwardBench, forwardEnv, SINK } from './lib/forwarding.ts';
 import { ROOT } from './lib/proc.ts';
 
 export const { values: args } = parseArgs({
@@ -66,13 +66,7 @@ export interface PeerDef {
   readonly forwarding?: 'all' | 'missed-only';
 }
 
-/** A fixed, valid Standard Webhooks secret for the bench (32 bytes). */
-const BENCH_SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
-export const SINK = join(BENCH_DIR, 'servers/forwardSink.ts');
-export const forwardEnv = (sinkPort: number): Record<string, string> => ({
-  FORWARD_URL: `http://127.0.0.1:${sinkPort}/hook`,
-  FORWARD_SECRET: BENCH_SECRET,
-});
+export { forwardEnv, SINK };
 
 // LOG_LEVEL info: the CLI announces its ports in its "listening" line; it logs nothing per request.
 export const receiverEnv = (store: string): Record<string, string> => ({

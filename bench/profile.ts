@@ -1,12 +1,15 @@
 /**
  * CPU profile of the receiver under callback load: `node bench/profile.ts [--store sqlite|memory]
- * [--entry cli|bench] [--metrics on|off] [--seconds N] [--out FILE]`.
+ * [--entry cli|bench] [--metrics on|off] [--forward off|all|missed] [--seconds N] [--out FILE]`.
  *
  * Starts the receiver (the real CLI by default) with `node --cpu-prof`, registers enough tasks that every callback
  * is a pending → delivered transition, drives it with the same separate-process load generator as `bench/run.ts`,
  * stops it with SIGTERM (the profile is written at exit), then summarises the .cpuprofile: where the busy time goes
  * by component (self time) and by function (self and inclusive), so the cost of each stage of the callback path is
- * visible. Writes the summary to --out when given.
+ * visible, and the CPU each of the process's threads used during the load (per callback), so work moved off the
+ * event loop (the forward worker, SQLite's and V8's helper threads) is counted too. `--forward all` forwards every
+ * result to the bench app sink (bench/servers/forwardSink.ts) as the throughput bench's forwarding peer does;
+ * `missed` runs the forwarder with nothing to forward. Writes the summary to --out when given.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,13 +17,17 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { forwardEnv, SINK, sinkCount } from './lib/forwarding.ts';
 import { ROOT, registerPool, runLoad, startPeer } from './lib/proc.ts';
+import { threadCpuMicros } from './lib/threads.ts';
 
 const { values: args } = parseArgs({
   options: {
     store: { type: 'string', default: 'sqlite' },
     entry: { type: 'string', default: 'cli' },
     metrics: { type: 'string', default: 'on' },
+    forward: { type: 'string', default: 'off' },
+    sampler: { type: 'string', default: 'on' },
     seconds: { type: 'string', default: '10' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -51,10 +58,21 @@ const dir = mkdtempSync(join(tmpdir(), 'ccm-prof-'));
 const storeUrl = args.store === 'memory' ? 'memory:' : `sqlite:${join(dir, 'prof.db')}`;
 const script = args.entry === 'bench' ? join(ROOT, 'bench/servers/receiver.ts') : join(ROOT, 'src/server/cli.ts');
 
+if (!['off', 'all', 'missed'].includes(args.forward ?? '')) throw new Error('--forward must be off, all or missed');
+// The sampler's own thread costs about a third of the event loop's CPU: leave it off to compare threads' CPU.
+const sampling = args.sampler !== 'off';
+const sink = args.forward === 'off' ? undefined : await startPeer({ script: SINK });
 const peer = await startPeer({
   script,
-  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200'],
-  env: { STORE_URL: storeUrl, DELIVERY_TIMEOUT: '3600', LOG_LEVEL: 'info', BENCH_METRICS: args.metrics ?? 'on' },
+  nodeArgs: sampling ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200'] : [],
+  env: {
+    STORE_URL: storeUrl,
+    DELIVERY_TIMEOUT: '3600',
+    LOG_LEVEL: 'info',
+    BENCH_METRICS: args.metrics ?? 'on',
+    ...(sink ? forwardEnv(sink.port) : {}),
+    ...(args.forward === 'missed' ? { FORWARD_EVENTS: 'missed' } : {}),
+  },
 });
 const pool = 25_000 * (seconds + 2);
 await registerPool(peer, 'p-', 0, pool);
@@ -62,6 +80,8 @@ await sleep(300);
 // V8 stamps profile samples with CLOCK_MONOTONIC microseconds, the clock process.hrtime reads too: only samples
 // taken while the load ran are summarised (start-up and the task registration above are left out).
 const loadStartUs = Number(process.hrtime.bigint() / 1000n);
+const threadsBefore = threadCpuMicros(peer.pid);
+const sinkBefore = sink ? await sinkCount(sink) : 0;
 const load = await runLoad({
   url: `http://127.0.0.1:${peer.port}`,
   path: '/callback?id={id}&code=03AGdBq24PBCbwiDRaS_MJ7Z49ta3Jw_9kQH3jD7QhLxv5TXa9LdUHcrL7Kp8hX1fnQmJ8Ps2cY5kxqD0RfKZhT6n',
@@ -71,10 +91,16 @@ const load = await runLoad({
   idStart: 0,
 });
 const loadEndUs = Number(process.hrtime.bigint() / 1000n);
+const threadsAfter = threadCpuMicros(peer.pid);
+const forwardedDuringLoad = sink ? (await sinkCount(sink)) - sinkBefore : 0;
 await peer.stop();
-const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
-const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+await sink?.stop();
+// One profile per thread (CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile); thread 0 is the event loop.
+const file = readdirSync(dir).find((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f));
+if (sampling && !file) throw new Error(`no main-thread .cpuprofile written in ${dir}: ${readdirSync(dir).join(', ')}`);
+const profile: CpuProfile = file
+  ? (JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile)
+  : { nodes: [], samples: [], timeDeltas: [], startTime: 0, endTime: 0 };
 if (!args.keep) rmSync(dir, { recursive: true, force: true });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -154,28 +180,48 @@ const commit = (() => {
 })();
 const L: string[] = [];
 L.push(
-  `# CPU profile: receiver (${args.entry}, ${args.store}, metrics ${args.metrics}) under callback load`,
+  `# CPU profile: receiver (${args.entry}, ${args.store}, metrics ${args.metrics}, forward ${args.forward}) under callback load`,
   '',
   `> Generated by \`node --conditions=ccm-source bench/profile.ts ${process.argv.slice(2).join(' ')}\` at commit ${commit}, ` +
     `${new Date().toISOString()}, Node ${process.version}, ${availableParallelism()} CPUs (shared with other work).`,
   '',
-  'Samples taken while the load ran only. ' +
-    `Load: ${Math.round(load.rps)} req/s, p50 ${load.p50} ms, p99 ${load.p99} ms over ${seconds} s (50 connections, every ` +
-    `callback a pending → delivered transition). Sampled ${(total / 1000).toFixed(1)} s, busy ${(busy / 1000).toFixed(1)} s ` +
-    `(${((100 * busy) / total).toFixed(0)} %); shares below are of busy time.`,
+  `Load: ${Math.round(load.rps)} req/s, p50 ${load.p50} ms, p99 ${load.p99} ms over ${seconds} s (50 connections, every ` +
+    'callback a pending → delivered transition).' +
+    (sink ? ` The app sink received ${forwardedDuringLoad} forwards during the load.` : '') +
+    (sampling
+      ? ` Samples taken while the load ran only: sampled ${(total / 1000).toFixed(1)} s, busy ${(busy / 1000).toFixed(1)} s ` +
+        `(${((100 * busy) / total).toFixed(0)} %); shares below are of the event loop's busy time.`
+      : ' Sampler off (--sampler off): threads only.'),
   '',
-  '## Self time by component',
+  '## CPU by thread during the load',
   '',
-  '| component | share |',
-  '| --- | ---: |',
+  '| thread | CPU, ms | µs per callback |',
+  '| --- | ---: | ---: |',
 );
-for (const [k, v] of top(selfByComponent, 25)) L.push(`| ${k.replace(/\|/g, '\\|')} | ${pct(v)} |`);
-L.push('', '## Top functions by self time', '', '| function | self |', '| --- | ---: |');
-for (const [k, v] of top(selfByKey, 30)) L.push(`| \`${k}\` | ${pct(v)} |`);
-L.push('', '## Inclusive time of the callback path (ours)', '', '| function | inclusive |', '| --- | ---: |');
-for (const [k, v] of top(new Map([...inclusive].filter(([k]) => / (packages\/koa\/)?src\/| bench\//.test(k))), 30))
-  L.push(`| \`${k}\` | ${pct(v)} |`);
+const callbacks = Math.max(1, load.ok + load.non2xx);
+let threadTotal = 0;
+for (const [name, after] of [...threadsAfter].sort((a, b) => b[1] - a[1])) {
+  const used = after - (threadsBefore.get(name) ?? 0);
+  threadTotal += used;
+  if (used > 0) L.push(`| ${name} | ${(used / 1000).toFixed(0)} | ${(used / callbacks).toFixed(1)} |`);
+}
+L.push(`| all threads | ${(threadTotal / 1000).toFixed(0)} | ${(threadTotal / callbacks).toFixed(1)} |`, '');
+if (sampling) writeSections();
 L.push('');
 const md = L.join('\n');
 process.stdout.write(`${md}\n`);
 if (args.out) writeFileSync(args.out, md);
+
+function writeSections(): void {
+  // µs per callback next to each share, so two profiles (forwarding on and off, say) compare by cost, not by share.
+  const perCallback = (ms: number) => ((1000 * ms) / callbacks).toFixed(1);
+  L.push('## Self time by component', '', '| component | share | µs per callback |', '| --- | ---: | ---: |');
+  for (const [k, v] of top(selfByComponent, 25))
+    L.push(`| ${k.replace(/\|/g, '\\|')} | ${pct(v)} | ${perCallback(v)} |`);
+  L.push('', '## Top functions by self time', '', '| function | self | µs per callback |', '| --- | ---: | ---: |');
+  for (const [k, v] of top(selfByKey, 30)) L.push(`| \`${k}\` | ${pct(v)} | ${perCallback(v)} |`);
+  L.push('', '## Inclusive time of the callback path (ours)', '', '| function | inclusive | µs per callback |');
+  L.push('| --- | ---: | ---: |');
+  for (const [k, v] of top(new Map([...inclusive].filter(([k]) => / (packages\/koa\/)?src\/| bench\//.test(k))), 40))
+    L.push(`| \`${k}\` | ${pct(v)} | ${perCallback(v)} |`);
+}

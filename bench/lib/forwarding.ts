@@ -4,7 +4,18 @@
  * backlog they left, and how long it took to catch up).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { type Peer, registerPool, runLoad, startPeer } from './proc.ts';
+
+/** The bench app sink that forwarding peers post to. */
+export const SINK = fileURLToPath(new URL('../servers/forwardSink.ts', import.meta.url));
+/** A fixed, valid Standard Webhooks secret for the bench (32 bytes). */
+const BENCH_SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+/** A receiver's environment to forward every result to the sink listening on `sinkPort`. */
+export const forwardEnv = (sinkPort: number): Record<string, string> => ({
+  FORWARD_URL: `http://127.0.0.1:${sinkPort}/hook`,
+  FORWARD_SECRET: BENCH_SECRET,
+});
 
 /** What the forwarding parts need from bench/run.ts. */
 export interface ForwardBench {

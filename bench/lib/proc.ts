@@ -134,9 +134,9 @@ const CLK_TCK = (() => {
   }
 })();
 
-/** utime + stime of a process from /proc/<pid>/stat, in microseconds. */
-export function procCpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a process from /proc/<pid>/stat (or of one thread, given its stat file), in microseconds. */
+export function procCpuMicros(pid: number, statFile = `/proc/${pid}/stat`): number {
+  const stat = readFileSync(statFile, 'utf8');
   // Fields after the parenthesised command name (which may contain spaces); utime and stime are fields 14 and 15.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(rest[11]) + Number(rest[12])) * 1e6) / CLK_TCK;

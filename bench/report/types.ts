@@ -7,6 +7,8 @@ import type { LoadResult } from '../loadgen.ts';
 export interface Run extends LoadResult {
   /** Server process user + system CPU per answered request, µs: robust against CPU stolen by other work. */
   cpuUsPerRequest: number;
+  /** The same by thread name (the event loop `MainThread`, the forward worker, V8's and libuv's helpers). */
+  threadCpuUsPerRequest?: Record<string, number>;
 }
 
 export interface PeerSummary {

@@ -8,6 +8,7 @@ import { args, CALLBACK_PATH, forwardBench, forwardEnv, log, PARAMS, PEERS, type
 import { drainAfterRounds, sinkCount } from '../lib/forwarding.ts';
 import { type Peer, registerPool, runLoad, startPeer } from '../lib/proc.ts';
 import { median } from '../lib/stats.ts';
+import { threadCpuMicros } from '../lib/threads.ts';
 import type { PeerSummary, Run } from '../report/types.ts';
 
 export async function throughput(): Promise<PeerSummary[]> {
@@ -58,6 +59,7 @@ export async function throughput(): Promise<PeerSummary[]> {
     await sleep(200);
     try {
       const cpuBefore = r.peer.cpuMicros();
+      const threadsBefore = threadCpuMicros(r.peer.pid);
       const sinkBefore = r.def.forwarding === 'all' && sink ? await sinkCount(sink) : 0;
       const load = await runLoad({
         url: `http://127.0.0.1:${r.peer.port}`,
@@ -67,14 +69,19 @@ export async function throughput(): Promise<PeerSummary[]> {
         idPrefix: `${key}-`,
         idStart: r.cursor,
       });
-      const cpuUsPerRequest = (r.peer.cpuMicros() - cpuBefore) / Math.max(1, load.ok + load.non2xx);
+      const answered = Math.max(1, load.ok + load.non2xx);
+      const cpuUsPerRequest = (r.peer.cpuMicros() - cpuBefore) / answered;
+      const threadCpuUsPerRequest: Record<string, number> = {};
+      for (const [name, after] of threadCpuMicros(r.peer.pid)) {
+        threadCpuUsPerRequest[name] = Number(((after - (threadsBefore.get(name) ?? 0)) / answered).toFixed(2));
+      }
       if (counted && r.def.forwarding === 'all' && sink) {
         r.forwarded += (await sinkCount(sink)) - sinkBefore;
         r.loaded += seconds;
       }
       r.cursor += load.idsUsed;
       r.lastRps = load.rps;
-      return { ...load, cpuUsPerRequest };
+      return { ...load, cpuUsPerRequest, threadCpuUsPerRequest };
     } finally {
       r.peer.pause();
     }
@@ -95,7 +102,10 @@ export async function throughput(): Promise<PeerSummary[]> {
       summaries.get(key)!.runs.push(result);
       log(
         `round ${round + 1}/${PARAMS.rounds} ${key}: ${Math.round(result.rps)} req/s p50 ${result.p50} ms p99 ${result.p99} ms ` +
-          `cpu ${result.cpuUsPerRequest.toFixed(1)} µs/req` +
+          `cpu ${result.cpuUsPerRequest.toFixed(1)} µs/req (${Object.entries(result.threadCpuUsPerRequest ?? {})
+            .filter(([, us]) => us > 0)
+            .map(([name, us]) => `${name} ${us.toFixed(1)}`)
+            .join(', ')})` +
           (result.non2xx || result.errors ? ` (non-2xx ${result.non2xx}, errors ${result.errors})` : ''),
       );
     }
