@@ -263,6 +263,27 @@ describe('registration with a solver', () => {
   });
 });
 
+describe('registration entries', () => {
+  it('plain ids, numbers and items in one list each register; a bad plain id is refused by its place, none stored', async () => {
+    const receiver = await startServer({});
+    running.push({ close: () => receiver.stop() });
+    const tasks = `${receiver.managementUrl}/tasks`;
+    const bad = await post(tasks, ['b-1', 'b-2', 'not valid!']);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as Body).reason).toMatch(/^task 3: id must be /);
+    expect((await fetch(`${tasks}/b-1`)).status).toBe(404);
+    const mixed = await post(tasks, ['b-1', 42, { id: 'b-3', solver_task_id: 'S-3' }, 'b-4']);
+    expect(mixed.status).toBe(201);
+    expect(await mixed.json()).toEqual({ submitted: 4, already_known: 0 });
+    for (const id of ['b-1', '42', 'b-3', 'b-4']) expect((await fetch(`${tasks}/${id}`)).status, id).toBe(200);
+    expect(await (await fetch(`${tasks}/S-3`)).json()).toMatchObject({ id: 'b-3', solver_task_id: 'S-3' });
+    // Again, with a solver id for a known plain id: attached, and counted as known.
+    const again = await post(tasks, ['b-1', { id: 'b-4', solver_task_id: 'S-4' }, 'b-5']);
+    expect(await again.json()).toEqual({ submitted: 1, already_known: 2 });
+    expect(await (await fetch(`${tasks}/S-4`)).json()).toMatchObject({ id: 'b-4', solver_task_id: 'S-4' });
+  });
+});
+
 describe('recovery through the real server', () => {
   it('SQLite (the default store): every missing result recovered before its deadline, within the limits', async () => {
     await scenario(`sqlite:${join(dir, 'recv.db')}`);

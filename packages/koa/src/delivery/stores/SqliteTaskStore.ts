@@ -107,8 +107,12 @@ export class SqliteTaskStore implements TaskStore {
       const added: string[] = [];
       const merged: RegisterResult['merged'][number][] = [];
       const counts = { delivered: 0, late: 0 };
-      for (const item of tasks) {
-        const task: NewTask = typeof item === 'string' ? { id: item } : item;
+      for (const task of tasks) {
+        // A plain id is inserted as it is: no object per id (see the server's POST /tasks).
+        if (typeof task === 'string') {
+          if (this.#sql.insertPending.run(task, submittedAt, deadlineAt).changes === 1) added.push(task);
+          continue;
+        }
         if (this.#sql.insertPending.run(task.id, submittedAt, task.deadlineAt ?? deadlineAt).changes !== 1) continue;
         added.push(task.id);
         if (task.solverTaskId === undefined) continue;
