@@ -45,14 +45,15 @@ export interface TaskRecovery {
 type Item = TaskSubmission & { readonly solver?: string | undefined };
 /**
  * What one registration entry becomes: a plain id stays a string all the way to the store. An object per id kept
- * 10,000 of them alive across the store's batches of one request, which grew V8's young generation fourfold, and
- * the process's RSS by about 100 MB, for as long as the receiver then stayed idle.
+ * 10,000 of them alive across the store's batches of one request, which grew V8's young generation, and so the
+ * process's RSS, for as long as the receiver then stayed idle (docs/benchmarks.md, "RSS at 1,000,000 pending").
  */
 type Entry = string | Item;
 /** Why an entry was refused. */
 interface Refusal {
   readonly refused: string;
 }
+const refusal = (index: number, why: string): Refusal => ({ refused: `task ${index + 1}: ${why}` });
 
 /** `solver` must name a configured solver: the message names the value and what is configured (names only). */
 function solverProblem(solver: unknown, solvers: ReadonlySet<string>): string | undefined {
@@ -65,32 +66,31 @@ function solverProblem(solver: unknown, solvers: ReadonlySet<string>): string | 
 
 /** One registration entry: `"id"`, or `{ "id", "solver_task_id"?, "timeout_seconds"?, "solver"? }`. */
 function entryFrom(item: unknown, index: number, solvers: ReadonlySet<string>): Entry | Refusal {
-  // Nothing allocated for a plain id that is valid: registrations carry up to 10,000 of them a request.
-  if (typeof item === 'string' && ID.test(item)) return item;
-  const refuse = (why: string): Refusal => ({ refused: `task ${index + 1}: ${why}` });
   if (typeof item === 'string' || typeof item === 'number') {
+    // String() of a string is that string: a valid id comes back as parsed, nothing allocated for it.
     const id = String(item);
-    return ID.test(id) ? id : refuse(`id must be ${TASK_ID_RULE}`);
+    return ID.test(id) ? id : refusal(index, `id must be ${TASK_ID_RULE}`);
   }
-  if (typeof item !== 'object' || item === null || Array.isArray(item)) return refuse('must be an id or an object');
+  if (typeof item !== 'object' || item === null || Array.isArray(item))
+    return refusal(index, 'must be an id or an object');
   const fields = item as Record<string, unknown>;
   const unknown = Object.keys(fields).find((k) => !ITEM_KEYS.has(k));
-  if (unknown !== undefined) return refuse(`unknown field ${JSON.stringify(unknown.slice(0, 40))}`);
+  if (unknown !== undefined) return refusal(index, `unknown field ${JSON.stringify(unknown.slice(0, 40))}`);
   const id = typeof fields.id === 'number' ? String(fields.id) : fields.id;
-  if (typeof id !== 'string' || !ID.test(id)) return refuse(`id must be ${TASK_ID_RULE}`);
+  if (typeof id !== 'string' || !ID.test(id)) return refusal(index, `id must be ${TASK_ID_RULE}`);
   const rawSolverId = fields.solver_task_id;
   const solverTaskId = typeof rawSolverId === 'number' ? String(rawSolverId) : rawSolverId;
   if (solverTaskId !== undefined && (typeof solverTaskId !== 'string' || !ID.test(solverTaskId)))
-    return refuse(`solver_task_id must be ${TASK_ID_RULE}`);
+    return refusal(index, `solver_task_id must be ${TASK_ID_RULE}`);
   const timeout = fields.timeout_seconds;
   if (
     timeout !== undefined &&
     (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 1 || timeout > MAX_TASK_TIMEOUT_SECONDS)
   )
-    return refuse(`timeout_seconds must be a number from 1 to ${MAX_TASK_TIMEOUT_SECONDS}`);
+    return refusal(index, `timeout_seconds must be a number from 1 to ${MAX_TASK_TIMEOUT_SECONDS}`);
   if (fields.solver !== undefined) {
     const problem = solverProblem(fields.solver, solvers);
-    if (problem !== undefined) return refuse(problem);
+    if (problem !== undefined) return refusal(index, problem);
   }
   return { id, solverTaskId, timeoutSeconds: timeout, solver: fields.solver as string | undefined };
 }
