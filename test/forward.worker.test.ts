@@ -288,6 +288,41 @@ describe('the pace: callbacks first', () => {
     utilization = 0.2;
   });
 
+  it("LoopPace takes the forwarder's own time off the loop's demand: forwards keeping up never read as a burst", async () => {
+    // The loop wants the CPU for 95 % of every window while results keep arriving; `ownShare` of each window is the
+    // forwarder's own (reported through `spent` for the window being judged).
+    let ownShare = 0.5;
+    let judgedAt = performance.now();
+    const pace = new LoopPace({
+      busyAt: 0.7,
+      windowMs: 10,
+      calmWindows: 1,
+      trickleMs: 60_000,
+      utilization: () => {
+        const now = performance.now();
+        pace.spent((now - judgedAt) * ownShare);
+        judgedAt = now;
+        return 0.95;
+      },
+    });
+    pace.start();
+    cleanups.push(async () => pace.stop());
+    const arrivals = setInterval(() => pace.arrival(), 2);
+    cleanups.push(async () => clearInterval(arrivals));
+    // Half of it the forwarder's: the callbacks' 45 % leaves room, so claims go on at full speed.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(pace.busy).toBe(false);
+    expect(pace.claim(() => {})).toBe(Number.POSITIVE_INFINITY);
+    // The forwarder's share small: the callbacks' 90 % is a burst, and only the trickle may go.
+    ownShare = 0.05;
+    await waitFor(() => pace.busy, 10_000, "busy once the demand is the callbacks'");
+    expect(pace.claim(() => {})).toBe(4);
+    expect(pace.claim(() => {})).toBe(0);
+    // Back to half: room again (calmWindows 1), and the put-off claim is woken.
+    ownShare = 0.5;
+    await waitFor(() => !pace.busy && !pace.waiting, 10_000, "room once the demand is the forwarder's");
+  });
+
   it('threadDemand reads an idle loop low and a spinning one high', async () => {
     const demand = threadDemand();
     await new Promise((r) => setTimeout(r, 200));

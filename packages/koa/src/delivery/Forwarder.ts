@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ReceiverMetrics } from '../metrics/instruments.ts';
 import { type ForwardSender, HttpSender } from './forwardHttp.ts';
 import { LoopPace, type PaceOptions } from './forwardPace.ts';
@@ -44,9 +45,10 @@ export interface ForwarderOptions {
    */
   readonly worker?: boolean;
   /**
-   * Callbacks first: while this event loop's thread is busy (it wanted the CPU for `pace.busyAt` of a 20 ms window or
-   * more, default 0.7), forwards wait in the outbox, but for a trickle of 4 every 100 ms; they catch up once the loop
-   * has room (see LoopPace). `{ busyAt: 1 }` turns it off.
+   * Callbacks first: while this event loop's thread is busy with results arriving (it wanted the CPU for `pace.busyAt`
+   * of a 20 ms window or more, default 0.7, the forwarder's own claims and settlements aside), forwards wait in the
+   * outbox, but for a trickle of 4 every 100 ms; they catch up once the loop has room (see LoopPace). `{ busyAt: 1 }`
+   * turns it off.
    */
   readonly pace?: PaceOptions;
   /**
@@ -248,12 +250,18 @@ export class Forwarder {
         if (allowed === 0) break;
         let jobs: ForwardJob[];
         try {
-          jobs = await this.#outbox.claimDue(this.#now(), allowed, this.#leaseMs);
+          // A SQLite claim is a transaction run right here: its time is the forwarder's own (see LoopPace.spent).
+          const claimedAt = performance.now();
+          const claim = this.#outbox.claimDue(this.#now(), allowed, this.#leaseMs);
+          this.#pace.spent(performance.now() - claimedAt);
+          jobs = await claim;
         } catch (error) {
           this.#onEvent({ kind: 'store_error', error });
           break;
         }
+        const sentAt = performance.now();
         for (const job of jobs) this.#run(job);
+        this.#pace.spent(performance.now() - sentAt);
         // A full batch may have left more due: claim again while there is room.
         if (jobs.length < allowed && !this.#again) break;
       }
@@ -290,6 +298,7 @@ export class Forwarder {
       data: taskJson(job.task),
     });
     const result = await this.#sender.send(f.webhookId, body);
+    const answeredAt = performance.now();
     this.#metrics?.forwardAttempt(result.outcome, result.seconds);
     const at = this.#now();
     let settlement: ForwardSettlement;
@@ -314,6 +323,7 @@ export class Forwarder {
       }
     }
     this.#queueSettle({ ...base, at, result: settlement });
+    this.#pace.spent(performance.now() - answeredAt);
   }
 
   /** Settlements of one event-loop turn go to the store in one call (one transaction on SQLite). */
@@ -325,13 +335,16 @@ export class Forwarder {
       this.#settleScheduled = false;
       const items = this.#settleQueue;
       this.#settleQueue = [];
-      this.#settling = this.#settling.then(() =>
-        this.#outbox.settle(items).then(
+      this.#settling = this.#settling.then(() => {
+        const settledAt = performance.now();
+        const settled = this.#outbox.settle(items);
+        this.#pace.spent(performance.now() - settledAt);
+        return settled.then(
           () => {},
           // The leases run out and the forwards are attempted again: at least once, never lost.
           (error) => this.#onEvent({ kind: 'store_error', error }),
-        ),
-      );
+        );
+      });
     });
   }
 

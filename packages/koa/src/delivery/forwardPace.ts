@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 export interface PaceOptions {
   /**
    * How much of a `windowMs` window the event loop's thread wanted the CPU (0–1: on it, or waiting for it; see
-   * threadDemand) from which the loop counts as busy. 1 turns yielding off. Default 0.7.
+   * threadDemand), less the forwarder's own time on it, from which the loop counts as busy. 1 turns yielding off.
+   * Default 0.7.
    */
   readonly busyAt?: number;
   /** Default 20. */
@@ -33,8 +34,8 @@ const QUIET_WINDOWS = 3;
  * the loop busy) until `calmWindows` windows in a row below it, or QUIET_WINDOWS without a result, the forwarder may
  * claim only a trickle: `trickleSize` forwards every `trickleMs`. The other forwards wait in the outbox meanwhile
  * (durable, so nothing is lost) and are caught up once the burst is over: the callback path never waits for the app.
- * A loop kept busy by the forwarder's own catch-up, or by anything else but results arriving, never holds forwards
- * back.
+ * The forwarder's own time (`spent`) does not count towards the demand, and a loop kept busy by anything else but
+ * results arriving never holds forwards back.
  */
 export class LoopPace {
   readonly #busyAt: number;
@@ -48,6 +49,8 @@ export class LoopPace {
   #calm = 0;
   #quiet = 0;
   #arrivals = 0;
+  #own = 0;
+  #sampledAt = performance.now();
   #lastClaimAt = Number.NEGATIVE_INFINITY;
   #waiter: (() => void) | undefined;
   /** How many times a claim was put off (for tests and the bench). */
@@ -72,6 +75,15 @@ export class LoopPace {
     this.#arrivals++;
   }
 
+  /**
+   * The forwarder's own time on this thread (its claims, bodies and settlements), taken off the loop's demand when the
+   * window is judged: forwards keeping up with a steady stream of results must not read as a burst of callbacks, or
+   * the catch-up they cause would hold them back for as long as results keep coming.
+   */
+  spent(ms: number): void {
+    this.#own += ms;
+  }
+
   /** True while a put-off claim waits for its `wake` (the next trickle, or room). */
   get waiting(): boolean {
     return this.#waiter !== undefined;
@@ -79,6 +91,8 @@ export class LoopPace {
 
   start(): void {
     if (this.#timer || this.#busyAt >= 1) return;
+    this.#sampledAt = performance.now();
+    this.#own = 0;
     this.#timer = setInterval(() => this.#sample(), this.#windowMs);
     this.#timer.unref();
   }
@@ -107,7 +121,12 @@ export class LoopPace {
   }
 
   #sample(): void {
-    const demand = this.#utilization();
+    const loop = this.#utilization();
+    const now = performance.now();
+    const elapsed = now - this.#sampledAt;
+    const demand = loop - (elapsed > 0 ? Math.min(this.#own, elapsed) / elapsed : 0);
+    this.#sampledAt = now;
+    this.#own = 0;
     const arrived = this.#arrivals > 0;
     this.#arrivals = 0;
     this.#quiet = arrived ? 0 : this.#quiet + 1;
@@ -121,7 +140,7 @@ export class LoopPace {
         this.#calm = 0;
       }
     }
-    if (this.#waiter && (!this.#busy || performance.now() - this.#lastClaimAt >= this.#trickleMs)) this.#wake();
+    if (this.#waiter && (!this.#busy || now - this.#lastClaimAt >= this.#trickleMs)) this.#wake();
   }
 
   #wake(): void {
