@@ -225,6 +225,78 @@ INSERT INTO forwards (task_id, event, webhook_id, state, created_at, since, atte
 PRAGMA user_version = 7;
 `;
 
+/**
+ * A file created by version 8 (commit e6fe71b), verbatim: `w8`'s forward waits on its row under the webhook id
+ * version 8 stored with it; `p8` is pending.
+ */
+const SCHEMA_V8 = `
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'missed' OR state = 'late'),
+  registered INTEGER NOT NULL,
+  outcome TEXT,
+  code TEXT,
+  format TEXT,
+  submitted_at INTEGER,
+  deadline_at INTEGER,
+  received_at INTEGER,
+  callbacks INTEGER NOT NULL DEFAULT 0,
+  solver_task_id TEXT,
+  solution TEXT,
+  metadata TEXT,
+  recovered INTEGER NOT NULL DEFAULT 0,
+  forward_at INTEGER,
+  forward_id TEXT
+) WITHOUT ROWID;
+DROP INDEX IF EXISTS tasks_state_sort;
+DROP INDEX IF EXISTS tasks_settled;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (deadline_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_settled_at ON tasks (state, coalesce(received_at, deadline_at)) WHERE state <> 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_solver ON tasks (solver_task_id) WHERE solver_task_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_forward_due ON tasks (forward_at) WHERE forward_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counts (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  pending INTEGER NOT NULL,
+  delivered INTEGER NOT NULL,
+  missed INTEGER NOT NULL,
+  late INTEGER NOT NULL,
+  unclaimed INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO counts (one, pending, delivered, missed, late) VALUES (1, 0, 0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS tasks_unclaimed_deleted AFTER DELETE ON tasks WHEN old.forward_at IS NOT NULL BEGIN
+  UPDATE counts SET unclaimed = unclaimed - 1 WHERE one = 1;
+END;
+CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
+INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS forwards (
+  task_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  webhook_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  lease TEXT,
+  last_attempt_at INTEGER,
+  last_status INTEGER,
+  last_error TEXT,
+  done_at INTEGER,
+  PRIMARY KEY (task_id, event)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS forwards_due ON forwards (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS forwards_created ON forwards (state, created_at);
+CREATE TRIGGER IF NOT EXISTS forwards_with_task AFTER DELETE ON tasks BEGIN
+  DELETE FROM forwards WHERE task_id = old.id;
+END;
+UPDATE counts SET pending = 1, delivered = 1, unclaimed = 1 WHERE one = 1;
+INSERT INTO tasks (id, state, registered, submitted_at, deadline_at, callbacks) VALUES ('p8', 'pending', 1, 1000, 9000, 0);
+INSERT INTO tasks (id, state, registered, outcome, code, format, submitted_at, deadline_at, received_at, callbacks,
+    forward_at, forward_id)
+  VALUES ('w8', 'delivered', 1, 'solved', 'tok', 'json', 1000, 9000, 2000, 1, 2000, 'msg_v8w');
+PRAGMA user_version = 8;
+`;
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -468,12 +540,67 @@ describe('SqliteTaskStore schema', () => {
     expect(tasksRootPage(db)).toBe(rootPage);
     db.close();
   });
+
+  it("upgrades a version 8 file in place: a waiting forward keeps its stored webhook id, new ones derive theirs from the file's salt", async () => {
+    const path = fileWith(SCHEMA_V8);
+    const before = new DatabaseSync(path);
+    const rootPage = tasksRootPage(before);
+    before.close();
+
+    const store = new SqliteTaskStore(path);
+    const outbox = store.forwards!;
+    outbox.enable(['delivered']);
+    expect(await outbox.forwardsOf('w8')).toMatchObject([{ event: 'delivered', webhookId: 'msg_v8w', attempts: 0 }]);
+    await store.recordCallback({ taskId: 'p8', outcome: 'solved', code: 'c', format: 'json', receivedAt: 4000 });
+    const waiting = (await outbox.forwardsOf('p8'))[0]!;
+    expect(waiting).toMatchObject({ event: 'delivered', state: 'pending', createdAt: 4000, attempts: 0 });
+    expect(waiting.webhookId).toMatch(/^msg_[A-Za-z0-9_-]{27}$/);
+    const peek = new DatabaseSync(path);
+    // Version 9 stores no id with the waiting forward.
+    expect(peek.prepare("SELECT forward_at, forward_id FROM tasks WHERE id = 'p8'").get()).toEqual({
+      forward_at: 4000,
+      forward_id: null,
+    });
+    await store.close();
+
+    // Opened again, the file's salt is the same, so is the waiting forward's id; the claim writes both ids.
+    const again = new SqliteTaskStore(path);
+    again.forwards!.enable(['delivered']);
+    expect((await again.forwards!.forwardsOf('p8'))[0]!.webhookId).toBe(waiting.webhookId);
+    const jobs = await again.forwards!.claimDue(5000, 10, 1000);
+    expect(jobs.map((j) => [j.forward.taskId, j.forward.webhookId])).toEqual([
+      ['w8', 'msg_v8w'],
+      ['p8', waiting.webhookId],
+    ]);
+    expect(peek.prepare('SELECT task_id, webhook_id FROM forwards ORDER BY task_id').all()).toEqual([
+      { task_id: 'p8', webhook_id: waiting.webhookId },
+      { task_id: 'w8', webhook_id: 'msg_v8w' },
+    ]);
+    expect(peek.prepare('SELECT unclaimed FROM counts').get()).toEqual({ unclaimed: 0 });
+    peek.close();
+    await again.close();
+
+    // Another file has another salt: the same task id and event time get another id.
+    const other = new SqliteTaskStore(tempFile());
+    other.forwards!.enable(['delivered']);
+    await other.register(['p8'], 1000, 9000);
+    await other.recordCallback({ taskId: 'p8', outcome: 'solved', code: 'c', format: 'json', receivedAt: 4000 });
+    const elsewhere = (await other.forwards!.forwardsOf('p8'))[0]!.webhookId;
+    expect(elsewhere).toMatch(/^msg_/);
+    expect(elsewhere).not.toBe(waiting.webhookId);
+    await other.close();
+
+    const db = new DatabaseSync(path);
+    expectCurrentSchema(db);
+    expect(tasksRootPage(db)).toBe(rootPage);
+    db.close();
+  });
 });
 
 describe('SqliteTaskStore schema versions', () => {
   it('refuses a file written by a newer schema version, naming both versions, and leaves it untouched', () => {
     const path = fileWith(`${SCHEMA_V3} PRAGMA user_version = 99;`);
-    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 8/);
+    expect(() => new SqliteTaskStore(path)).toThrow(/schema version 99, newer than this receiver's 9/);
     const db = new DatabaseSync(path);
     expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 99 });
     db.close();
@@ -513,13 +640,14 @@ function tableInfo(db: DatabaseSync): unknown[] {
 }
 
 /**
- * Version 8: the v3 indexes, the unique solver id index and the unclaimed forwards' index, the state CHECK spelled
+ * Version 9: the store's salt (version 9), the v3 indexes, the unique solver id index and the unclaimed forwards' index, the state CHECK spelled
  * with OR and still enforced, the solver id, solution and metadata columns (version 5), `recovered` (version 7) and
  * the unclaimed forward (version 8) last, solver ids unique, the forwarding outbox (version 6), and exactly the
  * columns a new file has, in its order.
  */
 function expectCurrentSchema(db: DatabaseSync): void {
-  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 8 });
+  expect(db.prepare('PRAGMA user_version').get()).toEqual({ user_version: 9 });
+  expect(db.prepare('SELECT one, length(salt) AS n FROM store_identity').all()).toEqual([{ one: 1, n: 24 }]);
   expect(tableInfo(db)).toEqual(newFileColumns());
   expect(
     db.prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'forwards' OR type = 'trigger' ORDER BY name").all(),

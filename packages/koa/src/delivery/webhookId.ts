@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** This process's random part: 12 bytes, drawn once, so ids from different processes never collide. */
 const PROCESS_PART = randomBytes(12).toString('base64url');
@@ -12,4 +12,15 @@ let counter = 0;
  */
 export function newWebhookId(): string {
   return `msg_${PROCESS_PART}${(counter++).toString(36).padStart(6, '0')}`;
+}
+
+/**
+ * The webhook id of a forward that waits on its task's row in a SQLite store (schema version 9): derived, not stored,
+ * so a callback's write carries no id. The store's salt keeps two stores' ids apart; the event time tells a task id
+ * registered again after retention from its earlier self. The claim writes it into the forward's row, where every
+ * attempt and replay reads it, as with newWebhookId.
+ */
+export function waitingWebhookId(salt: string, taskId: string, eventAt: number): string {
+  const digest = createHash('sha256').update(`${salt}\n${eventAt}\n${taskId}`).digest('base64url');
+  return `msg_${digest.slice(0, 27)}`;
 }

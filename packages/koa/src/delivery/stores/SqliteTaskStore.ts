@@ -14,7 +14,6 @@ import {
   type TaskState,
   type TaskStore,
 } from '../TaskStore.ts';
-import { newWebhookId } from '../webhookId.ts';
 import type { Checkpointer, CheckpointerOptions } from './sqliteCheckpointer.ts';
 import { SqliteCommitQueue, startWalCheckpoints } from './sqliteCommitQueue.ts';
 import { SqliteForwardOutbox } from './sqliteForwardOutbox.ts';
@@ -242,34 +241,19 @@ export class SqliteTaskStore implements TaskStore {
     if (!row) {
       // Nothing holds the solver id (the lookups above would have found it): it is linked to the stored result.
       const solver = solverTaskId ?? null;
-      if (this.#outbox.enabled && this.#outbox.enabledFor('delivered')) {
-        const webhookId = newWebhookId();
-        this.#sql.insertUnregisteredForwarding.run(
-          id,
-          r.outcome,
-          r.code,
-          r.format,
-          r.receivedAt,
-          solver,
-          solution,
-          metadata,
-          recovered,
-          webhookId,
-        );
-        this.#unclaimedAdded++;
-      } else {
-        this.#sql.insertUnregistered.run(
-          id,
-          r.outcome,
-          r.code,
-          r.format,
-          r.receivedAt,
-          solver,
-          solution,
-          metadata,
-          recovered,
-        );
-      }
+      const forwarding = this.#outbox.enabled && this.#outbox.enabledFor('delivered');
+      if (forwarding) this.#unclaimedAdded++;
+      (forwarding ? this.#sql.insertUnregisteredForwarding : this.#sql.insertUnregistered).run(
+        id,
+        r.outcome,
+        r.code,
+        r.format,
+        r.receivedAt,
+        solver,
+        solution,
+        metadata,
+        recovered,
+      );
       return { kind: 'unregistered', id };
     }
     const [taskId, state, submittedAt, linked] = row;
@@ -281,42 +265,14 @@ export class SqliteTaskStore implements TaskStore {
       return { kind: 'duplicate', id: taskId };
     }
     const kind = state === 'pending' ? 'delivered' : 'late';
-    // With forwarding on, the forward waits on the task's row, written by this same UPDATE (see sqliteSchema.ts).
-    // The arguments are written out in each call: this runs once per callback, so no array per call.
+    // With forwarding on, the forward waits on the task's row, written by this same UPDATE (see sqliteSchema.ts);
+    // both statements of a pair bind the same arguments. They are written out: this runs once per callback, so no
+    // array per call.
+    const forwarding = this.#outbox.enabled && this.#outbox.enabledFor(kind);
+    if (forwarding) this.#unclaimedAdded++;
     const { outcome, code, format, receivedAt } = r;
-    if (this.#outbox.enabled && this.#outbox.enabledFor(kind)) {
-      const webhookId = newWebhookId();
-      if (link) {
-        this.#sql.settleLinkForwarding.run(
-          solverTaskId,
-          kind,
-          outcome,
-          code,
-          format,
-          receivedAt,
-          solution,
-          metadata,
-          recovered,
-          taskId,
-          webhookId,
-        );
-      } else {
-        this.#sql.settleForwarding.run(
-          kind,
-          outcome,
-          code,
-          format,
-          receivedAt,
-          solution,
-          metadata,
-          recovered,
-          taskId,
-          webhookId,
-        );
-      }
-      this.#unclaimedAdded++;
-    } else if (link) {
-      this.#sql.settleLink.run(
+    if (link) {
+      (forwarding ? this.#sql.settleLinkForwarding : this.#sql.settleLink).run(
         solverTaskId,
         kind,
         outcome,
@@ -328,7 +284,19 @@ export class SqliteTaskStore implements TaskStore {
         recovered,
         taskId,
       );
-    } else this.#sql.settle.run(kind, outcome, code, format, receivedAt, solution, metadata, recovered, taskId);
+    } else {
+      (forwarding ? this.#sql.settleForwarding : this.#sql.settle).run(
+        kind,
+        outcome,
+        code,
+        format,
+        receivedAt,
+        solution,
+        metadata,
+        recovered,
+        taskId,
+      );
+    }
     return { kind, id: taskId, submittedAt: submittedAt ?? r.receivedAt };
   }
 

@@ -7,7 +7,7 @@ import type {
   ForwardSettleItem,
   ReplayFilter,
 } from '../TaskStore.ts';
-import { newWebhookId } from '../webhookId.ts';
+import { newWebhookId, waitingWebhookId } from '../webhookId.ts';
 import type { SqliteCommitQueue } from './sqliteCommitQueue.ts';
 import {
   type ForwardRow,
@@ -24,7 +24,7 @@ type Read = <T>(op: string, fn: () => T) => T;
 
 /**
  * A SqliteTaskStore's forwarding outbox: the `forwards` table, and the forwards still waiting on their task's row.
- * A callback's result sets its task's `forward_at`/`forward_id` in the UPDATE that settles it (the store picks that
+ * A callback's result sets its task's `forward_at` in the UPDATE that settles it (the store picks that
  * statement when `enabledFor` says so); a merge and `missed` write their row through `add`, inside the transition's
  * own transaction. The first claim or redeliver that needs an unclaimed forward moves it into its row first (in the
  * same transaction); `forwardsOf` and `backlog` read both, and replay never touches a pending forward. The worker's writes here wait out WAL holds
@@ -34,6 +34,8 @@ export class SqliteForwardOutbox implements ForwardOutbox {
   readonly #sql: SqliteStatements;
   readonly #queue: SqliteCommitQueue;
   readonly #read: Read;
+  /** The store's salt, from which a waiting forward's webhook id is derived (see waitingWebhookId). */
+  readonly #salt: string;
   /** Events that write a forward; empty while forwarding is off. */
   #events: ReadonlySet<ForwardEvent> = new Set();
 
@@ -41,6 +43,12 @@ export class SqliteForwardOutbox implements ForwardOutbox {
     this.#sql = sql;
     this.#queue = queue;
     this.#read = read;
+    this.#salt = (sql.selectSalt.get() as { salt: string }).salt;
+  }
+
+  /** A waiting forward's webhook id: the one a version 8 file stored with it, else derived. */
+  #webhookIdOf(u: UnclaimedRow): string {
+    return u.forward_id ?? waitingWebhookId(this.#salt, u.id, u.forward_at);
   }
 
   /** Whether any event writes a forward: while none does, a callback skips the per-event check altogether. */
@@ -65,7 +73,7 @@ export class SqliteForwardOutbox implements ForwardOutbox {
   #toRows(unclaimed: readonly UnclaimedRow[]): void {
     if (unclaimed.length === 0) return;
     for (const u of unclaimed) {
-      this.#sql.insertForward.run(u.id, u.state, u.forward_id, u.forward_at);
+      this.#sql.insertForward.run(u.id, u.state, this.#webhookIdOf(u), u.forward_at);
       this.#sql.clearUnclaimed.run(u.id);
     }
     this.#sql.addUnclaimed.run(-unclaimed.length);
@@ -120,7 +128,7 @@ export class SqliteForwardOutbox implements ForwardOutbox {
     return this.#read('forwardsOf', () => {
       const rows = (this.#sql.selectForwardsOf.all(taskId) as unknown as ForwardRow[]).map(toForward);
       const unclaimed = this.#sql.selectUnclaimedOf.get(taskId) as UnclaimedRow | undefined;
-      if (unclaimed) rows.push(unclaimedToForward(unclaimed));
+      if (unclaimed) rows.push(unclaimedToForward(unclaimed, this.#webhookIdOf(unclaimed)));
       return rows.sort((a, b) => (a.event < b.event ? -1 : a.event > b.event ? 1 : 0));
     });
   }

@@ -1,7 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 
 /** Bump with a migration when the schema changes. */
-const SCHEMA_VERSION = 8;
+const SCHEMA_VERSION = 9;
 
 /*
  * One row per task. The state CHECK spells its four values out with OR on purpose: SQLite evaluates `state IN (…)`
@@ -20,6 +20,11 @@ const SCHEMA_VERSION = 8;
  * time and webhook id; the event is the task's state, delivered or late). The UPDATE that settles the task sets them,
  * so a callback with forwarding on writes its own row and one entry of `tasks_forward_due` instead of a row of the
  * outbox with its two indexes; the first claim moves them into a `forwards` row (sqliteForwardOutbox.ts).
+ *
+ * Version 9 writes `forward_id` no more: a waiting forward's webhook id is derived from the store's salt (the
+ * `store_identity` table), its task id and its event time (webhookId.ts), which leaves the callback's UPDATE a string
+ * shorter. A version 8 file's waiting forwards keep the ids they were given; the column stays so that new and upgraded
+ * files have the same columns.
  */
 const TASKS_TABLE = `tasks (
   id TEXT PRIMARY KEY,
@@ -98,6 +103,9 @@ END;`;
  * Up to version 2 one (state, deadline) index served both, so a delivery also inserted an entry at its deadline's
  * place among the delivered (a page of its own per callback), and a third index served retention.
  *
+ * `store_identity` (version 9) holds the store's salt, drawn once when the table is created: waiting forwards' webhook
+ * ids derived from it differ between stores, and stay the same across restarts.
+ *
  * `counts` is one row updated inside the same transaction as every transition, so `counts()` is a single-row read
  * however many tasks there are, and can never drift from the rows it summarises. Its `unclaimed` (version 8) counts
  * the tasks whose forward waits on their row: added by each group commit, taken off by the claim that writes the
@@ -125,6 +133,8 @@ CREATE TRIGGER IF NOT EXISTS tasks_unclaimed_deleted AFTER DELETE ON tasks WHEN 
 END;
 CREATE TABLE IF NOT EXISTS heartbeat (one INTEGER PRIMARY KEY CHECK (one = 1), beats INTEGER NOT NULL);
 INSERT OR IGNORE INTO heartbeat VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS store_identity (one INTEGER PRIMARY KEY CHECK (one = 1), salt TEXT NOT NULL);
+INSERT OR IGNORE INTO store_identity VALUES (1, lower(hex(randomblob(12))));
 ${FORWARDS_SCHEMA}
 `;
 
@@ -159,7 +169,8 @@ function migrate(db: DatabaseSync): void {
     throw new Error(`the file has schema version ${version}, newer than this receiver's ${SCHEMA_VERSION}`);
   }
   const exists = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'").get();
-  if (!exists || version === SCHEMA_VERSION) return;
+  // Version 8 lacks only `store_identity`, which the schema creates (CREATE … IF NOT EXISTS) after this.
+  if (!exists || version >= 8) return;
   // The counts row of an older file lacks version 8's column (a file without the table gets it from the schema).
   if (db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'counts'").get()) {
     db.exec('ALTER TABLE counts ADD COLUMN unclaimed INTEGER NOT NULL DEFAULT 0');

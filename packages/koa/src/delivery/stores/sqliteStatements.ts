@@ -21,12 +21,15 @@ export interface TaskRow {
   recovered: number;
 }
 
-/** A task's forward that no claim has taken yet (version 8): its event is the task's state. */
+/**
+ * A task's forward that no claim has taken yet (version 8): its event is the task's state; its webhook id is stored
+ * only by version 8 (see waitingWebhookId).
+ */
 export interface UnclaimedRow {
   id: string;
   state: 'delivered' | 'late';
   forward_at: number;
-  forward_id: string;
+  forward_id: string | null;
 }
 
 /** What a callback's lookup reads: enough to decide its transition and whether to link the solver id. */
@@ -94,8 +97,8 @@ export function prepareStatements(db: DatabaseSync) {
     ),
     insertUnregisteredForwarding: db.prepare(
       `INSERT INTO tasks (id, state, registered, outcome, code, format, received_at, callbacks, solver_task_id,
-         solution, metadata, recovered, forward_at, forward_id)
-       VALUES (?1, 'delivered', 0, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?5, ?10)`,
+         solution, metadata, recovered, forward_at)
+       VALUES (?1, 'delivered', 0, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?5)`,
     ),
     /** A callback's task by the app's id (the path): state, submitted_at, solver_task_id. */
     selectById: returningArrays(db.prepare('SELECT state, submitted_at, solver_task_id FROM tasks WHERE id = ?')),
@@ -123,7 +126,7 @@ export function prepareStatements(db: DatabaseSync) {
     /** The same with forwarding on for its event: the result's forward waits on the row until a claim takes it. */
     settleForwarding: db.prepare(
       `UPDATE tasks SET state = ?1, outcome = ?2, code = ?3, format = ?4, received_at = ?5, solution = ?6, metadata = ?7,
-         recovered = ?8, callbacks = callbacks + 1, forward_at = ?5, forward_id = ?10
+         recovered = ?8, callbacks = callbacks + 1, forward_at = ?5
        WHERE id = ?9`,
     ),
     /** The same two, also linking the callback's solver id to a task that has none, unless another task holds it. */
@@ -137,8 +140,7 @@ export function prepareStatements(db: DatabaseSync) {
     ),
     settleLinkForwarding: db.prepare(
       `UPDATE tasks SET solver_task_id = ${LINK_IF_FREE}, state = ?2, outcome = ?3, code = ?4, format = ?5,
-         received_at = ?6, solution = ?7, metadata = ?8, recovered = ?9, callbacks = callbacks + 1, forward_at = ?6,
-         forward_id = ?11
+         received_at = ?6, solution = ?7, metadata = ?8, recovered = ?9, callbacks = callbacks + 1, forward_at = ?6
        WHERE id = ?10`,
     ),
     selectLinkTarget: db.prepare('SELECT registered, state, submitted_at, solver_task_id FROM tasks WHERE id = ?'),
@@ -185,6 +187,7 @@ export function prepareStatements(db: DatabaseSync) {
     addUnclaimed: db.prepare('UPDATE counts SET unclaimed = unclaimed + ? WHERE one = 1'),
     selectUnclaimedCount: db.prepare('SELECT unclaimed AS n FROM counts WHERE one = 1'),
     beat: db.prepare('UPDATE heartbeat SET beats = beats + 1 WHERE one = 1'),
+    selectSalt: db.prepare('SELECT salt FROM store_identity WHERE one = 1'),
     insertForward: db.prepare(
       `INSERT OR IGNORE INTO forwards (task_id, event, webhook_id, state, created_at, since, next_attempt_at)
        VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)`,
@@ -273,11 +276,11 @@ export function parseJson(text: string | null): ResultDetails | null {
 }
 
 /** An unclaimed forward as its `forwards` row will start: pending, due at its event time, never attempted. */
-export function unclaimedToForward(row: UnclaimedRow): ForwardRecord {
+export function unclaimedToForward(row: UnclaimedRow, webhookId: string): ForwardRecord {
   return {
     taskId: row.id,
     event: row.state,
-    webhookId: row.forward_id,
+    webhookId,
     state: 'pending',
     createdAt: row.forward_at,
     since: row.forward_at,
