@@ -316,7 +316,7 @@ describe('the pace: callbacks first', () => {
     // The forwarder's share small: the callbacks' 90 % is a burst, and only the trickle may go.
     ownShare = 0.05;
     await waitFor(() => pace.busy, 10_000, "busy once the demand is the callbacks'");
-    expect(pace.claim(() => {})).toBe(4);
+    expect(pace.claim(() => {})).toBe(16);
     expect(pace.claim(() => {})).toBe(0);
     // Back to half: room again (calmWindows 1), and the put-off claim is woken.
     ownShare = 0.5;

@@ -47,7 +47,7 @@ export interface ForwarderOptions {
   /**
    * Callbacks first: while this event loop's thread is busy with results arriving (it wanted the CPU for `pace.busyAt`
    * of a 20 ms window or more, default 0.7, the forwarder's own claims and settlements aside), forwards wait in the
-   * outbox, but for a trickle of 4 every 100 ms; they catch up once the loop has room (see LoopPace). `{ busyAt: 1 }`
+   * outbox, but for a trickle of 16 every 400 ms; they catch up once the loop has room (see LoopPace). `{ busyAt: 1 }`
    * turns it off.
    */
   readonly pace?: PaceOptions;
