@@ -16,6 +16,7 @@ export const PROCESSES = 'processes';
 export const UNIT_LANE: readonly string[] = [
   'test/alerting.generated.test.ts',
   'test/alerting.table.test.ts',
+  'test/bench.stats.test.ts',
   'test/check.state.test.ts',
   'test/check.thresholds.test.ts',
   'test/check.watch.test.ts',

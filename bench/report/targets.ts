@@ -1,7 +1,7 @@
 /** The targets the benchmark is judged by: each measured value, its goal, and whether it was met. */
 
 import { median } from '../lib/stats.ts';
-import { cpu, fx, mb, p99of, paired, pairedRange, ratio, roundRatios, rps } from './format.ts';
+import { cpu, fx, mb, p99of, paired, pairedInterval, pairedRange, ratio, roundRatios, rps } from './format.ts';
 import type { BenchReport, PeerSummary, Run } from './types.ts';
 
 /**
@@ -19,6 +19,11 @@ function pairedQuiet(
   // Rounds in order of b's CPU per request; the quieter half's ratios.
   const rounds = q.map((_, i) => i).sort((i, j) => cpu(b.runs[i]!) - cpu(b.runs[j]!));
   return median(rounds.slice(0, Math.ceil(q.length / 2)).map((i) => q[i]!));
+}
+/** `; 97 % interval of the median a–b` (see pairedInterval), or nothing with too few rounds. */
+function intervalNote(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
+  const i = pairedInterval(a, b, f);
+  return i ? `; ${i}` : '';
 }
 const quietNote = (q: number | undefined) =>
   q === undefined ? '' : `; ${fx(q)}× in the quieter half of the rounds (the seed's lowest CPU per request)`;
@@ -51,7 +56,7 @@ export function targets(r: BenchReport): Target[] {
     measured:
       tput === undefined
         ? 'not measured'
-        : `${fx(tput)}× (rounds ${pairedRange(rx, seed, rps)}${quietNote(pairedQuiet(rx, seed, rps))}; CPU per request ${fx(paired(rx, seed, cpu))}× the seed's)`,
+        : `${fx(tput)}× (rounds ${pairedRange(rx, seed, rps)}${intervalNote(rx, seed, rps)}${quietNote(pairedQuiet(rx, seed, rps))}; CPU per request ${fx(paired(rx, seed, cpu))}× the seed's)`,
     target: '≥ 1.00×',
     met: tput === undefined ? undefined : tput >= 1,
     ...(tput !== undefined && tput < 1 ? { miss: `${fx((1 - tput) * 100, 0)} % short` } : {}),
@@ -62,7 +67,7 @@ export function targets(r: BenchReport): Target[] {
     measured:
       p99 === undefined
         ? 'not measured'
-        : `${fx(p99)}× (rounds ${pairedRange(rx, seed, p99of)}${quietNote(pairedQuiet(rx, seed, p99of))}; medians ${fx(rx?.p99, 3)} ms vs ${fx(seed?.p99, 3)} ms)`,
+        : `${fx(p99)}× (rounds ${pairedRange(rx, seed, p99of)}${intervalNote(rx, seed, p99of)}${quietNote(pairedQuiet(rx, seed, p99of))}; medians ${fx(rx?.p99, 3)} ms vs ${fx(seed?.p99, 3)} ms)`,
     target: '≤ 1.00×',
     met: p99 === undefined ? undefined : p99 <= 1,
     ...(p99 !== undefined && p99 > 1 ? { miss: `${fx((p99 - 1) * 100, 0)} % higher` } : {}),
@@ -80,7 +85,7 @@ export function targets(r: BenchReport): Target[] {
     measured:
       fwdTput === undefined
         ? 'not measured'
-        : `${fx(fwdTput)}× (rounds ${pairedRange(fwd, rx, rps)}; CPU per callback ${fx(paired(fwd, rx, cpu))}×, forwards included${loopNote(fwd, rx)}${noRowNote(rps)})`,
+        : `${fx(fwdTput)}× (rounds ${pairedRange(fwd, rx, rps)}${intervalNote(fwd, rx, rps)}; CPU per callback ${fx(paired(fwd, rx, cpu))}×, forwards included${loopNote(fwd, rx)}${noRowNote(rps)})`,
     target: '≥ 0.90×',
     met: fwdTput === undefined ? undefined : fwdTput >= 0.9,
     ...(fwdTput !== undefined && fwdTput < 0.9 ? { miss: `${fx((0.9 - fwdTput) * 100, 0)} points short` } : {}),
@@ -91,7 +96,7 @@ export function targets(r: BenchReport): Target[] {
     measured:
       fwdP99 === undefined
         ? 'not measured'
-        : `${fx(fwdP99)}× (rounds ${pairedRange(fwd, rx, p99of)}; medians ${fx(fwd?.p99, 3)} ms vs ${fx(rx?.p99, 3)} ms${noRowNote(p99of)})`,
+        : `${fx(fwdP99)}× (rounds ${pairedRange(fwd, rx, p99of)}${intervalNote(fwd, rx, p99of)}; medians ${fx(fwd?.p99, 3)} ms vs ${fx(rx?.p99, 3)} ms${noRowNote(p99of)})`,
     target: '≤ 1.10×',
     met: fwdP99 === undefined ? undefined : fwdP99 <= 1.1,
     ...(fwdP99 !== undefined && fwdP99 > 1.1 ? { miss: `${fx((fwdP99 - 1.1) * 100, 0)} points over` } : {}),
