@@ -30,7 +30,7 @@ export function pairedRange(a: PeerSummary | undefined, b: PeerSummary | undefin
 }
 /**
  * How sure the median of the per-round ratios is: its distribution-free interval (at least 90 % coverage), e.g.
- * `97 % interval of the median 0.91–1.04`; empty with fewer than five rounds.
+ * `96 % interval of the median 0.91–1.04` (15 rounds); empty with fewer than five rounds.
  */
 export function pairedInterval(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
   const i = medianInterval(roundRatios(a, b, f));

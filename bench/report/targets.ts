@@ -20,7 +20,7 @@ function pairedQuiet(
   const rounds = q.map((_, i) => i).sort((i, j) => cpu(b.runs[i]!) - cpu(b.runs[j]!));
   return median(rounds.slice(0, Math.ceil(q.length / 2)).map((i) => q[i]!));
 }
-/** `; 97 % interval of the median a–b` (see pairedInterval), or nothing with too few rounds. */
+/** `; 96 % interval of the median a–b` (see pairedInterval), or nothing with too few rounds. */
 function intervalNote(a: PeerSummary | undefined, b: PeerSummary | undefined, f: (r: Run) => number): string {
   const i = pairedInterval(a, b, f);
   return i ? `; ${i}` : '';
